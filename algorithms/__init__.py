@@ -1,0 +1,1 @@
+"""Cooperative MARL algorithms: shared building blocks, one module per method, a registry."""

@@ -1,0 +1,51 @@
+"""The algorithm contract the run driver talks to."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel
+
+from environments.base import BatchedEnv, EnvSpec, TimeStep
+
+
+@dataclass
+class IterationResult:
+    timestep: TimeStep  # where collection stopped; the next iteration continues from it
+    env_steps: int  # environment steps consumed (summed over batched copies)
+    episode_returns: torch.Tensor  # team returns of training episodes that finished, [K]
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+class Algorithm(ABC):
+    name: ClassVar[str]
+    family: ClassVar[str]  # "on_policy", "off_policy", "value_based", "tabular"
+    Config: ClassVar[type[BaseModel]]  # hyperparameters, validated (extra keys forbidden)
+
+    def __init__(self, spec: EnvSpec, config: BaseModel, device: torch.device):
+        self.spec = spec
+        self.config = config
+        self.device = device
+
+    @property
+    @abstractmethod
+    def n_envs(self) -> int:
+        """How many batched environment copies training collects from."""
+
+    @abstractmethod
+    def act(self, timestep: TimeStep, deterministic: bool) -> torch.Tensor:
+        """Joint actions `[B, N]` for every copy (greedy when `deterministic`)."""
+
+    @abstractmethod
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        """Collect experience from `env` starting at `timestep`, then update."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Networks and optimizer states: tensors and plain containers only (weights_only loads)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...

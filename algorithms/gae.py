@@ -1,0 +1,32 @@
+"""Generalized advantage estimation (Schulman et al. 2016; CORA eq. 2), batched over everything but time."""
+
+from __future__ import annotations
+
+import torch
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    episode_end: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Advantages and value targets for a rollout of T steps; tensors are `[T, ...]`.
+
+    `next_values[t]` is V of the state reached by step t: the next stored state, or, where the
+    episode ended, the final state of that episode. `terminated[t]` zeroes that bootstrap (a true
+    end); `episode_end[t]` (terminated or truncated) stops the recursion from crossing into the
+    next episode. A truncated step therefore bootstraps from V(final state) but does not chain.
+    """
+    not_terminated = (~terminated).to(rewards.dtype)
+    continues = (~episode_end).to(rewards.dtype)
+    deltas = rewards + gamma * not_terminated * next_values - values
+    advantages = torch.empty_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = deltas[t] + gamma * lam * continues[t] * running
+        advantages[t] = running
+    return advantages, advantages + values

@@ -1,0 +1,5 @@
+import sys
+
+from coopbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,84 @@
+"""`coopbench run | list | plan`: the command line, and the only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from coopbench.errors import CoopbenchError
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from coopbench.config import parse_set, resolve
+    from coopbench.run import execute
+
+    config = resolve(args.algo, args.env, parse_set(args.set))  # every check before any file is written
+    if args.expect_hash and args.expect_hash != config.hash:
+        raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
+                             "the config files changed after the workflow was planned; re-run snakemake")
+    run_dir = execute(config, args.seed, Path(args.results_dir), torch_threads=args.threads,
+                      checkpoint_interval_s=args.checkpoint_interval)
+    print(run_dir)
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from algorithms.registry import ALGORITHMS
+    from environments.registry import ENVIRONMENTS
+
+    for title, registry in (("environments", ENVIRONMENTS), ("algorithms", ALGORITHMS)):
+        if args.kind in (None, title):
+            print(f"# {title}")
+            for entry in registry.entries():
+                print(f"{entry.name}\t{entry.family}\t{entry.summary}")
+
+
+def _cmd_plan(args: argparse.Namespace) -> None:
+    from coopbench.config import plan_suite
+
+    for run in plan_suite(args.suite):
+        print(run.config.run_dir(Path(args.results_dir), run.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coopbench", description="Cooperative MARL reproducibility harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate one algorithm on one environment with one seed")
+    run.add_argument("algo")
+    run.add_argument("env")
+    run.add_argument("--seed", type=int, required=True)
+    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a config value (sections: env, algo, run); repeatable")
+    run.add_argument("--results-dir", default="results")
+    run.add_argument("--expect-hash", help="fail unless the resolved config has this hash (used by the workflow)")
+    run.add_argument("--threads", type=int, default=int(os.environ.get("COOPBENCH_TORCH_THREADS", "1")),
+                     help="torch threads (default 1, or $COOPBENCH_TORCH_THREADS)")
+    run.add_argument("--checkpoint-interval", type=float, default=300.0, metavar="SECONDS",
+                     help="checkpoint at least this often, besides after every evaluation")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="print the registered environments and algorithms, with their family")
+    lst.add_argument("kind", nargs="?", choices=["environments", "algorithms"])
+    lst.set_defaults(func=_cmd_list)
+
+    plan = sub.add_parser("plan", help="print the run directories a suite consists of")
+    plan.add_argument("suite")
+    plan.add_argument("--results-dir", default="results")
+    plan.set_defaults(func=_cmd_plan)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CoopbenchError as err:
+        print(f"coopbench: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Config is data: YAML under config/, validated on load, resolved into one hashed dict per run.
+
+Precedence, lowest first: the algorithm's built-in defaults < config/algorithms/<algo>.yaml
+`hparams` < its `overrides` whose `envs` pattern matches the environment < the suite's `run` and
+`overrides` < `--set` on the command line. The resolved config (env, algo, run) is hashed; the
+hash names the run directory, so a changed hyperparameter never reuses an old result.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coopbench.config_errors import params_error
+from coopbench.errors import CoopbenchError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("env", "algo", "run")
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("COOPBENCH_CONFIG_DIR", REPO_ROOT / "config"))
+
+
+class RunConfig(BaseModel):
+    """How long to train and how to evaluate: the budget part of a run's config."""
+
+    model_config = ConfigDict(extra="forbid")
+    total_env_steps: int = Field(20_000, gt=0, description="environment steps, summed over batched copies")
+    eval_interval: int = Field(2_000, gt=0, description="evaluate every this many environment steps")
+    eval_episodes: int = Field(16, gt=0, description="greedy episodes per evaluation")
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+class Normalization(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["min_max", "env_bounds", "raw"]
+    low: float | None = None
+    high: float | None = None
+    rule: str = Field(min_length=1, description="the rule in words, shown on the site")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.method == "min_max" and (self.low is None or self.high is None or self.high <= self.low):
+            raise ValueError("min_max normalization needs low < high")
+        return self
+
+
+class EnvFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, Any] = Field(default_factory=dict)
+    normalization: Normalization
+    notes: str = ""
+
+
+class HparamOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    envs: list[str] = Field(min_length=1, description="glob patterns of environment names")
+    source: str = Field(min_length=1, description="where the values come from (paper, table)")
+    hparams: dict[str, Any]
+
+
+class AlgoFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = ""
+    hparams: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[HparamOverride] = Field(default_factory=list)
+
+
+class SuiteOverride(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    envs: list[str] = Field(default_factory=lambda: ["*"])
+    algos: list[str] = Field(default_factory=lambda: ["*"])
+    set: dict[str, Any]
+
+
+class SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(min_length=1)
+    environments: list[str] = Field(min_length=1)
+    algorithms: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    run: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[SuiteOverride] = Field(default_factory=list)
+
+
+def load_yaml(path: Path, model: type[BaseModel], what: str) -> BaseModel:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise CoopbenchError(f"no config file for {what}: {path}", f"create {path}") from None
+    except yaml.YAMLError as err:
+        raise CoopbenchError(f"{path} is not valid YAML: {err}".replace("\n", " "), "fix the YAML syntax") from None
+    try:
+        return model(**data)
+    except ValidationError as err:
+        raise params_error(err, prefix=path.name, model=model, what=what) from None
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """`["algo.lr_actor=1e-3", "run.total_env_steps=5000"]` -> {"algo": {...}, "run": {...}}."""
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in SECTIONS or not name:
+            raise CoopbenchError(f"bad --set {item!r}", "write --set SECTION.KEY=VALUE with SECTION one of env, algo, run")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise CoopbenchError(f"bad --set value in {item!r}", "give a YAML scalar or list, e.g. 0.001 or [64,64]") from None
+        out[section][name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    env: str
+    algo: str
+    env_params: dict[str, Any]
+    algo_hparams: dict[str, Any]
+    run: dict[str, Any]
+    normalization: dict[str, Any]
+    algo_family: str
+    env_family: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": {"name": self.env, "params": self.env_params},
+                "algo": {"name": self.algo, "hparams": self.algo_hparams},
+                "run": self.run}
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def run_dir(self, results_dir: Path, seed: int) -> Path:
+        return Path(results_dir) / "runs" / self.env / self.algo / self.hash / f"seed-{seed}"
+
+
+def _validate(model: type[BaseModel], values: dict, prefix: str, what: str) -> dict:
+    try:
+        return model(**values).model_dump()
+    except ValidationError as err:
+        raise params_error(err, prefix=prefix, model=model, what=what) from None
+
+
+def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = None) -> ResolvedConfig:
+    """The full, validated config of one (algo, env) pair; `overrides` as returned by parse_set."""
+    from algorithms.registry import ALGORITHMS
+    from environments.registry import ENVIRONMENTS, validate_params
+
+    overrides = overrides or {s: {} for s in SECTIONS}
+    algo_entry, env_entry = ALGORITHMS.get(algo), ENVIRONMENTS.get(env)
+    env_file: EnvFile = load_yaml(config_dir() / "environments" / f"{env}.yaml", EnvFile, f"environment {env!r}")
+    algo_file: AlgoFile = load_yaml(config_dir() / "algorithms" / f"{algo}.yaml", AlgoFile, f"algorithm {algo!r}")
+
+    hparams = dict(algo_file.hparams)
+    for rule in algo_file.overrides:
+        if any(fnmatch.fnmatch(env, pattern) for pattern in rule.envs):
+            hparams.update(rule.hparams)
+    hparams.update(overrides.get("algo", {}))
+    algo_hparams = _validate(algo_entry.load().Config, hparams, "algo", f"algorithm {algo!r}")
+    env_params = validate_params(env, {**env_file.params, **overrides.get("env", {})})
+    run = _validate(RunConfig, overrides.get("run", {}), "run", "the run")
+    return ResolvedConfig(env, algo, env_params, algo_hparams, run, env_file.normalization.model_dump(),
+                          algo_entry.family, env_entry.family)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One job of a suite: what Snakemake schedules and `coopbench run` executes."""
+
+    config: ResolvedConfig
+    seed: int
+    set_args: tuple[str, ...]  # the --set arguments that reproduce `config` on the command line
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.config.env, self.config.algo, self.config.hash, self.seed)
+
+
+def load_suite(name: str) -> SuiteFile:
+    path = config_dir() / "suites" / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (config_dir() / "suites").glob("*.yaml"))
+        raise CoopbenchError(f"unknown suite {name!r}", f"choose one of: {', '.join(known)}")
+    return load_yaml(path, SuiteFile, f"suite {name!r}")
+
+
+def plan_suite(name: str) -> list[PlannedRun]:
+    suite = load_suite(name)
+    planned = []
+    for env in suite.environments:
+        for algo in suite.algorithms:
+            sets = {f"run.{k}": v for k, v in suite.run.items()}
+            for rule in suite.overrides:
+                if any(fnmatch.fnmatch(env, p) for p in rule.envs) and any(fnmatch.fnmatch(algo, p) for p in rule.algos):
+                    sets.update(rule.set)
+            set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
+            config = resolve(algo, env, parse_set(list(set_args)))
+            planned += [PlannedRun(config, seed, set_args) for seed in suite.seeds]
+    return planned

@@ -1,0 +1,265 @@
+"""The run driver: what one Snakemake job (and `coopbench run`) does.
+
+build env + algorithm from the resolved config -> seed everything -> loop
+(collect+update, evaluate every `eval_interval` steps, append a metrics row, checkpoint) -> write
+metrics.parquet and manifest.json atomically. A killed run restarts from checkpoint.pt and ends
+bit-for-bit where an uninterrupted one would (CPU): the checkpoint holds every piece of state that
+influences the future (networks, optimizers, environment, current timestep, all RNG states,
+metrics so far).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from algorithms.registry import ALGORITHMS
+from coopbench import io, provenance
+from coopbench.config import ResolvedConfig
+from coopbench.errors import CoopbenchError
+from coopbench.schema import METRICS_COLUMNS, SCHEMA_VERSION
+from environments.base import TimeStep
+from environments.registry import make
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation copies never share a random stream with training
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CoopbenchError("run.device=cuda but no CUDA device is visible to torch",
+                             "run on a GPU node, or set run.device=cpu")
+    return torch.device(name)
+
+
+def normalization_bounds(config: ResolvedConfig, return_bounds) -> dict:
+    norm = dict(config.normalization)
+    if norm["method"] == "env_bounds":
+        if return_bounds is None:
+            raise CoopbenchError(f"{config.env} has no known return bounds for env_bounds normalization",
+                                 "give min_max with low/high in its config file")
+        norm.update(method="min_max", low=float(return_bounds[0]), high=float(return_bounds[1]))
+    return norm
+
+
+def normalized(value: float, norm: dict) -> float:
+    if norm["method"] == "raw":
+        return value
+    return (value - norm["low"]) / (norm["high"] - norm["low"])
+
+
+@torch.no_grad()
+def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device) -> dict:
+    """Greedy policies on `eval_episodes` fresh copies, one episode each; uses no global RNG."""
+    n_episodes = config.run["eval_episodes"]
+    env = make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device, **config.env_params)
+    timestep = env.reset()
+    returns = torch.full((n_episodes,), float("nan"))
+    lengths = torch.full((n_episodes,), float("nan"))
+    finished = torch.zeros(n_episodes, dtype=torch.bool)
+    for _ in range(env.spec.episode_limit + 1):
+        timestep = env.step(algorithm.act(timestep, deterministic=True))
+        first_end = (timestep.done & ~finished).cpu()
+        returns[first_end] = timestep.episode_return.cpu()[first_end]
+        lengths[first_end] = timestep.episode_length.cpu()[first_end]
+        finished |= first_end
+        if finished.all():
+            break
+    env.close()
+    if not finished.all():
+        raise RuntimeError(f"{config.env}: evaluation episodes exceeded the episode limit {env.spec.episode_limit}")
+    return {"eval_return_mean": returns.mean().item(), "eval_return_std": returns.std(unbiased=False).item(),
+            "eval_length_mean": lengths.mean().item(), "eval_episodes": n_episodes}
+
+
+@dataclass
+class Progress:
+    """Everything about the loop's position that a checkpoint must restore."""
+
+    iteration: int = 0
+    env_steps: int = 0
+    next_eval: int = 0
+    rows: list[dict] = field(default_factory=list)
+    pending_returns: list[float] = field(default_factory=list)
+    last_losses: dict[str, float] = field(default_factory=dict)
+    resumes: int = 0
+    started_at: str = ""  # start of the first attempt
+    elapsed_s: float = 0.0  # wall time spent so far, over all attempts
+
+
+def _timestep_to_dict(timestep: TimeStep) -> dict:
+    return {f.name: getattr(timestep, f.name) for f in fields(TimeStep)}
+
+
+def save_checkpoint(path: Path, algorithm, env, timestep: TimeStep, progress: Progress) -> None:
+    state = {
+        "algorithm": algorithm.state_dict(),
+        "env": env.state_dict(),
+        "timestep": _timestep_to_dict(timestep),
+        "progress": vars(progress),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "numpy": [np.random.get_state()[0], torch.from_numpy(np.random.get_state()[1].copy()),
+                          *np.random.get_state()[2:]]},
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, algorithm, env) -> tuple[TimeStep, Progress]:
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # a torn or foreign file: refuse rather than guess
+        raise CoopbenchError(f"corrupt checkpoint {path}: {type(err).__name__}: {err}",
+                             f"delete {path} to restart this run from scratch") from None
+    algorithm.load_state_dict(state["algorithm"])
+    env.load_state_dict(state["env"])
+    torch.set_rng_state(state["rng"]["torch"])
+    random.setstate(state["rng"]["python"])
+    kind, keys, *rest = state["rng"]["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    return TimeStep(**state["timestep"]), Progress(**state["progress"])
+
+
+class ProgressReport:
+    """A tqdm bar on an interactive terminal; plain log lines (one per evaluation) otherwise."""
+
+    def __init__(self, total: int, label: str, initial: int):
+        self.label = label
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=label, unit="step", unit_scale=True, dynamic_ncols=True)
+        self.last = initial
+
+    def update(self, env_steps: int, row: dict | None, steps_per_s: float) -> None:
+        if self.bar is not None:
+            self.bar.update(env_steps - self.last)
+            if row is not None:
+                self.bar.set_postfix(eval_return=f"{row['eval_return_mean']:.3g}", steps_per_s=f"{steps_per_s:.0f}")
+        elif row is not None:
+            print(f"[{self.label}] env_steps={env_steps} eval_return={row['eval_return_mean']:.4g} "
+                  f"train_return={row['train_return_mean']:.4g} steps/s={steps_per_s:.0f}", file=sys.stderr, flush=True)
+        self.last = env_steps
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
+            checkpoint_interval_s: float = 300.0) -> Path:
+    """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory."""
+    run_dir = config.run_dir(results_dir, seed)
+    manifest_path, metrics_path, checkpoint_path = (run_dir / n for n in ("manifest.json", "metrics.parquet", "checkpoint.pt"))
+    if manifest_path.exists() and metrics_path.exists():
+        print(f"{run_dir}: already complete", file=sys.stderr)
+        return run_dir
+
+    torch.set_num_threads(torch_threads)
+    device = resolve_device(config.run["device"])
+    seed_everything(seed)
+    algo_cls = ALGORITHMS.get(config.algo).load()
+    hparams = algo_cls.Config(**config.algo_hparams)
+    env = make(config.env, n_envs=hparams.n_envs, seed=seed, device=device, **config.env_params)
+    algorithm = algo_cls(env.spec, hparams, device)
+    norm = normalization_bounds(config, env.spec.return_bounds)
+
+    if checkpoint_path.exists():
+        timestep, progress = load_checkpoint(checkpoint_path, algorithm, env)
+        progress.resumes += 1
+    else:
+        timestep, progress = env.reset(), Progress()
+    progress.started_at = progress.started_at or provenance.now()
+    start, elapsed_before, steps_at_start = time.perf_counter(), progress.elapsed_s, progress.env_steps
+    total = config.run["total_env_steps"]
+    report = ProgressReport(total, f"{config.algo} {config.env} seed {seed}", progress.env_steps)
+
+    def record_evaluation() -> dict:
+        returns = progress.pending_returns
+        row = {"iteration": progress.iteration, "env_steps": progress.env_steps,
+               **evaluate(algorithm, config, seed, device),
+               "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
+               "train_episodes": len(returns),
+               **{k: progress.last_losses.get(k, float("nan")) for k in ("policy_loss", "value_loss", "entropy")}}
+        progress.rows.append(row)
+        progress.pending_returns = []
+        while progress.next_eval <= progress.env_steps:
+            progress.next_eval += config.run["eval_interval"]
+        return row
+
+    if not progress.rows:
+        record_evaluation()  # the untrained policy: the curve's first point
+    last_checkpoint = time.perf_counter()
+    while progress.env_steps < total:
+        result = algorithm.train_iteration(env, timestep)
+        timestep = result.timestep
+        progress.iteration += 1
+        progress.env_steps += result.env_steps
+        progress.pending_returns += result.episode_returns.cpu().tolist()
+        progress.last_losses = result.losses
+        row = None
+        if progress.env_steps >= progress.next_eval or progress.env_steps >= total:
+            row = record_evaluation()
+        if row is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s:
+            progress.elapsed_s = elapsed_before + time.perf_counter() - start
+            save_checkpoint(checkpoint_path, algorithm, env, timestep, progress)
+            last_checkpoint = time.perf_counter()
+        rate = (progress.env_steps - steps_at_start) / max(time.perf_counter() - start, 1e-9)
+        report.update(progress.env_steps, row, rate)
+    report.close()
+    env.close()
+
+    wall_time = elapsed_before + (time.perf_counter() - start)
+    metrics = pd.DataFrame(progress.rows, columns=METRICS_COLUMNS)
+    final = progress.rows[-1]
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "env": config.env,
+        "algo": config.algo,
+        "seed": seed,
+        "env_family": config.env_family,
+        "algo_family": config.algo_family,
+        "config": config.to_dict(),
+        "config_hash": config.hash,
+        "normalization": norm,
+        "status": "completed",
+        "code": provenance.code_version(),
+        "packages": provenance.package_versions(),
+        "host": provenance.host(),
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "container_image": provenance.container_image(),
+        "slurm_job_id": provenance.slurm_job_id(),
+        "started_at": progress.started_at,
+        "finished_at": provenance.now(),
+        "wall_time_s": round(wall_time, 3),
+        "env_steps": progress.env_steps,
+        "env_steps_per_s": round(progress.env_steps / max(wall_time, 1e-9), 1),
+        "resumes": progress.resumes,
+        "final": {"env_steps": final["env_steps"], "eval_return_mean": final["eval_return_mean"],
+                  "eval_return_std": final["eval_return_std"],
+                  "normalized_score": normalized(final["eval_return_mean"], norm)},
+    }
+    if not all(math.isfinite(v) for v in (final["eval_return_mean"], manifest["final"]["normalized_score"])):
+        raise RuntimeError(f"non-finite final evaluation in {run_dir}")
+    # Metrics first, manifest last: a manifest therefore always means a complete run.
+    io.write_parquet(metrics_path, metrics)
+    with io.atomic_path(run_dir / "model.pt") as tmp:
+        torch.save(algorithm.state_dict(), tmp)
+    io.write_json(manifest_path, manifest)
+    checkpoint_path.unlink(missing_ok=True)
+    return run_dir

@@ -1,0 +1,66 @@
+"""The result schema shared by the run driver and the leaderboard stages.
+
+One run writes `<run_dir>/metrics.parquet` (one row per evaluation point, see METRICS_COLUMNS)
+and `<run_dir>/manifest.json` (see MANIFEST_KEYS). `aggregate` turns the runs of a suite into
+`results/<suite>/scores.parquet` (SCORES_COLUMNS). Bump SCHEMA_VERSION when a column changes
+meaning; readers reject files of another version with a message saying to re-run.
+"""
+
+SCHEMA_VERSION = 1
+
+# metrics.parquet: only quantities that are a deterministic function of (config, seed), so that
+# a resumed run's file is bitwise equal to an uninterrupted one. Timings live in the manifest.
+METRICS_COLUMNS = [
+    "iteration",  # training iterations completed (collect + update)
+    "env_steps",  # environment steps (summed over batched copies) consumed so far
+    "eval_return_mean",  # greedy evaluation: mean team return over eval episodes
+    "eval_return_std",
+    "eval_length_mean",
+    "eval_episodes",
+    "train_return_mean",  # mean team return of training episodes finished since the last row (NaN if none)
+    "train_episodes",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+]
+
+MANIFEST_KEYS = [
+    "schema_version",
+    "env",
+    "algo",
+    "seed",
+    "env_family",
+    "algo_family",
+    "config",  # resolved config: {"env": {...}, "algo": {...}, "run": {...}}
+    "config_hash",
+    "normalization",  # {"method", "low", "high", "rule"}: how scores.parquet normalizes returns
+    "status",  # "completed"
+    "code",  # {"commit", "dirty"}
+    "packages",  # {name: version}
+    "host",
+    "device",
+    "torch_threads",
+    "container_image",  # digest, or "none"
+    "slurm_job_id",  # str or None
+    "started_at",
+    "finished_at",
+    "wall_time_s",
+    "env_steps",
+    "env_steps_per_s",
+    "resumes",  # how many times this run restarted from a checkpoint
+    "final",  # {"env_steps", "eval_return_mean", "eval_return_std", "normalized_score"}
+]
+
+SCORES_COLUMNS = [
+    "env",
+    "algo",
+    "config_hash",
+    "seed",
+    "iteration",
+    "env_steps",
+    "eval_return_mean",
+    "eval_return_std",
+    "normalized_score",
+    "is_final",
+    "run_dir",
+]

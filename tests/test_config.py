@@ -1,0 +1,84 @@
+import pytest
+
+from coopbench.config import RunConfig, parse_set, plan_suite, resolve
+from coopbench.errors import CoopbenchError
+
+
+def test_resolve_applies_paper_overrides_and_set():
+    config = resolve("mappo", "matrix/acpo-3x3", parse_set(["algo.lr_actor=0.001", "run.total_env_steps=100"]))
+    assert config.algo_hparams["clip_eps"] == 0.3  # CORA Table 1, Matrix Games
+    assert config.algo_hparams["lr_critic"] == 5e-3
+    assert config.algo_hparams["lr_actor"] == 0.001
+    assert config.run["total_env_steps"] == 100
+    assert config.run["eval_episodes"] == RunConfig().eval_episodes
+
+
+def test_hash_changes_with_any_value_and_is_stable():
+    a = resolve("mappo", "matrix/acpo-3x3")
+    assert a.hash == resolve("mappo", "matrix/acpo-3x3").hash
+    assert a.hash != resolve("mappo", "matrix/acpo-3x3", parse_set(["algo.gamma=0.98"])).hash
+    assert a.hash != resolve("ippo", "matrix/acpo-3x3").hash
+    assert len(a.hash) == 12
+
+
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("algo.lr_actor=-1", ["algo.lr_actor", "greater than 0"]),
+        ("algo.gamma=1.5", ["algo.gamma", "less than or equal to 1"]),
+        ("algo.ppo_epochs=many", ["algo.ppo_epochs", "integer"]),
+        ("algo.not_a_key=1", ["unknown key algo.not_a_key", "valid keys"]),
+        ("run.total_env_steps=0", ["run.total_env_steps"]),
+        ("run.device=tpu", ["run.device"]),
+        ("env.n_agents=1", ["unknown key env.n_agents"]),  # the 3x3 game has no parameters
+    ],
+)
+def test_bad_values_name_the_key(item, words):
+    with pytest.raises(CoopbenchError) as err:
+        resolve("mappo", "matrix/acpo-3x3", parse_set([item]))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_env_params_are_validated():
+    with pytest.raises(CoopbenchError, match="env.n_agents"):
+        resolve("mappo", "matrix/cora-mtg", parse_set(["env.n_agents=1"]))
+    config = resolve("mappo", "matrix/cora-mtg", parse_set(["env.n_agents=2"]))
+    assert config.env_params["n_agents"] == 2
+
+
+@pytest.mark.parametrize("item", ["lr=1", "algo=1", "model.lr=1", "algo.lr_actor"])
+def test_malformed_set_is_rejected(item):
+    with pytest.raises(CoopbenchError, match="--set"):
+        parse_set([item])
+
+
+def test_unknown_names():
+    with pytest.raises(CoopbenchError, match="unknown algorithm 'nope'"):
+        resolve("nope", "matrix/acpo-3x3")
+    with pytest.raises(CoopbenchError, match="unknown environment 'nope/x'"):
+        resolve("mappo", "nope/x")
+    with pytest.raises(CoopbenchError, match="unknown suite"):
+        plan_suite("nope")
+
+
+def test_suites_plan_every_combination():
+    runs = plan_suite("default")
+    assert len(runs) == 2 * 2 * 5
+    assert len({r.key for r in runs}) == len(runs)
+    mtg = [r for r in runs if r.config.env == "matrix/cora-mtg"]
+    assert all(r.config.run["total_env_steps"] == 30000 for r in mtg)
+    smoke = plan_suite("smoke")
+    assert all(r.config.algo_hparams["rollout_length"] == 16 for r in smoke)
+
+
+def test_broken_config_files_are_reported(tmp_path, monkeypatch):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "bad.yaml").write_text("description: [unclosed\n")
+    (tmp_path / "suites" / "extra.yaml").write_text(
+        "description: x\nenvironments: [matrix/acpo-3x3]\nalgorithms: [mappo]\nseeds: [0]\nbudget: 3\n")
+    monkeypatch.setenv("COOPBENCH_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(CoopbenchError, match="not valid YAML"):
+        plan_suite("bad")
+    with pytest.raises(CoopbenchError, match="unknown key extra.yaml.budget"):
+        plan_suite("extra")
