@@ -1,10 +1,15 @@
+from pathlib import Path
+
 # coopbench: suite config -> run jobs -> aggregate -> rliable stats -> figures -> static site.
 # Run from the repository root with the project's environment on PATH:
 #   snakemake --cores 2                         (the default suite)
 #   snakemake --cores 2 --config suite=smoke    (tiny budgets)
 
 
-configfile: "config/workflow.yaml"
+configfile: Path(workflow.basedir) / "config" / "workflow.yaml"
+
+
+container: config["container_image"]
 
 
 include: "workflow/rules/common.smk"

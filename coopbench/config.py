@@ -112,11 +112,13 @@ def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
         key, sep, raw = item.partition("=")
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or section not in SECTIONS or not name:
-            raise CoopbenchError(f"bad --set {item!r}", "write --set SECTION.KEY=VALUE with SECTION one of env, algo, run")
+            raise CoopbenchError(f"bad --set {item!r}",
+                                 "write --set SECTION.KEY=VALUE with SECTION one of env, algo, run")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
-            raise CoopbenchError(f"bad --set value in {item!r}", "give a YAML scalar or list, e.g. 0.001 or [64,64]") from None
+            raise CoopbenchError(f"bad --set value in {item!r}",
+                                 "give a YAML scalar or list, e.g. 0.001 or [64,64]") from None
         out[section][name] = value
     return out
 
@@ -203,7 +205,8 @@ def plan_suite(name: str) -> list[PlannedRun]:
         for algo in suite.algorithms:
             sets = {f"run.{k}": v for k, v in suite.run.items()}
             for rule in suite.overrides:
-                if any(fnmatch.fnmatch(env, p) for p in rule.envs) and any(fnmatch.fnmatch(algo, p) for p in rule.algos):
+                matches_env = any(fnmatch.fnmatch(env, p) for p in rule.envs)
+                if matches_env and any(fnmatch.fnmatch(algo, p) for p in rule.algos):
                     sets.update(rule.set)
             set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
             config = resolve(algo, env, parse_set(list(set_args)))

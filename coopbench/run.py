@@ -164,7 +164,8 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
             checkpoint_interval_s: float = 300.0) -> Path:
     """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory."""
     run_dir = config.run_dir(results_dir, seed)
-    manifest_path, metrics_path, checkpoint_path = (run_dir / n for n in ("manifest.json", "metrics.parquet", "checkpoint.pt"))
+    manifest_path, metrics_path = run_dir / "manifest.json", run_dir / "metrics.parquet"
+    checkpoint_path = run_dir / "checkpoint.pt"
     if manifest_path.exists() and metrics_path.exists():
         print(f"{run_dir}: already complete", file=sys.stderr)
         return run_dir

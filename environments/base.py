@@ -87,8 +87,8 @@ class BatchedEnv(ABC):
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: only library adapters hold resources
+        """Release library resources (processes, simulators)."""
 
 
 def team_return(reward: torch.Tensor, reward_mode: RewardMode) -> torch.Tensor:

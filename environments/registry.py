@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from coopbench.config_errors import params_error
 from coopbench.registry import Registry
-from pydantic import ValidationError
 
 ENVIRONMENTS = Registry("environment")
 

@@ -63,4 +63,4 @@ def test_state_dict_round_trip_continues_identically():
     first = [env.step(a).reward for a in actions]
     env.load_state_dict(saved)
     second = [env.step(a).reward for a in actions]
-    assert all(torch.equal(x, y) for x, y in zip(first, second))
+    assert all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
