@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from coopbench.config import plan_suite
+from leaderboard.site import run_page
 from tests.conftest import REPO
 
 
@@ -71,7 +72,7 @@ def test_smoke_suite_through_snakemake(tmp_path):
         manifest = json.loads((run_dir / "manifest.json").read_text())
         [row] = [r for r in runs_table if r[:4] == [run.config.env, run.config.algo, run.config.hash, str(run.seed)]]
         assert float(row[6]) == pytest.approx(manifest["final"]["eval_return_mean"], rel=1e-3, abs=1e-3)
-        page = site / "runs" / run.config.env.replace("/", "__") / run.config.algo / run.config.hash / f"seed-{run.seed}.html"
+        page = site / run_page(run.config.env, run.config.algo, run.config.hash, run.seed)
         assert run.config.hash in page.read_text()
     for figure in ("aggregate", "performance_profile", "sample_efficiency"):
         assert (site / "figures" / f"{figure}.svg").stat().st_size > 1000

@@ -1,0 +1,99 @@
+"""`python -m leaderboard {aggregate,stats,figures,site} ...`: one subcommand per Snakemake rule."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from coopbench.errors import CoopbenchError
+
+
+def _run_dirs(args: argparse.Namespace) -> list[Path]:
+    """Run dirs from the command line plus those listed (one per line) in --runs-from."""
+    dirs = list(args.run_dirs)
+    if args.runs_from is not None:
+        try:
+            lines = args.runs_from.read_text().splitlines()
+        except OSError as err:
+            raise CoopbenchError(f"cannot read run list {args.runs_from}: {err.strerror}") from None
+        dirs += [Path(line.strip()) for line in lines if line.strip()]
+    return dirs
+
+
+def _add_run_dirs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="a run directory")
+    parser.add_argument(
+        "--runs-from", type=Path, metavar="FILE", help="file listing run directories, one a line"
+    )
+
+
+def _aggregate(args):
+    from leaderboard.aggregate import aggregate
+
+    aggregate(_run_dirs(args), args.out, args.suite)
+
+
+def _stats(args):
+    from leaderboard.stats import compute_stats
+
+    compute_stats(args.scores, args.out, reps=args.reps, seed=args.seed)
+
+
+def _figures(args):
+    from leaderboard.figures import make_figures
+
+    make_figures(args.stats, args.out_dir)
+
+
+def _site(args):
+    from leaderboard.site import build_site
+
+    build_site(args.stats, args.scores, args.figures, args.out, _run_dirs(args), args.suite)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
+    sub = p.add_subparsers(dest="stage", required=True)
+
+    agg = sub.add_parser("aggregate", help="run dirs -> scores.parquet")
+    agg.add_argument("--suite", required=True)
+    agg.add_argument("--out", required=True, type=Path, help="scores.parquet to write")
+    _add_run_dirs(agg)
+    agg.set_defaults(func=_aggregate)
+
+    st = sub.add_parser("stats", help="scores.parquet -> stats.json (rliable)")
+    st.add_argument("--scores", required=True, type=Path)
+    st.add_argument("--out", required=True, type=Path, help="stats.json to write")
+    st.add_argument("--reps", type=int, default=2000, help="bootstrap replications (default 2000)")
+    st.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    st.set_defaults(func=_stats)
+
+    fig = sub.add_parser("figures", help="stats.json -> SVG/PNG figures")
+    fig.add_argument("--stats", required=True, type=Path)
+    fig.add_argument("--out-dir", required=True, type=Path)
+    fig.set_defaults(func=_figures)
+
+    site = sub.add_parser("site", help="stats, scores, figures, run dirs -> static HTML site")
+    site.add_argument("--suite", required=True)
+    site.add_argument("--stats", required=True, type=Path)
+    site.add_argument("--scores", required=True, type=Path)
+    site.add_argument("--figures", required=True, type=Path, help="directory the figures stage wrote")
+    site.add_argument("--out", required=True, type=Path, help="site directory (replaced whole)")
+    _add_run_dirs(site)
+    site.set_defaults(func=_site)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CoopbenchError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Stage `figures`: stats.json -> aggregate, performance-profile and sample-efficiency figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from rliable import plot_utils  # noqa: E402
+
+from coopbench.io import atomic_path, read_json  # noqa: E402
+
+FORMATS = ("svg", "png")
+FIGURES = ("aggregate", "performance_profile", "sample_efficiency")
+METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality Gap"}
+# A fixed hash salt and no date make the SVG bytes a function of the data alone.
+RC = {**sns.axes_style("white"), "svg.hashsalt": "coopbench", "figure.dpi": 100}
+SAVE_METADATA = {"svg": {"Date": None}, "png": {}}
+
+
+def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
+    """Write <name>.svg and <name>.png for every figure in FIGURES; return the paths written."""
+    stats = read_json(stats_json)
+    algos = stats["algorithms"]
+    palette = sns.color_palette("colorblind", n_colors=len(algos))
+    colors = dict(zip(algos, palette, strict=True))  # one colour per algorithm in every figure
+    written = []
+    with plt.rc_context(RC):
+        for name in FIGURES:
+            fig = _PLOTS[name](stats, colors)
+            try:
+                written += _save(fig, Path(out_dir) / name)
+            finally:
+                plt.close(fig)
+    return written
+
+
+def _save(fig: plt.Figure, stem: Path) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        path = stem.with_suffix(f".{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=SAVE_METADATA[fmt])
+        paths.append(path)
+    return paths
+
+
+def _array(values) -> np.ndarray:
+    """stats.json writes NaN as null; plot it as NaN (a gap)."""
+    return np.array([np.nan if v is None else v for v in np.atleast_1d(values)], dtype=float)
+
+
+def _placeholder(message: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return fig
+
+
+def _no_data_reason(stats: dict) -> str:
+    return f"no task has runs of every algorithm (dropped: {', '.join(stats['dropped_tasks']) or 'none'})"
+
+
+def _aggregate(stats: dict, colors: dict) -> plt.Figure:
+    agg = stats["aggregate"]
+    if not agg:
+        return _placeholder(_no_data_reason(stats))
+    algos = list(agg)[::-1]  # rliable draws the first algorithm at the bottom; list them top-down
+    points = {a: _array([agg[a][m]["point"] for m in METRIC_NAMES]) for a in algos}
+    intervals = {
+        a: np.stack([_array([agg[a][m][k] for m in METRIC_NAMES]) for k in ("ci_low", "ci_high")])
+        for a in algos
+    }
+    fig, _ = plot_utils.plot_interval_estimates(
+        points,
+        intervals,
+        metric_names=list(METRIC_NAMES.values()),
+        algorithms=algos,
+        colors=colors,
+        xlabel=f"Normalized score (final, {stats['settings']['confidence']:.0%} stratified-bootstrap CI)",
+        row_height=max(0.6, 1.8 / len(algos)),  # rliable's default is too flat for few algorithms
+    )
+    return fig
+
+
+def _performance_profile(stats: dict, colors: dict) -> plt.Figure:
+    prof = stats["performance_profile"]
+    if not prof["profiles"]:
+        return _placeholder(_no_data_reason(stats))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(
+        {a: _array(p["point"]) for a, p in prof["profiles"].items()},
+        _array(prof["tau"]),
+        performance_profile_cis={
+            a: (_array(p["ci_low"]), _array(p["ci_high"])) for a, p in prof["profiles"].items()
+        },
+        ax=ax,
+        colors=colors,
+        xlabel=r"Normalized score ($\tau$)",
+        ylabel=r"Fraction of runs with score $> \tau$",
+        legend=True,
+        labelsize="large",
+        ticklabelsize="medium",
+        legendsize="medium",
+    )
+    return fig
+
+
+def _sample_efficiency(stats: dict, colors: dict) -> plt.Figure:
+    curves = stats["sample_efficiency"]
+    if not curves["iqm"]:
+        if stats["aggregate"]:
+            return _placeholder("the aggregated runs share no evaluation points")
+        return _placeholder(_no_data_reason(stats))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_sample_efficiency_curve(
+        _array(curves["env_steps"]),
+        {a: _array(c["point"]) for a, c in curves["iqm"].items()},
+        {a: np.stack([_array(c["ci_low"]), _array(c["ci_high"])]) for a, c in curves["iqm"].items()},
+        algorithms=list(curves["iqm"]),
+        colors=colors,
+        ax=ax,
+        xlabel="Environment steps",
+        ylabel="IQM normalized score",
+        labelsize="large",
+        ticklabelsize="medium",
+        legend=True,
+        legendsize="medium",
+    )
+    return fig
+
+
+_PLOTS = {
+    "aggregate": _aggregate,
+    "performance_profile": _performance_profile,
+    "sample_efficiency": _sample_efficiency,
+}

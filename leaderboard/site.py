@@ -1,0 +1,286 @@
+"""Stage `site`: stats, scores, figures and run manifests -> a static HTML site.
+
+The site works offline from file://: no CDN, no JavaScript, relative links only. It is built in a
+temporary directory beside `out_dir` and swapped in whole, so a failed build leaves the previous
+site untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from coopbench.errors import CoopbenchError
+from coopbench.io import read_json, read_parquet
+from coopbench.schema import SCORES_COLUMNS
+from leaderboard.figures import FIGURES, FORMATS
+
+PACKAGE_DIR = Path(__file__).parent
+MARKER = ".coopbench-site"  # marks a directory this stage may replace
+CAPTIONS = {
+    "aggregate": "IQM, mean, median and optimality gap of final normalized scores",
+    "performance_profile": "Performance profile: fraction of runs above each normalized score",
+    "sample_efficiency": "Sample efficiency: IQM normalized score at each shared evaluation point",
+}
+
+
+def build_site(
+    stats_json: Path, scores_parquet: Path, figures_dir: Path, out_dir: Path, run_dirs: list[Path], suite: str
+) -> Path:
+    """Render index.html and one page per run into `out_dir`; return the index path."""
+    out_dir = Path(out_dir)
+    _check_replaceable(out_dir)
+    stats = read_json(stats_json)
+    scores = read_parquet(scores_parquet, SCORES_COLUMNS)
+    manifests = _manifests_matching(run_dirs, scores, scores_parquet)
+    figures = [Path(figures_dir) / f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
+    for path in figures:
+        if not path.is_file():
+            raise CoopbenchError(f"figure missing: {path}", "re-run the figures stage")
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        _render(staging, stats, scores, manifests, figures, suite)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / "index.html"
+
+
+def slug(name: str) -> str:
+    """A file-name-safe form of an env/algo name: '/' -> '__', anything unusual -> '_'."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(name).replace("/", "__"))
+    return safe if safe.strip(".") else safe.replace(".", "_")
+
+
+def run_page(env: str, algo: str, config_hash: str, seed: int) -> str:
+    """The path of a run's page, relative to the site root."""
+    return f"runs/{slug(env)}/{slug(algo)}/{slug(config_hash)}/seed-{int(seed)}.html"
+
+
+def fmt_num(x) -> str:
+    """Four significant digits; large values as integers; missing values as a dash."""
+    if x is None or (isinstance(x, float) and x != x):
+        return "—"
+    x = float(x)
+    return f"{x:,.0f}" if abs(x) >= 1e4 else f"{x:.4g}"
+
+
+def fmt_estimate(e: dict) -> str:
+    return f"{fmt_num(e['point'])} [{fmt_num(e['ci_low'])}, {fmt_num(e['ci_high'])}]"
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    # Refuse to wipe a directory this stage did not write (say, a mistyped --out of ".").
+    if out_dir.exists() and not (out_dir / MARKER).exists() and any(out_dir.iterdir()):
+        raise CoopbenchError(
+            f"{out_dir} exists and is not a coopbench site", "choose a new or empty output directory"
+        )
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+    os.replace(out_dir, old / "site")
+    os.replace(staging, out_dir)
+    shutil.rmtree(old)
+
+
+def _run_key(env, algo, config_hash, seed) -> tuple[str, str, str, int]:
+    return (str(env), str(algo), str(config_hash), int(seed))
+
+
+def _manifests_matching(
+    run_dirs: list[Path], scores: pd.DataFrame, scores_parquet: Path
+) -> dict[tuple, dict]:
+    """The manifest of every run in scores.parquet, keyed by (env, algo, config_hash, seed)."""
+    manifests = {}
+    for run_dir in map(Path, run_dirs):
+        manifest = read_json(run_dir / "manifest.json")
+        try:
+            key = _run_key(manifest["env"], manifest["algo"], manifest["config_hash"], manifest["seed"])
+        except (KeyError, TypeError, ValueError):
+            raise CoopbenchError(
+                f"{run_dir / 'manifest.json'} lacks a valid env, algo, config_hash or seed",
+                f"delete {run_dir} and re-run that job",
+            ) from None
+        manifests[key] = manifest
+    scored = {
+        _run_key(*row) for row in scores[["env", "algo", "config_hash", "seed"]].drop_duplicates().to_numpy()
+    }
+    not_given, not_scored = sorted(scored - manifests.keys()), sorted(manifests.keys() - scored)
+    if not_given or not_scored:
+        raise CoopbenchError(
+            f"the run dirs given and the runs in {scores_parquet} differ: "
+            f"not given {not_given}, not scored {not_scored}",
+            "pass the same run dirs to aggregate and site",
+        )
+    return manifests
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PACKAGE_DIR / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = fmt_num
+    env.filters["estimate"] = fmt_estimate
+    env.filters["steps"] = lambda n: f"{int(n):,}"
+    return env
+
+
+def _generated_at() -> str:
+    # SOURCE_DATE_EPOCH (the reproducible-builds convention) pins the timestamp when set.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, figures: list[Path], suite: str):
+    templates = _environment()
+    common = {"suite": suite, "generated_at": _generated_at()}
+    (site / MARKER).write_text(
+        "written by `python -m leaderboard site`; the whole directory is replaced on rebuild\n"
+    )
+    (site / "assets").mkdir()
+    shutil.copy2(PACKAGE_DIR / "assets" / "style.css", site / "assets" / "style.css")
+    (site / "figures").mkdir()
+    for path in figures:
+        shutil.copy2(path, site / "figures" / path.name)
+
+    runs = [_run_summary(key, manifests[key], scores) for key in sorted(manifests)]
+    index = templates.get_template("index.html").render(
+        root="",
+        stats=stats,
+        runs=runs,
+        envs=_env_tables(stats, runs),
+        commits=sorted({r["commit"] for r in runs}),
+        figures=[{"name": name, "caption": CAPTIONS[name]} for name in FIGURES],
+        **common,
+    )
+    (site / "index.html").write_text(index)
+
+    run_template = templates.get_template("run.html")
+    for run in runs:
+        page = site / run["href"]
+        page.parent.mkdir(parents=True, exist_ok=True)
+        m = manifests[run["key"]]
+        page.write_text(
+            run_template.render(
+                root="../" * (run["href"].count("/")),
+                m=m,
+                env_slug=slug(m["env"]),
+                fields=_manifest_fields(m),
+                curve=run["curve"].to_dict("records"),
+                config=_config_sections(m.get("config", {})),
+                raw_json=json.dumps(m, indent=2, sort_keys=True),
+                **common,
+            )
+        )
+
+
+def _run_summary(key: tuple, manifest: dict, scores: pd.DataFrame) -> dict:
+    env, algo, config_hash, seed = key
+    curve = scores[
+        (scores["env"] == env)
+        & (scores["algo"] == algo)
+        & (scores["config_hash"] == config_hash)
+        & (scores["seed"] == seed)
+    ].sort_values("env_steps")
+    last = curve[curve["is_final"]].iloc[-1]
+    code = manifest.get("code") or {}
+    return {
+        "key": key,
+        "env": env,
+        "algo": algo,
+        "config_hash": config_hash,
+        "seed": seed,
+        "href": run_page(*key),
+        "status": manifest.get("status"),
+        "env_steps": int(last["env_steps"]),
+        "final_return": last["eval_return_mean"],
+        "final_normalized": last["normalized_score"],
+        "wall_time_s": manifest.get("wall_time_s"),
+        "commit": f"{str(code.get('commit'))[:12]}{' (dirty)' if code.get('dirty') else ''}",
+        "rule": _rule_text(manifest.get("normalization") or {}),
+        "curve": curve,
+    }
+
+
+def _rule_text(norm: dict) -> str:
+    if norm.get("rule"):
+        return str(norm["rule"])
+    if norm.get("method") == "min_max":
+        return f"(return - {norm.get('low')}) / ({norm.get('high')} - {norm.get('low')})"
+    return "raw return (not normalized)"
+
+
+def _env_tables(stats: dict, runs: list[dict]) -> list[dict]:
+    """One table per env: the per-env rows of stats.json with links to their runs."""
+    tables = []
+    for env in stats["envs"]:
+        env_runs = [r for r in runs if r["env"] == env]
+        rows = [
+            {**row, "runs": [r for r in env_runs if r["algo"] == row["algo"]]}
+            for row in stats["per_env"]
+            if row["env"] == env
+        ]
+        rules = sorted({r["rule"] for r in env_runs})
+        tables.append({"name": env, "slug": slug(env), "rows": rows, "rules": rules})
+    return tables
+
+
+def _manifest_fields(m: dict) -> list[tuple[str, str]]:
+    code = m.get("code") or {}
+    final = m.get("final") or {}
+    norm = m.get("normalization") or {}
+    return [
+        ("Environment", m.get("env")),
+        ("Algorithm", m.get("algo")),
+        ("Seed", m.get("seed")),
+        ("Config hash", m.get("config_hash")),
+        ("Status", m.get("status")),
+        ("Commit", f"{code.get('commit')}{' (dirty)' if code.get('dirty') else ''}"),
+        ("Host", m.get("host")),
+        ("Device", m.get("device")),
+        ("Torch threads", m.get("torch_threads")),
+        ("Container image", m.get("container_image")),
+        ("Slurm job id", m.get("slurm_job_id") or "—"),
+        ("Started", m.get("started_at")),
+        ("Finished", m.get("finished_at")),
+        ("Wall time (s)", fmt_num(m.get("wall_time_s"))),
+        ("Env steps", f"{m['env_steps']:,}" if isinstance(m.get("env_steps"), int) else m.get("env_steps")),
+        ("Env steps / s", fmt_num(m.get("env_steps_per_s"))),
+        ("Resumes", m.get("resumes")),
+        (
+            "Final score",
+            f"return {fmt_num(final.get('eval_return_mean'))} ± {fmt_num(final.get('eval_return_std'))}, "
+            f"normalized {fmt_num(final.get('normalized_score'))} at {final.get('env_steps')} env steps",
+        ),
+        ("Normalization", _rule_text(norm)),
+    ]
+
+
+def _config_sections(config: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The resolved config as (section, [(key, value as JSON)]), sections env/algo/run first."""
+    known = [s for s in ("env", "algo", "run") if s in config]
+    sections = []
+    for section in known + sorted(set(config) - set(known)):
+        values = config[section] if isinstance(config[section], dict) else {"value": config[section]}
+        sections.append((section, [(k, json.dumps(v, sort_keys=True)) for k, v in sorted(values.items())]))
+    return sections

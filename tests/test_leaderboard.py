@@ -1,0 +1,477 @@
+"""The leaderboard stages on synthetic run directories with known numbers."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rliable import metrics
+from scipy import stats as scipy_stats
+
+from coopbench.errors import CoopbenchError
+from coopbench.io import read_json, read_parquet, write_json, write_parquet
+from coopbench.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
+from leaderboard.__main__ import main
+from leaderboard.aggregate import aggregate
+from leaderboard.figures import make_figures
+from leaderboard.site import build_site, fmt_estimate, run_page
+from leaderboard.stats import compute_stats, iqm_per_column, probability_of_improvement
+
+REPO = Path(__file__).resolve().parents[1]
+MIN_MAX = {
+    "method": "min_max",
+    "low": -20.0,
+    "high": 20.0,
+    "rule": "(return + 20) / 40: worst and best payoff",
+}
+RAW = {"method": "raw", "rule": "raw return"}
+REPS = 200  # enough for the assertions, fast enough for the test budget
+
+
+def make_run(
+    root: Path, env: str, algo: str, seed: int, returns, steps=None, norm=MIN_MAX, **overrides
+) -> Path:
+    """Write one run directory (manifest.json + metrics.parquet) with the given evaluation returns."""
+    steps = list(steps or [100 * (i + 1) for i in range(len(returns))])
+    run_dir = root / "runs" / env / algo / "abc123" / f"seed-{seed}"
+    metrics = pd.DataFrame({column: 0.0 for column in METRICS_COLUMNS}, index=range(len(returns)))
+    metrics["iteration"] = range(1, len(returns) + 1)
+    metrics["env_steps"] = steps
+    metrics["eval_return_mean"] = [float(r) for r in returns]
+    metrics["eval_return_std"] = 0.5
+    write_parquet(run_dir / "metrics.parquet", metrics)
+    manifest = {key: None for key in MANIFEST_KEYS}
+    manifest.update(
+        schema_version=SCHEMA_VERSION,
+        env=env,
+        algo=algo,
+        seed=seed,
+        env_family=env.split("/")[0],
+        algo_family="on_policy",
+        config={
+            "env": {"name": env},
+            "algo": {"lr": 0.0005, "note": "<script>alert(1)</script>"},
+            "run": {"seed": seed},
+        },
+        config_hash="abc123",
+        normalization=norm,
+        status="completed",
+        code={"commit": "0123456789abcdef", "dirty": False},
+        packages={"torch": "2.13.0", "numpy": "2.3.5"},
+        host="testhost",
+        device="cpu",
+        torch_threads=1,
+        container_image="none",
+        started_at="2026-11-23T06:00:00+00:00",
+        finished_at="2026-11-23T06:01:00+00:00",
+        wall_time_s=60.0,
+        env_steps=max(steps),
+        env_steps_per_s=max(steps) / 60.0,
+        resumes=0,
+        final={
+            "env_steps": max(steps),
+            "eval_return_mean": float(returns[-1]),
+            "eval_return_std": 0.5,
+            "normalized_score": None,
+        },
+    )
+    manifest.update(overrides)
+    write_json(run_dir / "manifest.json", manifest)
+    return run_dir
+
+
+def make_suite(root: Path) -> list[Path]:
+    """x reaches the best payoff on every run, y the worst; env b uses raw returns."""
+    dirs = []
+    for seed in range(3):
+        dirs.append(make_run(root, "matrix/a", "x", seed, [0.0, 20.0]))
+        dirs.append(make_run(root, "matrix/a", "y", seed, [0.0, -20.0]))
+        dirs.append(make_run(root, "matrix/b", "x", seed, [0.5, 1.0], norm=RAW))
+        dirs.append(make_run(root, "matrix/b", "y", seed, [0.5, 0.0], norm=RAW))
+    return dirs
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> list[Path]:
+    """A suite of run dirs that a test may damage."""
+    return make_suite(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """All four stages run once on a suite; tests must not modify these files."""
+    root = tmp_path_factory.mktemp("pipeline")
+    out = root / "results" / "demo"
+    paths = {"runs": make_suite(root), "scores": out / "scores.parquet", "stats": out / "stats.json"}
+    paths.update(figures=out / "figures", site=root / "site")
+    aggregate(paths["runs"], paths["scores"], "demo")
+    compute_stats(paths["scores"], paths["stats"], reps=REPS)
+    make_figures(paths["stats"], paths["figures"])
+    build_site(paths["stats"], paths["scores"], paths["figures"], paths["site"], paths["runs"], "demo")
+    return paths
+
+
+# ---------------------------------------------------------------- aggregate
+
+
+def test_aggregate_normalizes_each_eval_point(tmp_path: Path):
+    minmax = make_run(tmp_path, "matrix/acpo-3x3", "mappo", 0, [10.0, -20.0, 0.0], steps=[300, 100, 200])
+    raw = make_run(tmp_path, "vmas/navigation", "mappo", 1, [3.5, 7.0], norm=RAW)
+    out = tmp_path / "scores.parquet"
+    aggregate([minmax, raw], out, "demo")
+
+    scores = read_parquet(out)
+    assert list(scores.columns) == SCORES_COLUMNS
+    assert len(scores) == 5  # one row per run x evaluation point
+    a = scores[scores["env"] == "matrix/acpo-3x3"]
+    assert a["env_steps"].tolist() == [100, 200, 300]
+    assert a["normalized_score"].tolist() == pytest.approx([0.0, 0.5, 0.75])
+    assert a["is_final"].tolist() == [False, False, True]  # the max env_steps, not the last row written
+    b = scores[scores["env"] == "vmas/navigation"]
+    assert b["normalized_score"].tolist() == b["eval_return_mean"].tolist() == [3.5, 7.0]
+    assert b["is_final"].tolist() == [False, True]
+    assert set(scores["run_dir"]) == {str(minmax), str(raw)}
+
+
+def _corrupt_metrics(run_dir: Path) -> Path:
+    (run_dir / "metrics.parquet").write_bytes(b"PAR1 this is not parquet")
+    return run_dir / "metrics.parquet"
+
+
+def _missing_manifest(run_dir: Path) -> Path:
+    (run_dir / "manifest.json").unlink()
+    return run_dir / "manifest.json"
+
+
+def _failed_status(run_dir: Path) -> Path:
+    manifest = read_json(run_dir / "manifest.json")
+    write_json(run_dir / "manifest.json", {**manifest, "status": "failed"})
+    return run_dir / "manifest.json"
+
+
+def _old_schema(run_dir: Path) -> Path:
+    manifest = read_json(run_dir / "manifest.json")
+    write_json(run_dir / "manifest.json", {**manifest, "schema_version": 0})
+    return run_dir / "manifest.json"
+
+
+@pytest.mark.parametrize("damage", [_corrupt_metrics, _missing_manifest, _failed_status, _old_schema])
+def test_aggregate_rejects_a_bad_run_and_writes_nothing(tmp_path: Path, suite: list[Path], damage):
+    bad_file = damage(suite[3])
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(CoopbenchError, match=re.escape(str(bad_file))):
+        aggregate(suite, out, "demo")
+    assert not out.exists()
+    assert not list(tmp_path.glob(".scores.parquet*"))  # no temporary file left behind
+
+
+def test_aggregate_rejects_a_duplicate_run(tmp_path: Path, suite: list[Path]):
+    with pytest.raises(CoopbenchError, match="appears twice"):
+        aggregate(suite + [suite[0]], tmp_path / "scores.parquet", "demo")
+
+
+# ---------------------------------------------------------------- stats
+
+
+def test_stats_known_answers(pipeline: dict):
+    stats = read_json(pipeline["stats"])
+    assert stats["tasks"] == ["matrix/a", "matrix/b"] and stats["dropped_tasks"] == {}
+    for algo, expected in {"x": 1.0, "y": 0.0}.items():
+        for metric in ("iqm", "mean", "median"):
+            estimate = stats["aggregate"][algo][metric]
+            assert estimate["point"] == expected
+            assert estimate["ci_low"] <= expected <= estimate["ci_high"]
+        assert stats["aggregate"][algo]["optimality_gap"]["point"] == pytest.approx(1.0 - expected)
+    poi = {(p["x"], p["y"]): p for p in stats["probability_of_improvement"]}
+    assert poi[("x", "y")]["point"] == 1.0 and poi[("x", "y")]["ci_low"] == 1.0
+    assert poi[("y", "x")]["point"] == 0.0
+
+    per_env = {(r["env"], r["algo"]): r for r in stats["per_env"]}
+    assert per_env[("matrix/a", "x")]["return_mean"] == {"point": 20.0, "ci_low": 20.0, "ci_high": 20.0}
+    assert per_env[("matrix/a", "y")]["normalized_mean"]["point"] == 0.0
+    assert per_env[("matrix/b", "x")]["n_seeds"] == 3 and per_env[("matrix/b", "x")]["final_env_steps"] == [
+        200
+    ]
+
+    curves = stats["sample_efficiency"]
+    assert curves["env_steps"] == [100, 200]
+    # at step 100: env a 0.5 (return 0 of [-20, 20]), env b 0.5 (raw) for both algorithms
+    assert curves["iqm"]["x"]["point"] == [0.5, 1.0]
+    assert curves["iqm"]["y"]["point"] == [0.5, 0.0]
+    profile = stats["performance_profile"]
+    assert profile["profiles"]["x"]["point"][0] == 1.0 and profile["profiles"]["y"]["point"][-1] == 0.0
+
+
+def test_stats_iqm_matches_hand_computation(tmp_path: Path):
+    finals = [0.0, 0.1, 0.2, 0.3, 0.5, 0.9, 1.0, 1.0]
+    runs = [
+        make_run(tmp_path, "matrix/a", "x", k, [-20.0 + 40.0 * f], norm=MIN_MAX) for k, f in enumerate(finals)
+    ]
+    aggregate(runs, tmp_path / "scores.parquet", "demo")
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    iqm = (0.2 + 0.3 + 0.5 + 0.9) / 4  # drop the lowest and highest quarter (2 of 8 each)
+    assert iqm == pytest.approx(scipy_stats.trim_mean(finals, 0.25))
+    assert stats["aggregate"]["x"]["iqm"]["point"] == pytest.approx(iqm)
+    assert stats["aggregate"]["x"]["mean"]["point"] == pytest.approx(np.mean(finals))
+    assert stats["per_env"][0]["normalized_iqm"]["point"] == pytest.approx(iqm)
+    assert stats["probability_of_improvement"] == []  # one algorithm: no pairs
+
+
+def test_stats_handles_uneven_coverage_honestly(tmp_path: Path):
+    runs = [make_run(tmp_path, "matrix/a", "x", k, [20.0]) for k in range(3)]
+    runs += [make_run(tmp_path, "matrix/b", "x", k, [20.0]) for k in range(2)]
+    runs += [make_run(tmp_path, "matrix/a", "y", 0, [-20.0])]  # one seed, one task
+    runs += [make_run(tmp_path, "matrix/c", "y", 0, [-20.0])]
+    aggregate(runs, tmp_path / "scores.parquet", "demo")
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    assert stats["tasks"] == ["matrix/a"]
+    assert set(stats["dropped_tasks"]) == {"matrix/b", "matrix/c"}
+    assert "y" in stats["dropped_tasks"]["matrix/b"] and "x" in stats["dropped_tasks"]["matrix/c"]
+    assert stats["seeds_per_algorithm"] == {"x": 3, "y": 1}
+    y = stats["aggregate"]["y"]["iqm"]
+    assert y == {"point": 0.0, "ci_low": 0.0, "ci_high": 0.0}  # one seed: the CI collapses to the point
+    assert len(stats["per_env"]) == 4  # the per-env table keeps every env x algo
+
+
+def test_stats_drops_unequal_seeds_within_an_algorithm(tmp_path: Path):
+    runs = [make_run(tmp_path, "matrix/a", "x", k, [20.0]) for k in range(3)]
+    runs += [make_run(tmp_path, "matrix/b", "x", k, [20.0]) for k in range(2)]
+    aggregate(runs, tmp_path / "scores.parquet", "demo")
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    assert stats["seeds_per_algorithm"] == {"x": 2}
+    assert [(r["env"], r["seed"]) for r in stats["excluded_runs"]] == [("matrix/a", 2)]
+
+
+def test_stats_is_reproducible(pipeline: dict, tmp_path: Path):
+    again = tmp_path / "again.json"
+    compute_stats(pipeline["scores"], again, reps=REPS)
+    first, second = read_json(pipeline["stats"]), read_json(again)
+    assert first == second
+
+
+def test_fast_estimators_agree_with_rliable():
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 4, (5, 3)).astype(float), rng.integers(0, 4, (7, 3)).astype(float)  # with ties
+    assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert probability_of_improvement(x, x) == pytest.approx(0.5)
+    curves = rng.normal(size=(6, 3, 4))
+    expected = [metrics.aggregate_iqm(curves[..., t]) for t in range(4)]
+    assert iqm_per_column(curves) == pytest.approx(expected)
+
+
+def test_stats_rejects_mixed_configs(tmp_path: Path):
+    runs = [make_run(tmp_path, "matrix/a", "x", 0, [20.0])]
+    other = make_run(tmp_path / "old", "matrix/a", "x", 1, [20.0], config_hash="def456")
+    aggregate(runs + [other], tmp_path / "scores.parquet", "demo")
+    with pytest.raises(CoopbenchError, match="mixes configs"):
+        compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def test_figures_are_written_and_deterministic(pipeline: dict, tmp_path: Path):
+    names = sorted(p.name for p in pipeline["figures"].iterdir())
+    assert names == sorted(
+        f"{n}.{f}" for n in ("aggregate", "performance_profile", "sample_efficiency") for f in ("png", "svg")
+    )
+    make_figures(pipeline["stats"], tmp_path / "again")
+    for name in names:
+        assert (tmp_path / "again" / name).read_bytes() == (pipeline["figures"] / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------- site
+
+
+class _Tables(HTMLParser):
+    """Collects the per-env results tables: {env: {algo: [cell texts]}}."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._env, self._row, self._cell = {}, None, None, None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and "env-table" in attrs.get("class", ""):
+            self._env = attrs["data-env"]
+            self.tables[self._env] = {}
+        elif tag == "tr" and self._env and "data-algo" in attrs:
+            self._row = self.tables[self._env].setdefault(attrs["data-algo"], [])
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr":
+            self._row = None
+        elif tag == "table":
+            self._env = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
+    index = (pipeline["site"] / "index.html").read_text()
+    parser = _Tables()
+    parser.feed(index)
+    assert set(parser.tables) == {"matrix/a", "matrix/b"}
+    stats = read_json(pipeline["stats"])
+    for row in stats["per_env"]:
+        cells = parser.tables[row["env"]][row["algo"]]
+        assert cells[:7] == [
+            row["algo"],
+            "abc123",
+            "3",
+            fmt_estimate(row["return_mean"]),
+            fmt_estimate(row["normalized_mean"]),
+            fmt_estimate(row["normalized_iqm"]),
+            "200",
+        ]
+    assert parser.tables["matrix/a"]["x"][3] == "20 [20, 20]"
+    assert all(len(algos) == 2 for algos in parser.tables.values())
+    assert "(return + 20) / 40: worst and best payoff" in index  # the env's normalization rule
+    assert 'src="figures/aggregate.svg"' in index and "http" not in index  # offline, relative links
+
+    for run_dir in pipeline["runs"]:
+        manifest = read_json(run_dir / "manifest.json")
+        page = pipeline["site"] / run_page(
+            manifest["env"], manifest["algo"], manifest["config_hash"], manifest["seed"]
+        )
+        assert page.is_file()
+        assert f'href="{run_page(manifest["env"], manifest["algo"], "abc123", manifest["seed"])}"' in index
+    html = page.read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html  # config values are escaped
+    assert 'href="../../../../assets/style.css"' in html and "testhost" in html
+    assert (pipeline["site"] / "assets" / "style.css").is_file()
+
+
+def test_site_rebuild_replaces_it_and_a_failed_build_keeps_it(pipeline: dict, tmp_path: Path):
+    site = tmp_path / "site"
+    args = (pipeline["stats"], pipeline["scores"])
+    build_site(*args, pipeline["figures"], site, pipeline["runs"], "demo")
+    (site / "stale.html").write_text("from an older build")
+    build_site(*args, pipeline["figures"], site, pipeline["runs"], "demo")
+    assert not (site / "stale.html").exists()  # the site is replaced whole
+
+    before = (site / "index.html").read_text()
+    incomplete = tmp_path / "figures"
+    shutil.copytree(pipeline["figures"], incomplete)
+    (incomplete / "aggregate.png").unlink()
+    with pytest.raises(CoopbenchError, match="aggregate.png"):
+        build_site(*args, incomplete, site, pipeline["runs"], "demo")
+    assert (site / "index.html").read_text() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".site")] == []  # no staging left
+
+
+def test_site_refuses_to_replace_a_foreign_directory(pipeline: dict, tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CoopbenchError, match="not a coopbench site"):
+        build_site(
+            pipeline["stats"], pipeline["scores"], pipeline["figures"], tmp_path, pipeline["runs"], "demo"
+        )
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_site_rejects_run_dirs_that_do_not_match_scores(pipeline: dict, tmp_path: Path):
+    with pytest.raises(CoopbenchError, match="differ"):
+        build_site(
+            pipeline["stats"],
+            pipeline["scores"],
+            pipeline["figures"],
+            tmp_path / "s",
+            pipeline["runs"][1:],
+            "demo",
+        )
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_runs_every_stage(tmp_path: Path, suite: list[Path]):
+    out = tmp_path / "results"
+    (tmp_path / "runs.txt").write_text("\n".join(map(str, suite[1:])) + "\n")
+    argv = [
+        [
+            "aggregate",
+            "--suite",
+            "demo",
+            "--out",
+            f"{out}/scores.parquet",
+            str(suite[0]),
+            "--runs-from",
+            f"{tmp_path}/runs.txt",
+        ],
+        ["stats", "--scores", f"{out}/scores.parquet", "--out", f"{out}/stats.json", "--reps", "50"],
+        ["figures", "--stats", f"{out}/stats.json", "--out-dir", f"{out}/figures"],
+        [
+            "site",
+            "--suite",
+            "demo",
+            "--stats",
+            f"{out}/stats.json",
+            "--scores",
+            f"{out}/scores.parquet",
+            "--figures",
+            f"{out}/figures",
+            "--out",
+            f"{tmp_path}/site",
+            *map(str, suite),
+        ],
+    ]
+    for args in argv:
+        assert main(args) == 0, args
+    assert (tmp_path / "site" / "index.html").is_file()
+
+
+def test_cli_missing_input_exits_2_with_one_line(tmp_path: Path):
+    missing = tmp_path / "nope" / "scores.parquet"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leaderboard",
+            "stats",
+            "--scores",
+            str(missing),
+            "--out",
+            str(tmp_path / "s.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0]
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_no_shared_task_still_gives_figures_and_a_site(tmp_path: Path):
+    runs = [make_run(tmp_path, "matrix/a", "x", 0, [20.0]), make_run(tmp_path, "matrix/b", "y", 0, [-20.0])]
+    aggregate(runs, tmp_path / "scores.parquet", "demo")
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    assert stats["tasks"] == [] and stats["aggregate"] == {} and stats["sample_efficiency"]["iqm"] == {}
+    assert len(stats["per_env"]) == 2
+    make_figures(tmp_path / "stats.json", tmp_path / "figures")
+    build_site(
+        tmp_path / "stats.json",
+        tmp_path / "scores.parquet",
+        tmp_path / "figures",
+        tmp_path / "site",
+        runs,
+        "demo",
+    )
+    assert "no runs of y" in (tmp_path / "site" / "index.html").read_text()
