@@ -29,6 +29,8 @@ class EnvSpec:
     episode_limit: int
     reward_mode: RewardMode = "team"
     action_dim: int = 0  # continuous action dimension per agent (0 for discrete)
+    action_low: float = -1.0  # continuous actions: the box every component lies in; the env clips to it
+    action_high: float = 1.0
     has_action_mask: bool = False
     # Known lowest/highest team return, when the task defines them (used for normalization).
     return_bounds: tuple[float, float] | None = None
