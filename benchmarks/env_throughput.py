@@ -65,8 +65,8 @@ def main() -> None:
         for copies in args.copies:
             row = measure(name, copies, args.steps, args.repeats)
             r = row["agent_steps_per_s"]
-            print(f"{name:40s} {copies:6d} {row['agents']:6d} {r['min']:12,.0f} / {r['median']:12,.0f} / {r['max']:12,.0f}",
-                  flush=True)
+            rates = " / ".join(f"{r[k]:12,.0f}" for k in ("min", "median", "max"))
+            print(f"{name:40s} {copies:6d} {row['agents']:6d} {rates}", flush=True)
             results.append(row)
     if args.json:
         with open(args.json, "w") as handle:
