@@ -14,10 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from algorithms.base import Algorithm, IterationResult
 from algorithms.gae import compute_gae
-from algorithms.networks import CategoricalPolicy, ValueNet, with_agent_ids
+from algorithms.networks import CategoricalPolicy, GaussianPolicy, ValueNet, with_agent_ids
 from algorithms.ppo_loss import ppo_clip_loss, value_loss
 from algorithms.rollout import RolloutStorage, minibatch_indices
-from coopbench.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
@@ -40,6 +39,8 @@ class OnPolicyConfig(BaseModel):
     share_parameters: bool = True
     agent_id_input: bool = True
     normalize_advantages: bool = True
+    log_std_init: float = Field(0.0, description="continuous actions: initial log standard deviation")
+    state_dependent_std: bool = Field(False, description="continuous actions: log-std from a network head")
 
 
 class OnPolicyAlgorithm(Algorithm):
@@ -49,14 +50,15 @@ class OnPolicyAlgorithm(Algorithm):
 
     def __init__(self, spec: EnvSpec, config: OnPolicyConfig, device: torch.device):
         super().__init__(spec, config, device)
-        if not spec.discrete:
-            raise CoopbenchError(f"{self.name} has no Gaussian policy yet, and {spec.name} has continuous actions",
-                                 "pick a discrete-action environment")
         groups = 1 if config.share_parameters else spec.n_agents
         self._append_ids = config.share_parameters and config.agent_id_input
         id_width = spec.n_agents if self._append_ids else 0
-        self.policy = CategoricalPolicy(groups, spec.obs_dim + id_width, spec.n_actions, config.hidden_sizes,
-                                        config.activation).to(device)
+        if spec.discrete:
+            self.policy = CategoricalPolicy(groups, spec.obs_dim + id_width, spec.n_actions, config.hidden_sizes,
+                                            config.activation).to(device)
+        else:
+            self.policy = GaussianPolicy(groups, spec.obs_dim + id_width, spec.action_dim, config.hidden_sizes,
+                                         config.activation, config.log_std_init, config.state_dependent_std).to(device)
         self.critic = ValueNet(groups, self.critic_input_dim(spec) + id_width, config.hidden_sizes,
                                config.activation).to(device)
         self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr_actor, eps=1e-5)
@@ -86,8 +88,7 @@ class OnPolicyAlgorithm(Algorithm):
 
     @torch.no_grad()
     def act(self, timestep: TimeStep, deterministic: bool) -> torch.Tensor:
-        log_probs = self.policy.log_probs(self.actor_inputs(timestep), timestep.avail_actions)
-        return CategoricalPolicy.sample(log_probs, deterministic)
+        return self.policy.act(self.actor_inputs(timestep), timestep.avail_actions, deterministic)[0]
 
     @torch.no_grad()
     def collect(self, env: BatchedEnv, timestep: TimeStep) -> tuple[RolloutStorage, TimeStep, list[torch.Tensor]]:
@@ -96,8 +97,7 @@ class OnPolicyAlgorithm(Algorithm):
         for t in range(self.config.rollout_length):
             actor_in = self.actor_inputs(timestep)
             critic_in = self.critic_inputs(timestep.obs, timestep.state)
-            log_probs = self.policy.log_probs(actor_in, timestep.avail_actions)
-            actions = CategoricalPolicy.sample(log_probs, deterministic=False)
+            actions, log_prob = self.policy.act(actor_in, timestep.avail_actions, deterministic=False)
             values = self.critic(critic_in)
             nxt = env.step(actions)
             # V(final state) for copies whose episode was cut short; replaced below otherwise.
@@ -110,7 +110,7 @@ class OnPolicyAlgorithm(Algorithm):
                 critic_in=critic_in,
                 avail=timestep.avail_actions,
                 actions=actions,
-                log_probs=log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1),
+                log_probs=log_prob,
                 values=values,
                 rewards=nxt.reward,
                 final_values=final_values,
@@ -147,9 +147,8 @@ class OnPolicyAlgorithm(Algorithm):
         for _ in range(cfg.ppo_epochs):
             for idx in minibatch_indices(n_samples, cfg.num_minibatches, self.device):
                 mb = {k: v[idx] for k, v in batch.items()}
-                log_probs = self.policy.log_probs(mb["actor_in"], mb.get("avail"))
-                new_log_prob = log_probs.gather(-1, mb["actions"].unsqueeze(-1)).squeeze(-1)
-                entropy = CategoricalPolicy.entropy(log_probs).mean()
+                new_log_prob, entropy = self.policy.evaluate(mb["actor_in"], mb.get("avail"), mb["actions"])
+                entropy = entropy.mean()
                 actor_loss = ppo_clip_loss(new_log_prob, mb["log_probs"], mb["advantages"], cfg.clip_eps)
                 self._step(self.actor_optimizer, self.policy, actor_loss - cfg.entropy_coef * entropy)
                 critic_loss = value_loss(self.critic(mb["critic_in"]), mb["values"], mb["returns"],
