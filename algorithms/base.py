@@ -35,6 +35,11 @@ class Algorithm(ABC):
     def n_envs(self) -> int:
         """How many batched environment copies training collects from."""
 
+    @property
+    @abstractmethod
+    def steps_per_iteration(self) -> int:
+        """Environment steps (summed over copies) one `train_iteration` consumes."""
+
     @abstractmethod
     def act(self, timestep: TimeStep, deterministic: bool) -> torch.Tensor:
         """Joint actions `[B, N]` for every copy (greedy when `deterministic`)."""

@@ -77,6 +77,10 @@ class OnPolicyAlgorithm(Algorithm):
     def n_envs(self) -> int:
         return self.config.n_envs
 
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
     def _ids(self, x: torch.Tensor) -> torch.Tensor:
         return with_agent_ids(x) if self._append_ids else x
 
@@ -169,7 +173,7 @@ class OnPolicyAlgorithm(Algorithm):
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
         storage, timestep, finished = self.collect(env, timestep)
         losses = self.update(storage)
-        return IterationResult(timestep, self.config.rollout_length * env.n_envs, torch.cat(finished), losses)
+        return IterationResult(timestep, self.steps_per_iteration, torch.cat(finished), losses)
 
     def state_dict(self) -> dict:
         return {

@@ -148,8 +148,9 @@ class ProgressReport:
     def update(self, env_steps: int, row: dict | None, steps_per_s: float) -> None:
         if self.bar is not None:
             self.bar.update(env_steps - self.last)
-            if row is not None:
-                self.bar.set_postfix(eval_return=f"{row['eval_return_mean']:.3g}", steps_per_s=f"{steps_per_s:.0f}")
+            if row is not None:  # tqdm shows steps and steps/s itself
+                self.bar.set_postfix(eval_return=f"{row['eval_return_mean']:.4g}",
+                                     train_return=f"{row['train_return_mean']:.4g}")
         elif row is not None:
             print(f"[{self.label}] env_steps={env_steps} eval_return={row['eval_return_mean']:.4g} "
                   f"train_return={row['train_return_mean']:.4g} steps/s={steps_per_s:.0f}", file=sys.stderr, flush=True)
@@ -187,7 +188,9 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
     progress.started_at = progress.started_at or provenance.now()
     start, elapsed_before, steps_at_start = time.perf_counter(), progress.elapsed_s, progress.env_steps
     total = config.run["total_env_steps"]
-    report = ProgressReport(total, f"{config.algo} {config.env} seed {seed}", progress.env_steps)
+    per_iteration = algorithm.steps_per_iteration
+    report = ProgressReport(math.ceil(total / per_iteration) * per_iteration,
+                            f"{config.algo} {config.env} seed {seed}", progress.env_steps)
 
     def record_evaluation() -> dict:
         returns = progress.pending_returns
