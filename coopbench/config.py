@@ -133,6 +133,7 @@ class ResolvedConfig:
     normalization: dict[str, Any]
     algo_family: str
     env_family: str
+    env_notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"env": {"name": self.env, "params": self.env_params},
@@ -174,7 +175,7 @@ def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = N
     env_params = validate_params(env, {**env_file.params, **overrides.get("env", {})})
     run = _validate(RunConfig, overrides.get("run", {}), "run", "the run")
     return ResolvedConfig(env, algo, env_params, algo_hparams, run, env_file.normalization.model_dump(),
-                          algo_entry.family, env_entry.family)
+                          algo_entry.family, env_entry.family, env_file.notes)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,7 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
         "config": config.to_dict(),
         "config_hash": config.hash,
         "normalization": norm,
+        "env_notes": config.env_notes,
         "status": "completed",
         "code": provenance.code_version(),
         "packages": provenance.package_versions(),

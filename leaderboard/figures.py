@@ -76,7 +76,7 @@ def _aggregate(stats: dict, colors: dict) -> plt.Figure:
         a: np.stack([_array([agg[a][m][k] for m in METRIC_NAMES]) for k in ("ci_low", "ci_high")])
         for a in algos
     }
-    fig, _ = plot_utils.plot_interval_estimates(
+    fig, axes = plot_utils.plot_interval_estimates(
         points,
         intervals,
         metric_names=list(METRIC_NAMES.values()),
@@ -85,6 +85,8 @@ def _aggregate(stats: dict, colors: dict) -> plt.Figure:
         xlabel=f"Normalized score (final, {stats['settings']['confidence']:.0%} stratified-bootstrap CI)",
         row_height=max(0.6, 1.8 / len(algos)),  # rliable's default is too flat for few algorithms
     )
+    for ax in np.atleast_1d(axes):  # rliable's default ticks overlap on narrow panels
+        ax.xaxis.set_major_locator(plt.MaxNLocator(3))
     return fig
 
 

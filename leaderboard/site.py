@@ -218,6 +218,7 @@ def _run_summary(key: tuple, manifest: dict, scores: pd.DataFrame) -> dict:
         "wall_time_s": manifest.get("wall_time_s"),
         "commit": f"{str(code.get('commit'))[:12]}{' (dirty)' if code.get('dirty') else ''}",
         "rule": _rule_text(manifest.get("normalization") or {}),
+        "env_notes": manifest.get("env_notes", ""),
         "curve": curve,
     }
 
@@ -241,7 +242,8 @@ def _env_tables(stats: dict, runs: list[dict]) -> list[dict]:
             if row["env"] == env
         ]
         rules = sorted({r["rule"] for r in env_runs})
-        tables.append({"name": env, "slug": slug(env), "rows": rows, "rules": rules})
+        notes = sorted({r["env_notes"] for r in env_runs if r["env_notes"]})
+        tables.append({"name": env, "slug": slug(env), "rows": rows, "rules": rules, "notes": notes})
     return tables
 
 
