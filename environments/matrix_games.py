@@ -4,15 +4,23 @@ A game is a payoff table per step, indexed by the joint action: `payoffs[t, a_1,
 Every agent receives the team payoff. The episode terminates after `episode_length` steps (time is
 part of the state through the one-hot step observation, so the end is a termination, not a
 truncation). No library ships these games; they are small enough that a torch gather is the
-whole simulator.
+whole simulator. `model()` gives the exact game (`TabularModel`) to the tabular methods.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from environments.tabular_model import TabularModel
+
+
+def step_one_hot(t: torch.Tensor, episode_length: int) -> torch.Tensor:
+    """One-hot step number `[B, T]`; the post-terminal step T has the all-zero vector."""
+    return torch.nn.functional.one_hot(t, episode_length + 1)[:, :episode_length].float()
 
 
 class MatrixGame(BatchedEnv):
@@ -50,8 +58,7 @@ class MatrixGame(BatchedEnv):
         self.tracker = EpisodeTracker(n_envs, self.device)
 
     def _observe(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # One-hot step number; the post-terminal step T has the all-zero observation.
-        state = torch.nn.functional.one_hot(t, self.episode_length + 1)[:, : self.episode_length].float()
+        state = step_one_hot(t, self.episode_length)
         obs = state.unsqueeze(1).expand(-1, self.n_agents, -1)
         return obs, state
 
@@ -86,9 +93,26 @@ class MatrixGame(BatchedEnv):
         self.t.copy_(state["t"])
         self.tracker.load_state_dict(state["tracker"])
 
-    def model(self) -> dict[str, torch.Tensor]:
-        """The exact game for tabular methods: the payoff table of each step and the horizon."""
-        return {"payoffs": self.payoffs.clone(), "episode_length": torch.tensor(self.episode_length)}
+    def model(self) -> TabularModel:
+        """The exact game: states are the steps 0..T-1 plus an absorbing terminal state T.
+
+        Step t moves to t+1 whatever the joint action; the reward of joint action j at step t is
+        that step's payoff; the terminal state's observation is the all-zero final observation.
+        """
+        steps = self.episode_length
+        n_joint = self._flat_payoffs.shape[1]
+        transitions = torch.zeros(steps + 1, n_joint, steps + 1)
+        nxt = torch.arange(1, steps + 2).clamp(max=steps)
+        transitions[torch.arange(steps + 1), :, nxt] = 1.0
+        table = self._flat_payoffs.cpu().expand(steps, -1)
+        team = torch.cat([table, torch.zeros(1, n_joint)])  # [S, J]
+        t = torch.arange(steps + 1)
+        obs, state = self._observe(t.to(self.device))
+        initial = torch.zeros(steps + 1)
+        initial[0] = 1.0
+        terminal = t == steps
+        return TabularModel(initial, transitions, team.unsqueeze(-1).expand(-1, -1, self.n_agents).clone(), steps,
+                            (self.n_actions,) * self.n_agents, obs.cpu().clone(), state.cpu(), terminal)
 
 
 class NoParams(BaseModel):
@@ -106,22 +130,34 @@ class AcpoMatrixGame(MatrixGame):
                          description="ACPO Table 1 3x3 matrix game (one step)")
 
 
-class MatrixTeamGameParams(BaseModel):
+class MatrixLayoutParams(BaseModel):
+    """Agents, actions and steps of the CORA 6.1 matrix games, and the task seed of their tables."""
+
     model_config = ConfigDict(extra="forbid")
     n_agents: int = Field(3, ge=2, le=8)
     n_actions: int = Field(5, ge=2, le=32)
     episode_length: int = Field(10, ge=1)
-    payoff_low: float = -10.0
-    payoff_high: float = 20.0
     payoff_seed: int = Field(0, ge=0)
     table_per_step: bool = True
 
     @model_validator(mode="after")
-    def _check(self):
-        if self.payoff_high <= self.payoff_low:
-            raise ValueError("payoff_high must exceed payoff_low")
+    def _check_table_size(self):
         if self.n_actions**self.n_agents > 10_000_000:
             raise ValueError("n_actions ** n_agents must be at most 1e7 (the payoff table is dense)")
+        return self
+
+    def table_shape(self) -> tuple[int, ...]:
+        return (self.episode_length if self.table_per_step else 1,) + (self.n_actions,) * self.n_agents
+
+
+class MatrixTeamGameParams(MatrixLayoutParams):
+    payoff_low: float = -10.0
+    payoff_high: float = 20.0
+
+    @model_validator(mode="after")
+    def _check_payoff_range(self):
+        if self.payoff_high <= self.payoff_low:
+            raise ValueError("payoff_high must exceed payoff_low")
         return self
 
 
@@ -133,8 +169,49 @@ class MatrixTeamGame(MatrixGame):
     def __init__(self, n_envs: int, seed: int, device="cpu", **params):
         p = MatrixTeamGameParams(**params)
         task_rng = torch.Generator().manual_seed(p.payoff_seed)  # the task, not the run, fixes the table
-        tables = p.episode_length if p.table_per_step else 1
-        shape = (tables,) + (p.n_actions,) * p.n_agents
-        payoffs = p.payoff_low + (p.payoff_high - p.payoff_low) * torch.rand(shape, generator=task_rng)
+        payoffs = p.payoff_low + (p.payoff_high - p.payoff_low) * torch.rand(p.table_shape(), generator=task_rng)
         super().__init__(payoffs, p.episode_length, "matrix/cora-mtg", n_envs, seed, device,
                          description="CORA 6.1 Matrix Team Game")
+
+
+class MultiPeakParams(MatrixLayoutParams):
+    n_peaks: int = Field(5, ge=1, description="peaks per payoff table, one of them the global optimum")
+    noise_low: float = -10.0
+    noise_high: float = 0.0
+    local_peak_low: float = 5.0
+    local_peak_high: float = 15.0
+    global_peak: float = 20.0
+
+    @model_validator(mode="after")
+    def _check_peaks(self):
+        if not self.noise_low <= self.noise_high < self.local_peak_low <= self.local_peak_high < self.global_peak:
+            raise ValueError("need noise_low <= noise_high < local_peak_low <= local_peak_high < global_peak "
+                             "(peaks stand above the noise, exactly one global optimum)")
+        if self.n_peaks > self.n_actions**self.n_agents:
+            raise ValueError("n_peaks must be at most n_actions ** n_agents (one joint action per peak)")
+        return self
+
+
+def multi_peak_tables(p: MultiPeakParams) -> torch.Tensor:
+    """Noise uniform in [noise_low, noise_high]; per table, `n_peaks` distinct joint actions get peaks:
+    the first the global value, the rest uniform in [local_peak_low, local_peak_high]. All from the task seed."""
+    task_rng = torch.Generator().manual_seed(p.payoff_seed)
+    shape = p.table_shape()
+    flat = p.noise_low + (p.noise_high - p.noise_low) * torch.rand(shape[0], math.prod(shape[1:]), generator=task_rng)
+    positions = torch.rand(flat.shape, generator=task_rng).argsort(-1)[:, : p.n_peaks]  # distinct cells per table
+    local = p.local_peak_low + (p.local_peak_high - p.local_peak_low) * torch.rand(
+        shape[0], p.n_peaks - 1, generator=task_rng)
+    peaks = torch.cat([torch.full((shape[0], 1), p.global_peak), local], dim=1)
+    return flat.scatter(1, positions, peaks).view(shape)
+
+
+class MultiPeakMatrixGame(MatrixGame):
+    """CORA 6.1 Multi-Peak Matrix Team Game: negative background noise with `n_peaks` reward peaks,
+    exactly one of them (the highest) the global optimum; same layout as the Matrix Team Game."""
+
+    Params = MultiPeakParams
+
+    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+        p = MultiPeakParams(**params)
+        super().__init__(multi_peak_tables(p), p.episode_length, f"matrix/cora-multipeak-{p.n_peaks}", n_envs, seed,
+                         device, description=f"CORA 6.1 Multi-Peak Matrix Team Game, {p.n_peaks} peaks")
