@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,11 +54,36 @@ class Normalization(BaseModel):
         return self
 
 
+class Resources(BaseModel):
+    """What one run job of a task or algorithm asks the scheduler for (the `resources:` section).
+
+    Not part of the resolved config or its hash: where a run executes does not change its result.
+    Per run, each value is the largest that the environment's and the algorithm's files ask for;
+    the workflow raises it to its own floor (config/workflow.yaml `run_resources`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    runtime: int | None = Field(None, gt=0, description="wall-clock limit in minutes")
+    mem_mb: int | None = Field(None, gt=0, description="memory in MB")
+    cpus_per_task: int | None = Field(None, gt=0, description="CPU cores (also the job's torch threads)")
+    gpus: int | None = Field(None, ge=0, description="GPUs (Slurm --gpus)")
+
+
+def combine_resources(*parts: Resources) -> dict[str, int]:
+    """The largest value of each resource that any part sets; unset everywhere means absent."""
+    out: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.model_dump(exclude_none=True).items():
+            out[key] = max(out.get(key, value), value)
+    return out
+
+
 class EnvFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     params: dict[str, Any] = Field(default_factory=dict)
     normalization: Normalization
     notes: str = ""
+    resources: Resources = Field(default_factory=Resources)
 
 
 class HparamOverride(BaseModel):
@@ -73,6 +98,7 @@ class AlgoFile(BaseModel):
     source: str = ""
     hparams: dict[str, Any] = Field(default_factory=dict)
     overrides: list[HparamOverride] = Field(default_factory=list)
+    resources: Resources = Field(default_factory=Resources)
 
 
 class SuiteOverride(BaseModel):
@@ -134,6 +160,8 @@ class ResolvedConfig:
     algo_family: str
     env_family: str
     env_notes: str = ""
+    # Scheduler resources (runtime, mem_mb, cpus_per_task, gpus); not hashed, not in to_dict().
+    resources: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"env": {"name": self.env, "params": self.env_params},
@@ -175,7 +203,8 @@ def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = N
     env_params = validate_params(env, {**env_file.params, **overrides.get("env", {})})
     run = _validate(RunConfig, overrides.get("run", {}), "run", "the run")
     return ResolvedConfig(env, algo, env_params, algo_hparams, run, env_file.normalization.model_dump(),
-                          algo_entry.family, env_entry.family, env_file.notes)
+                          algo_entry.family, env_entry.family, env_file.notes,
+                          combine_resources(env_file.resources, algo_file.resources))
 
 
 @dataclass(frozen=True)
@@ -189,6 +218,11 @@ class PlannedRun:
     @property
     def key(self) -> tuple[str, str, str, int]:
         return (self.config.env, self.config.algo, self.config.hash, self.seed)
+
+    @property
+    def resources(self) -> dict[str, int]:
+        """runtime (minutes), mem_mb, cpus_per_task, gpus: the largest that the env and algo files ask for."""
+        return dict(self.config.resources)
 
 
 def load_suite(name: str) -> SuiteFile:
