@@ -43,3 +43,42 @@ lock: venv
 
 clean:
 	rm -rf results site .snakemake
+
+# --- Scale-out: Slurm profile, a one-node test cluster, container images -----------------------
+# See README "Running on a Slurm cluster". cluster-*, smoke-slurm, image* and smoke-container need
+# root (they install Debian packages and start daemons or build images).
+SNAKEMAKE_PROFILES ?= $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+
+.PHONY: profiles cluster-up cluster-down smoke-slurm image image-cuda smoke-container
+
+# Named profiles for this checkout: `snakemake --profile slurm` and `--profile coopbench-local`
+# (links into ~/.config/snakemake; an existing profile directory of that name is left alone).
+profiles:
+	@mkdir -p "$(SNAKEMAKE_PROFILES)"
+	@for entry in slurm:slurm coopbench-local:default; do \
+	  dst="$(SNAKEMAKE_PROFILES)/$${entry%%:*}"; src="$(abspath workflow/profiles)/$${entry#*:}"; \
+	  if [ -e "$$dst" ] && [ ! -L "$$dst" ]; then echo "$$dst exists and is not a link: left alone (use --profile $$src)"; \
+	  else ln -sfn "$$src" "$$dst" && echo "$$dst -> $$src"; fi; \
+	done
+
+# A real one-node Slurm cluster on this machine (Debian's slurm-wlm and munge).
+cluster-up:
+	.ci/slurm/start-cluster.sh
+
+cluster-down:
+	.ci/slurm/stop-cluster.sh
+
+# What CI runs: smoke on the cluster vs locally, and a scancel'ed job that must resume.
+smoke-slurm: venv
+	.ci/slurm/smoke-on-slurm.sh
+
+# The runtime images (podman; Apptainer .sif too where apptainer is installed).
+image:
+	containers/build.sh cpu
+
+image-cuda:
+	containers/build.sh cuda
+
+# Build the CPU image and run the smoke suite inside it; compare with a local run.
+smoke-container: venv
+	containers/smoke-in-container.sh

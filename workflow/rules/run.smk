@@ -1,5 +1,7 @@
-# One job per (env, algo, config hash, seed). A failed job is retried and resumes from the
-# checkpoint.pt it left behind (not a declared output, so Snakemake keeps it).
+# One job per (env, algo, config hash, seed). A failed job (crashed, killed, scancel'ed, timed out)
+# is retried and resumes from the checkpoint.pt it left behind (not a declared output, so Snakemake
+# keeps it). Resources come from the env/algo configs' `resources:` (see common.smk); the slurm
+# profile turns them into sbatch options (-t, --mem, --cpus-per-task, --gpus).
 
 
 rule run:
@@ -9,13 +11,18 @@ rule run:
     params:
         sets=set_args,
         results=RESULTS,
+        image_env=image_env,
     log:
         RESULTS / "logs/runs/{env}/{algo}/{hash}/seed-{seed}.log",
-    threads: 1
+    threads: lambda wildcards: run_resources(wildcards)["cpus_per_task"]
     resources:
-        runtime=config["run_resources"]["runtime"],
-        mem_mb=config["run_resources"]["mem_mb"],
+        runtime=lambda wildcards: run_resources(wildcards)["runtime"],
+        mem_mb=lambda wildcards: run_resources(wildcards)["mem_mb"],
+        cpus_per_task=lambda wildcards: run_resources(wildcards)["cpus_per_task"],
+        gpu=lambda wildcards: run_resources(wildcards)["gpus"],
     retries: 2
+    container:
+        run_image
     shell:
-        "coopbench run {wildcards.algo} {wildcards.env} --seed {wildcards.seed} {params.sets} "
-        "--expect-hash {wildcards.hash} --results-dir {params.results} > {log} 2>&1"
+        "{params.image_env}coopbench run {wildcards.algo} {wildcards.env} --seed {wildcards.seed} {params.sets} "
+        "--expect-hash {wildcards.hash} --results-dir {params.results} --threads {threads} > {log} 2>&1"
