@@ -63,3 +63,50 @@ for n in (8, 20, 30):
                           f"AS 5.1 Cooperative Predation, {n} agents, private rewards")
 ENVIRONMENTS.register("gridworld/lan-checkers", "gridworld", "environments.checkers:Checkers",
                       "LAN 5.3 Checkers: apples and lemons, 3x3 view plus position, 100 steps")
+
+# Adapters over maintained libraries (environments/adapters/). The library is imported when the task is
+# built, so a missing one fails there with its MissingDependencyError.
+_ADAPTERS = "environments.adapters."
+for task, cls in (("navigation", "VmasNavigation"), ("give_way", "VmasGiveWay"),
+                  ("multi_give_way", "VmasMultiGiveWay")):
+    ENVIRONMENTS.register(f"vmas/{task}", "vmas", f"{_ADAPTERS}vmas_adapter:{cls}",
+                          f"CORA 6.3 VMAS {task}, natively batched (continuous or discrete actions)")
+for n in (3, 6, 9):
+    ENVIRONMENTS.register(f"mpe/simple-spread-{n}", "mpe", f"{_ADAPTERS}mpe_adapter:SimpleSpread{n}",
+                          f"LAN 5.4 MPE2 simple spread, {n} agents, partial observability of LAN's Appendix G")
+for size in ("tiny", "small"):
+    for n in (2, 4, 8, 12):
+        ENVIRONMENTS.register(f"rware/{size}-{n}ag-hard", "rware", f"{_ADAPTERS}rware_adapter:Rware{size.title()}{n}",
+                              f"ACPO 7 RWARE rware-{size}-{n}ag-hard-v2")
+ENVIRONMENTS.register("rware/warehouse-16ag", "rware", f"{_ADAPTERS}rware_adapter:RwareWarehouse16",
+                      "BN 6.3 (VAST) 16-robot RWARE warehouse")
+for task, cls in (("ant-4x2", "Ant4x2"), ("halfcheetah-2x3", "HalfCheetah2x3"), ("halfcheetah-6x1", "HalfCheetah6x1"),
+                  ("walker2d-2x3", "Walker2d2x3"), ("hopper-3x1", "Hopper3x1")):
+    ENVIRONMENTS.register(f"mamujoco/{task}", "mamujoco", f"{_ADAPTERS}mamujoco_adapter:{cls}",
+                          f"CORA 6.4 / ACPO 7 Multi-Agent MuJoCo v5 {task}, with the global state")
+ENVIRONMENTS.register("magent2/battle-40v40", "magent2", f"{_ADAPTERS}magent2_adapter:Battle40v40",
+                      "BN 6.3 (VAST) MAgent2 battle, 40 learners against 40 of a fixed, documented policy")
+for task, cls in (("3m", "Smax3m"), ("8m", "Smax8m"), ("2s3z", "Smax2s3z"), ("3s_vs_5z", "Smax3sVs5z"),
+                  ("2s_vs_1sc", "Smax2sVs1sc"), ("smacv2_5_units", "SmaxV2FiveUnits"),
+                  ("smacv2_10_units", "SmaxV2TenUnits")):
+    ENVIRONMENTS.register(f"smax/{task}", "smax", f"{_ADAPTERS}smax_adapter:{cls}",
+                          f"SMAX {task} (JaxMARL's JAX re-implementation; not StarCraft II, never mixed with SMAC)")
+
+
+def _register_starcraft() -> None:
+    from environments.adapters.smac_adapter import SMAC_CLASSES, SMACV2_CLASSES  # no library import at load time
+
+    for kind, classes in (("smac", SMAC_CLASSES), ("smacv2", SMACV2_CLASSES)):
+        for cls in classes.values():
+            ENVIRONMENTS.register(cls.task_name(), kind, f"{_ADAPTERS}smac_adapter:{cls.__name__}",
+                                  f"{'SMAC' if kind == 'smac' else 'SMACv2'} {cls.task_name().split('/')[1]} "
+                                  "on StarCraft II (needs the binary: SC2PATH)")
+
+
+_register_starcraft()
+for task, cls in (("academy_3_vs_1_with_keeper", "Academy3v1Keeper"),
+                  ("academy_counterattack_easy", "AcademyCounterattackEasy"),
+                  ("academy_counterattack_hard", "AcademyCounterattackHard")):
+    ENVIRONMENTS.register(f"gfootball/{task}", "gfootball", f"{_ADAPTERS}gfootball_adapter:{cls}",
+                          f"CORA 6.6 Google Research Football {task}, one controlled player per agent "
+                          "(built by `make gfootball`)")

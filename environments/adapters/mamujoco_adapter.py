@@ -1,0 +1,214 @@
+"""Multi-Agent MuJoCo v5 (`gymnasium_robotics.mamujoco_v1`) on the batched contract.
+
+Tasks (CORA 6.4, ACPO 7): Ant 4x2, HalfCheetah 2x3, HalfCheetah 6x1, Walker2d 2x3, Hopper 3x1, on
+Gymnasium's MuJoCo v5 robots, each agent observing its joints and their `agent_obsk`-neighbours
+(default 1, as in HARL/Zhong et al. 2024, which ACPO follows). One MaMuJoCo environment simulates
+one robot, so copies run in worker processes (environments/adapters/process_pool.py).
+
+What the adapter decides, and why:
+- Global state: the library's `state()` (the single-agent robot's observation), for centralized
+  critics.
+- Observations: agents can observe different numbers of values (HalfCheetah 6x1: 9, 9, 8, 9, 9, 8;
+  Hopper 3x1: 8, 9, 8); every observation is zero-padded at the end to the largest.
+- Actions: Box(-1, 1) per agent (every task's joints share that range); an agent with fewer
+  action dimensions than the largest (none of the five tasks) uses the first ones.
+- Reward: MaMuJoCo gives every agent the robot's reward (the team reward).
+- Episode end: the robot falling (Hopper, Walker2d, Ant "unhealthy") is a termination; the
+  1000-step limit (Gymnasium's TimeLimit) a truncation.
+- Resume: exact. The snapshot is MuJoCo's integration state (`mj_getState(mjSTATE_INTEGRATION)`:
+  time, qpos, qvel, actuator state, warm start, controls, applied forces), the derived body poses
+  and forces that the robots' reward and observation read before the next simulation step, the
+  TimeLimit's step count and the copy's generator.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from coopbench.errors import MissingDependencyError
+from environments.adapters import install_hint
+from environments.adapters.process_pool import CopyEnv, CopyObs, CopyStep, PooledEnv
+from environments.base import EnvSpec
+
+INSTALL_HINT = install_hint("gymnasium-robotics>=1.4,<1.5", "mujoco>=3.3,<5")
+# Derived mjData fields that Gymnasium's v5 robots read between two simulation steps (rewards read
+# body positions before stepping; Ant's observation reads the contact forces).
+DERIVED_FIELDS = ("xpos", "xquat", "xipos", "cinert", "cvel", "cfrc_ext", "qfrc_actuator", "sensordata")
+
+
+def import_mamujoco():
+    try:
+        import mujoco  # noqa: F401
+        from gymnasium_robotics import mamujoco_v1
+    except ImportError:
+        raise MissingDependencyError("gymnasium-robotics and mujoco (Multi-Agent MuJoCo)", INSTALL_HINT) from None
+    return mamujoco_v1
+
+
+class MamujocoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scenario: str = Field("HalfCheetah", description="Gymnasium MuJoCo robot (v5)")
+    agent_conf: str = Field("2x3", description="agents x joints per agent")
+    agent_obsk: int = Field(1, ge=0, description="graph distance of the joints an agent observes")
+    max_episode_steps: int = Field(1000, ge=1, description="TimeLimit horizon (a truncation)")
+
+
+def make_mamujoco(scenario: str, agent_conf: str, agent_obsk: int = 1, max_episode_steps: int = 1000):
+    """The library environment this adapter drives: `mamujoco_v1.parallel_env(...)` (one robot)."""
+    mamujoco_v1 = import_mamujoco()
+    kwargs = {} if max_episode_steps == 1000 else {"max_episode_steps": max_episode_steps}
+    return mamujoco_v1.parallel_env(scenario, agent_conf, agent_obsk=agent_obsk, **kwargs)
+
+
+def _time_limit(env):
+    from gymnasium.wrappers import TimeLimit
+
+    wrapper = env.single_agent_env
+    while not isinstance(wrapper, TimeLimit):
+        wrapper = wrapper.env
+    return wrapper
+
+
+def dimensions(env) -> tuple[list[int], list[int], int]:
+    agents = env.possible_agents
+    return ([env.observation_space(a).shape[0] for a in agents], [env.action_space(a).shape[0] for a in agents],
+            int(env.state().shape[0]))
+
+
+class RobotCopy(CopyEnv):
+    supports_snapshot = True
+
+    def __init__(self, **params):
+        import mujoco
+
+        self.mujoco = mujoco
+        self.env = make_mamujoco(**params)
+        self.agents = list(self.env.possible_agents)
+        obs_dims, self.action_dims, _ = dimensions(self.env)
+        self.obs_dim = max(obs_dims)
+        self.padded = any(d != self.obs_dim for d in obs_dims)
+        self.robot = self.env.single_agent_env.unwrapped
+        self.time_limit = _time_limit(self.env)
+        self.spec_integration = mujoco.mjtState.mjSTATE_INTEGRATION
+
+    def _observe(self, obs: dict) -> CopyObs:
+        if self.padded:
+            stacked = np.zeros((len(self.agents), self.obs_dim), np.float32)
+            for i, a in enumerate(self.agents):
+                stacked[i, : obs[a].shape[0]] = obs[a]
+        else:
+            stacked = np.stack([obs[a] for a in self.agents])
+        return CopyObs(stacked, self.env.state())
+
+    def reset(self, seed: int) -> CopyObs:
+        obs, _ = self.env.reset(seed=seed)
+        return self._observe(obs)
+
+    def step(self, action: np.ndarray) -> CopyStep:
+        actions = {a: action[i, : self.action_dims[i]] for i, a in enumerate(self.agents)}
+        obs, rewards, terms, truncs, _ = self.env.step(actions)
+        first = self.agents[0]
+        terminated = bool(terms[first])
+        truncated = bool(truncs[first]) and not terminated
+        return CopyStep(self._observe(obs), float(rewards[first]), terminated, truncated)
+
+    def get_state(self) -> dict:
+        m, d = self.robot.model, self.robot.data
+        physics = np.empty(self.mujoco.mj_stateSize(m, self.spec_integration))
+        self.mujoco.mj_getState(m, d, physics, self.spec_integration)
+        return {"physics": physics, "derived": {f: getattr(d, f).copy() for f in DERIVED_FIELDS},
+                "elapsed": int(self.time_limit._elapsed_steps or 0), "rng": self.robot.np_random.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.env.reset(seed=0)  # wrappers in their in-episode state
+        m, d = self.robot.model, self.robot.data
+        self.mujoco.mj_setState(m, d, np.asarray(state["physics"], np.float64), self.spec_integration)
+        self.mujoco.mj_forward(m, d)
+        for field, value in state["derived"].items():
+            getattr(d, field)[...] = value
+        self.time_limit._elapsed_steps = int(state["elapsed"])
+        self.robot.np_random.bit_generator.state = state["rng"]
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class MultiAgentMujoco(PooledEnv):
+    """A MaMuJoCo v5 task; the registered ones are the subclasses below."""
+
+    Params = MamujocoParams
+    NAME = "mamujoco/custom"
+
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+        p = self.Params(**params)
+        kwargs = p.model_dump()
+        probe = make_mamujoco(**kwargs)  # dimensions and action range from the library itself
+        obs_dims, action_dims, state_dim = dimensions(probe)
+        space = probe.action_space(probe.possible_agents[0])
+        low, high = float(space.low.min()), float(space.high.max())
+        probe.close()
+        n = len(obs_dims)
+        spec = EnvSpec(
+            name=self.NAME,
+            family="mamujoco",
+            n_agents=n,
+            obs_dim=max(obs_dims),
+            state_dim=state_dim,
+            n_actions=0,
+            action_dim=max(action_dims),
+            action_low=low,
+            action_high=high,
+            episode_limit=p.max_episode_steps,
+            reward_mode="team",
+            description=(f"MaMuJoCo v5 {p.scenario} {p.agent_conf}, obsk={p.agent_obsk}; observation sizes {obs_dims} "
+                         f"(zero-padded); state = the robot's single-agent observation ({state_dim})"),
+        )
+        super().__init__(spec, functools.partial(RobotCopy, **kwargs), n_envs, seed, device, n_workers=n_workers)
+
+
+class AntParams(MamujocoParams):
+    scenario: str = "Ant"
+    agent_conf: str = "4x2"
+
+
+class HalfCheetah2x3Params(MamujocoParams):
+    scenario: str = "HalfCheetah"
+    agent_conf: str = "2x3"
+
+
+class HalfCheetah6x1Params(MamujocoParams):
+    scenario: str = "HalfCheetah"
+    agent_conf: str = "6x1"
+
+
+class Walker2dParams(MamujocoParams):
+    scenario: str = "Walker2d"
+    agent_conf: str = "2x3"
+
+
+class HopperParams(MamujocoParams):
+    scenario: str = "Hopper"
+    agent_conf: str = "3x1"
+
+
+class Ant4x2(MultiAgentMujoco):
+    Params, NAME = AntParams, "mamujoco/ant-4x2"
+
+
+class HalfCheetah2x3(MultiAgentMujoco):
+    Params, NAME = HalfCheetah2x3Params, "mamujoco/halfcheetah-2x3"
+
+
+class HalfCheetah6x1(MultiAgentMujoco):
+    Params, NAME = HalfCheetah6x1Params, "mamujoco/halfcheetah-6x1"
+
+
+class Walker2d2x3(MultiAgentMujoco):
+    Params, NAME = Walker2dParams, "mamujoco/walker2d-2x3"
+
+
+class Hopper3x1(MultiAgentMujoco):
+    Params, NAME = HopperParams, "mamujoco/hopper-3x1"

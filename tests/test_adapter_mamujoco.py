@@ -1,0 +1,142 @@
+"""Multi-Agent MuJoCo v5 adapter (environments/adapters/mamujoco_adapter.py): CORA's and ACPO's five tasks.
+
+Skipped with the reason when gymnasium-robotics/mujoco are not installed (make venv).
+"""
+
+import sys
+from importlib.util import find_spec
+
+import numpy as np
+import pytest
+import torch
+
+from coopbench.config import REPO_ROOT as REPO
+from coopbench.config import EnvFile, load_yaml
+from coopbench.errors import MissingDependencyError
+from environments.adapters import mamujoco_adapter as mj
+from tests.test_process_pool import check_resume, register_for_test, run_random_episodes, same_timesteps
+
+# name -> (class, agents, action dim per agent, observation sizes, state size)
+TASKS = {
+    "mamujoco/ant-4x2": (mj.Ant4x2, 4, 2, [42] * 4, 105),
+    "mamujoco/halfcheetah-2x3": (mj.HalfCheetah2x3, 2, 3, [12, 12], 17),
+    "mamujoco/halfcheetah-6x1": (mj.HalfCheetah6x1, 6, 1, [9, 9, 8, 9, 9, 8], 17),
+    "mamujoco/walker2d-2x3": (mj.Walker2d2x3, 2, 3, [12, 12], 17),
+    "mamujoco/hopper-3x1": (mj.Hopper3x1, 3, 1, [8, 9, 8], 11),
+}
+
+
+def test_missing_library_names_the_packages_and_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)
+    with pytest.raises(MissingDependencyError, match=r"gymnasium-robotics.*make venv"):
+        mj.HalfCheetah2x3(n_envs=1, seed=0, n_workers=0)
+
+
+def test_config_files_validate_against_the_adapter_params():
+    for name, (cls, *_) in TASKS.items():
+        env_file = load_yaml(REPO / "config" / "environments" / f"{name}.yaml", EnvFile, name)
+        assert cls.Params(**env_file.params) == cls.Params()
+
+
+needs_library = pytest.mark.skipif(
+    find_spec("gymnasium_robotics") is None or find_spec("mujoco") is None,
+    reason="gymnasium-robotics/mujoco are not installed (make venv)")
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@needs_library
+@pytest.mark.parametrize("name", list(TASKS))
+def test_random_episodes_have_consistent_shapes_rewards_and_statistics(name):
+    cls, n_agents, action_dim, obs_dims, state_dim = TASKS[name]
+    env = cls(n_envs=2, seed=0, n_workers=0, max_episode_steps=20)
+    spec = env.spec
+    assert spec.name == name and spec.n_agents == n_agents and spec.n_actions == 0
+    assert spec.action_dim == action_dim and (spec.action_low, spec.action_high) == (-1.0, 1.0)
+    assert spec.obs_dim == max(obs_dims) and spec.state_dim == state_dim
+    timesteps, returns, lengths = run_random_episodes(env, steps=45)
+    assert len(returns) >= 4 and max(lengths) <= 20
+    # observations are zero-padded at the end to the largest agent's
+    for i, d in enumerate(obs_dims):
+        assert (timesteps[-1].obs[:, i, d:] == 0).all()
+    env.close()
+
+
+@needs_library
+def test_state_is_the_robots_single_agent_observation():
+    env = mj.HalfCheetah2x3(n_envs=1, seed=4, n_workers=0)
+    ts = env.reset()
+    robot = env.pool._runner.copies[0].robot
+    assert np.allclose(ts.state[0].numpy(), robot._get_obs(), atol=1e-6)
+    env.close()
+
+
+@needs_library
+def test_time_limit_is_a_truncation_and_falling_a_termination():
+    env = mj.HalfCheetah2x3(n_envs=2, seed=0, n_workers=0, max_episode_steps=4)
+    env.reset()
+    for _ in range(4):
+        ts = env.step(torch.zeros(2, 2, 3))
+    assert ts.truncated.all() and not ts.terminated.any()
+    env.close()
+    hopper = mj.Hopper3x1(n_envs=2, seed=0, n_workers=0)
+    hopper.reset()
+    ended = torch.zeros(2, dtype=torch.bool)
+    for _ in range(200):  # full torque on every joint topples the hopper long before 1000 steps
+        ts = hopper.step(torch.ones(2, 3, 1))
+        assert not ts.truncated.any()
+        ended |= ts.terminated
+        if ended.all():
+            break
+    assert ended.all()
+    hopper.close()
+
+
+@needs_library
+def test_out_of_range_actions_are_clipped():
+    a = mj.HalfCheetah2x3(n_envs=1, seed=2, n_workers=0)
+    b = mj.HalfCheetah2x3(n_envs=1, seed=2, n_workers=0)
+    a.reset()
+    b.reset()
+    big = torch.tensor([[[5.0, -7.0, 0.5], [2.0, 0.1, -3.0]]])
+    assert torch.equal(a.step(big).obs, b.step(big.clamp(-1, 1)).obs)
+    a.close()
+    b.close()
+
+
+@needs_library
+def test_seeding_is_deterministic_and_the_same_with_worker_processes():
+    make = lambda seed, workers: mj.Walker2d2x3(n_envs=3, seed=seed, n_workers=workers, max_episode_steps=8)  # noqa: E731
+    a, _, _ = run_random_episodes(make(5, 0), steps=20)
+    pooled = make(5, 2)
+    try:
+        b, _, _ = run_random_episodes(pooled, steps=20)
+    finally:
+        pooled.close()
+    c, _, _ = run_random_episodes(make(6, 0), steps=20)
+    assert same_timesteps(a, b) and not same_timesteps(a, c)
+
+
+@needs_library
+@pytest.mark.parametrize("name", ["mamujoco/ant-4x2", "mamujoco/hopper-3x1"])
+def test_resume_continues_bit_for_bit(name):
+    cls = TASKS[name][0]
+    check_resume(lambda: cls(n_envs=2, seed=0, n_workers=0, max_episode_steps=30), steps_before=25,
+                 steps_after=20)
+
+
+@needs_library
+def test_library_parallel_env_passes_pettingzoo_api_test():
+    from pettingzoo.test import parallel_api_test
+
+    parallel_api_test(mj.make_mamujoco("HalfCheetah", "6x1", max_episode_steps=50), num_cycles=30)
+
+
+@needs_library
+def test_parallel_env_view_passes_pettingzoo_api_test(monkeypatch):
+    from pettingzoo.test import parallel_api_test
+
+    from environments.pettingzoo_view import ParallelEnvView
+
+    monkeypatch.setenv("COOPBENCH_ENV_WORKERS", "0")
+    register_for_test("mamujoco/hopper-3x1", "environments.adapters.mamujoco_adapter:Hopper3x1", "mamujoco")
+    parallel_api_test(ParallelEnvView("mamujoco/hopper-3x1", seed=0, max_episode_steps=40), num_cycles=30)
