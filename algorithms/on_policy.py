@@ -41,6 +41,9 @@ class OnPolicyConfig(BaseModel):
     normalize_advantages: bool = True
     log_std_init: float = Field(0.0, description="continuous actions: initial log standard deviation")
     state_dependent_std: bool = Field(False, description="continuous actions: log-std from a network head")
+    learning_reward: Literal["team", "own"] = Field(
+        "team", description="team: every agent learns from the team reward (on private-reward tasks, the sum of "
+                            "the private rewards); own: each agent from its own reward (independent learners)")
 
 
 class OnPolicyAlgorithm(Algorithm):
@@ -116,7 +119,7 @@ class OnPolicyAlgorithm(Algorithm):
                 actions=actions,
                 log_probs=log_prob,
                 values=values,
-                rewards=nxt.reward,
+                rewards=self.learning_rewards(nxt.reward),
                 final_values=final_values,
                 terminated=nxt.terminated,
                 episode_end=nxt.done,
@@ -128,6 +131,13 @@ class OnPolicyAlgorithm(Algorithm):
         following = torch.cat([storage["values"][1:], last_values.unsqueeze(0)])
         storage.fields["next_values"] = torch.where(ended, storage["final_values"], following)
         return storage, timestep, finished_returns
+
+    def learning_rewards(self, reward: torch.Tensor) -> torch.Tensor:
+        """`[B, N]` rewards the agents learn from. Team tasks already give every agent the team reward."""
+        if self.config.learning_reward == "team" and self.spec.reward_mode == "private":
+            # The cooperative objective is the team return, the sum of private rewards (AS 3).
+            return reward.sum(dim=-1, keepdim=True).expand_as(reward)
+        return reward
 
     def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-agent advantages and value targets, `[T, B, N]` (GAE on each agent's reward)."""

@@ -57,7 +57,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.envs or [e.name for e in ENVIRONMENTS.entries() if e.target.startswith("environments.")]
+    native = [e.name for e in ENVIRONMENTS.entries() if not e.target.startswith("environments.adapters.")]
+    names = args.envs or native
     results = []
     print(f"torch threads: {torch.get_num_threads()}")
     print(f"{'environment':40s} {'copies':>6s} {'agents':>6s} {'agent-steps/s min / median / max':>40s}")

@@ -105,7 +105,9 @@ class SuiteOverride(BaseModel):
     model_config = ConfigDict(extra="forbid")
     envs: list[str] = Field(default_factory=lambda: ["*"])
     algos: list[str] = Field(default_factory=lambda: ["*"])
-    set: dict[str, Any]
+    set: dict[str, Any] = Field(default_factory=dict)
+    # Replaces the suite's seeds for the matching runs (the last matching rule that sets it wins).
+    seeds: list[int] | None = Field(None, min_length=1)
 
 
 class SuiteFile(BaseModel):
@@ -239,11 +241,13 @@ def plan_suite(name: str) -> list[PlannedRun]:
     for env in suite.environments:
         for algo in suite.algorithms:
             sets = {f"run.{k}": v for k, v in suite.run.items()}
+            seeds = suite.seeds
             for rule in suite.overrides:
                 matches_env = any(fnmatch.fnmatch(env, p) for p in rule.envs)
                 if matches_env and any(fnmatch.fnmatch(algo, p) for p in rule.algos):
                     sets.update(rule.set)
+                    seeds = rule.seeds or seeds
             set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
             config = resolve(algo, env, parse_set(list(set_args)))
-            planned += [PlannedRun(config, seed, set_args) for seed in suite.seeds]
+            planned += [PlannedRun(config, seed, set_args) for seed in seeds]
     return planned

@@ -63,13 +63,24 @@ def test_unknown_names():
 
 
 def test_suites_plan_every_combination():
+    from environments.registry import ENVIRONMENTS
+
+    native = {e.name for e in ENVIRONMENTS.entries() if not e.target.startswith("environments.adapters.")}
     runs = plan_suite("default")
-    assert len(runs) == 2 * 2 * 5
     assert len({r.key for r in runs}) == len(runs)
+    assert {r.config.env for r in runs} >= native  # every native task is in the default suite
+    by_pair: dict = {}
+    for r in runs:
+        by_pair.setdefault((r.config.env, r.config.algo), []).append(r.seed)
+    assert by_pair[("matrix/acpo-3x3", "mappo")] == [0, 1, 2, 3, 4]
+    assert by_pair[("matrix/cora-multipeak-5", "ippo")] == [0, 1, 2]  # an override's `seeds` replaces the suite's
     mtg = [r for r in runs if r.config.env == "matrix/cora-mtg"]
     assert all(r.config.run["total_env_steps"] == 30000 for r in mtg)
     smoke = plan_suite("smoke")
     assert all(r.config.algo_hparams["rollout_length"] == 16 for r in smoke)
+    papers = plan_suite("papers")
+    assert {r.config.env for r in papers} >= native
+    assert len([r for r in papers if r.config.env == "coordination/bn-cg-2" and r.config.algo == "mappo"]) == 60
 
 
 def test_broken_config_files_are_reported(tmp_path, monkeypatch):
