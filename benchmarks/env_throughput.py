@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from coopbench.config import load_env_file
 from environments.registry import ENVIRONMENTS, make
 
 
@@ -31,7 +32,7 @@ def random_actions(env, generator: torch.Generator, timestep) -> torch.Tensor:
 
 
 def measure(name: str, copies: int, steps: int, repeats: int) -> dict:
-    env = make(name, n_envs=copies, seed=0)
+    env = make(name, n_envs=copies, seed=0, **load_env_file(name).params)  # the task as its config defines it
     generator = torch.Generator().manual_seed(0)
     timestep = env.reset()
     for _ in range(min(steps, 20)):  # warm-up

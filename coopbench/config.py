@@ -186,6 +186,11 @@ def _validate(model: type[BaseModel], values: dict, prefix: str, what: str) -> d
         raise params_error(err, prefix=prefix, model=model, what=what) from None
 
 
+def load_env_file(env: str) -> EnvFile:
+    """`config/environments/<env>.yaml`: the task's parameters, normalization rule, notes, resources."""
+    return load_yaml(config_dir() / "environments" / f"{env}.yaml", EnvFile, f"environment {env!r}")
+
+
 def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = None) -> ResolvedConfig:
     """The full, validated config of one (algo, env) pair; `overrides` as returned by parse_set."""
     from algorithms.registry import ALGORITHMS
@@ -193,7 +198,7 @@ def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = N
 
     overrides = overrides or {s: {} for s in SECTIONS}
     algo_entry, env_entry = ALGORITHMS.get(algo), ENVIRONMENTS.get(env)
-    env_file: EnvFile = load_yaml(config_dir() / "environments" / f"{env}.yaml", EnvFile, f"environment {env!r}")
+    env_file = load_env_file(env)
     algo_file: AlgoFile = load_yaml(config_dir() / "algorithms" / f"{algo}.yaml", AlgoFile, f"algorithm {algo!r}")
 
     hparams = dict(algo_file.hparams)

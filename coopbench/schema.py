@@ -61,6 +61,7 @@ SCORES_COLUMNS = [
     "eval_return_mean",
     "eval_return_std",
     "normalized_score",
+    "normalization",  # "min_max" (comparable across tasks) or "raw" (left out of cross-task aggregates)
     "is_final",
     "run_dir",
 ]

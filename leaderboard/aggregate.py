@@ -84,6 +84,7 @@ def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame) -> pd.DataF
             "eval_return_mean": metrics["eval_return_mean"].astype(float),
             "eval_return_std": metrics["eval_return_std"].astype(float),
             "normalized_score": normalize(metrics["eval_return_mean"], manifest["normalization"]),
+            "normalization": manifest["normalization"]["method"],
             "is_final": False,
             "run_dir": str(run_dir),
         }

@@ -2,7 +2,7 @@
 
 Tasks are environments; a score matrix is [n_seeds, n_tasks] of final normalized scores.
 rliable needs every algorithm to have every task, and each algorithm a rectangular matrix, so
-the cross-task aggregates use only the tasks every algorithm has, and for each algorithm the
+the cross-task aggregates use only the normalized tasks every algorithm has, and for each algorithm the
 same number of seeds on every task (the lowest-numbered ones); whatever this leaves out is listed
 in stats.json (`dropped_tasks`, `excluded_runs`). The per-environment table uses every run.
 """
@@ -154,10 +154,14 @@ def _check_one_config_per_pair(frame: pd.DataFrame, scores: Path) -> None:
 
 def _shared_tasks(final: pd.DataFrame, algos: list[str], envs: list[str]) -> tuple[list[str], dict[str, str]]:
     have = final.groupby("env")["algo"].unique()
+    raw = set(final.loc[final["normalization"] == "raw", "env"])
     tasks, dropped = [], {}
     for env in envs:
         missing = sorted(set(algos) - set(have[env]))
-        if missing:
+        if env in raw:
+            # Averaging raw returns of different tasks would weigh them by their reward scale.
+            dropped[env] = "raw returns (the task has no normalization rule), not comparable across tasks"
+        elif missing:
             dropped[env] = f"no runs of {', '.join(missing)}"
         else:
             tasks.append(env)
