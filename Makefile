@@ -82,3 +82,6 @@ image-cuda:
 # Build the CPU image and run the smoke suite inside it; compare with a local run.
 smoke-container: venv
 	containers/smoke-in-container.sh
+
+# Google Research Football, built from source into the venv (heavy: not part of `venv`, `test` or CI).
+include mk/gfootball.mk

@@ -1,6 +1,6 @@
 """Google Research Football academy scenarios (CORA 6.6), one controlled left player per agent.
 
-gfootball is built from source (`make -f mk/gfootball.mk gfootball`, see that file); it uses the old
+gfootball is built from source (`make gfootball`, see mk/gfootball.mk); it uses the old
 gym 4-tuple API (`obs, reward, done, info`), which its own gym wrappers cannot run under gym 0.26.
 So the adapter drives `gfootball.env.football_env.FootballEnv` directly with the `raw` observation
 (one dict per controlled player) and converts it itself:
@@ -38,9 +38,9 @@ from coopbench.errors import MissingDependencyError
 from environments.adapters.process_pool import CopyEnv, CopyObs, CopyStep, PooledEnv
 from environments.base import EnvSpec
 
-INSTALL_HINT = ("build it from source: `make -f mk/gfootball.mk gfootball` (installs SDL2/Boost/CMake Debian "
-                "packages, then `pip install --no-deps --no-build-isolation gfootball==2.10.2` into the venv); "
-                "or `pip install -e '.[gfootball]'` where the build prerequisites are already present")
+INSTALL_HINT = ("build it from source with `make gfootball` (mk/gfootball.mk: installs its SDL2/Boost/CMake Debian "
+                "packages as root, the runtime dependencies of the `gfootball` extra, then `pip install --no-deps "
+                "--no-build-isolation gfootball==2.10.2` into the venv, which must come first on PATH)")
 ACTIVE = slice(97, 108)  # simple115v2: one-hot of the active left player
 N_CHECKPOINTS, CHECKPOINT_REWARD = 10, 0.1
 GAME_DURATION = 400  # every academy scenario used here
