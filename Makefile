@@ -36,10 +36,11 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint
 
-# Re-pin requirements.lock from the current venv (after changing pyproject.toml dependencies).
+# Re-pin requirements.lock from the current venv (after changing pyproject.toml dependencies). gfootball (built by
+# `make gfootball`, never from the lock) stays out.
 lock: venv
 	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip freeze --all --exclude-editable | grep -v "^pip==" | sed -e 's/^torch==2.13.0+cpu$$/torch==2.13.0/' > requirements.lock
+	$(BIN)/pip freeze --all --exclude-editable | grep -v -E "^(pip|gfootball)==" | sed -e 's/^torch==2.13.0+cpu$$/torch==2.13.0/' > requirements.lock
 
 clean:
 	rm -rf results site .snakemake
