@@ -104,7 +104,10 @@ def make_batched_functions(env):
     """(reset_fn, step_fn, raw_step_fn), jitted and vmapped over copies.
 
     `step_fn(keys, states, actions[B, N])` steps every copy, resets finished ones in the same call and returns
-    (keys, states, obs, world_state, avail, final_obs, final_world_state, team_reward, terminated, truncated, won).
+    (keys, states, floats[B, F], flags[B, K]): the float outputs (obs, world_state, final_obs, final_world_state,
+    team_reward) and the boolean ones (avail, terminated, truncated, won) packed into one array each, so that
+    torch receives two arrays per step instead of nine (each hand-over costs as much as a small scenario's step);
+    `SmaxEnv.step` cuts them apart.
     `raw_step_fn` is JaxMARL's own auto-resetting `env.step` under vmap (no masks, no stacking): the benchmark's
     reference for the adapter's overhead.
     """
@@ -148,8 +151,11 @@ def make_batched_functions(env):
         o_re, ws_re = stack_obs(obs_re)
         obs_next = jnp.where(done, o_re, final_obs)
         ws_next = jnp.where(done, ws_re, final_ws)
-        return (key, state_next, obs_next, ws_next, stack_avail(state_next), final_obs, final_ws,
-                rewards[agents[0]], terminated & done, done & ~terminated, won & done)
+        floats = jnp.concatenate([x.ravel().astype(jnp.float32) for x in
+                                  (obs_next, ws_next, final_obs, final_ws, rewards[agents[0]])])
+        flags = jnp.concatenate([stack_avail(state_next).ravel(),
+                                 jnp.stack([terminated & done, done & ~terminated, won & done])])
+        return key, state_next, floats, flags
 
     def raw_step_one(key, state, actions):
         key, step_key = jax.random.split(key)
@@ -209,18 +215,21 @@ class SmaxEnv(BatchedEnv):
     def step(self, actions: torch.Tensor) -> TimeStep:
         if self._states is None:
             raise RuntimeError("call reset() before step()")
-        acts = self._jnp.asarray(actions.detach().to("cpu", torch.int32).numpy())
-        (self._keys, self._states, obs, ws, avail, final_obs, final_ws, reward, terminated, truncated,
-         won) = self._step_fn(self._keys, self._states, acts)
+        acts = actions.detach().to("cpu", torch.int32).numpy()  # a numpy argument: no separate device_put
+        self._keys, self._states, floats, flags = self._step_fn(self._keys, self._states, acts)
         d = self.device
-        team_reward = _to_torch(reward, d)
-        terminated_t, truncated_t = _to_torch(terminated, d), _to_torch(truncated, d)
+        floats, flags = _to_torch(floats, d), _to_torch(flags, d)
+        b, n, spec = self.n_envs, self.n_agents, self.spec
+        o, s = n * spec.obs_dim, spec.state_dim
+        obs, ws, final_obs, final_ws, team_reward = floats.split([o, s, o, s, 1], dim=1)
+        avail, terminated_t, truncated_t, won = flags.split([n * spec.n_actions, 1, 1, 1], dim=1)
+        team_reward, terminated_t, truncated_t = team_reward.squeeze(1), terminated_t.squeeze(1), truncated_t.squeeze(1)
         done = terminated_t | truncated_t
         episode_return, episode_length = self.tracker.update(team_reward, done)
-        won_t = torch.where(done, _to_torch(won, d).float(), torch.full_like(team_reward, float("nan")))
-        return TimeStep(_to_torch(obs, d), _to_torch(ws, d), _to_torch(avail, d),
-                        team_reward.unsqueeze(1).expand(-1, self.n_agents), terminated_t, truncated_t,
-                        _to_torch(final_obs, d), _to_torch(final_ws, d), episode_return, episode_length,
+        won_t = torch.where(done, won.squeeze(1).float(), torch.full_like(team_reward, float("nan")))
+        return TimeStep(obs.reshape(b, n, -1), ws.contiguous(), avail.reshape(b, n, -1),
+                        team_reward.unsqueeze(1).expand(-1, n), terminated_t.contiguous(), truncated_t.contiguous(),
+                        final_obs.reshape(b, n, -1), final_ws.contiguous(), episode_return, episode_length,
                         {"won": won_t})
 
     def state_dict(self) -> dict:
