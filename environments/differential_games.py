@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
-from environments.matrix_games import step_one_hot
+from environments.base import EnvSpec
+from environments.repeated_game import RepeatedGame
 
 
 class DifferentialGameParams(BaseModel):
@@ -68,15 +68,13 @@ def field_maximum(centers: torch.Tensor, heights: torch.Tensor, sigmas: torch.Te
     return float(values[best]), x[best].float()
 
 
-class DifferentialGame(BatchedEnv):
+class DifferentialGame(RepeatedGame):
     Params = DifferentialGameParams
 
     def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
         p = DifferentialGameParams(**params)
+        super().__init__(n_envs, seed, device, n_agents=p.n_agents, episode_length=p.episode_length)
         self.params = p
-        self.n_agents = p.n_agents
-        self.episode_length = p.episode_length
         self.bound = p.action_bound
         task_rng = torch.Generator().manual_seed(p.field_seed)  # the task, not the run, fixes the fields
         centers = (2 * torch.rand(p.n_fields, p.n_agents, generator=task_rng) - 1) * p.center_range
@@ -88,8 +86,6 @@ class DifferentialGame(BatchedEnv):
         self.heights = heights.to(self.device)
         self.sigmas = sigmas.to(self.device)
         self._inv_sigma2 = self.sigmas.pow(-2)
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
-        self.tracker = EpisodeTracker(n_envs, self.device)
         self.spec = EnvSpec(
             name=f"differential/cora-{p.n_agents}agent",
             family="differential",
@@ -112,35 +108,4 @@ class DifferentialGame(BatchedEnv):
         x = actions.reshape(actions.shape[0], self.n_agents).to(self.device, torch.float32)
         return _field_value(x.clamp(-self.bound, self.bound), self.centers, self.heights, self._inv_sigma2)
 
-    def _observe(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = step_one_hot(t, self.episode_length)
-        return state.unsqueeze(1).expand(-1, self.n_agents, -1), state
-
-    def reset(self) -> TimeStep:
-        self.t.zero_()
-        self.tracker.reset()
-        obs, state = self._observe(self.t)
-        zeros = torch.zeros(self.n_envs, device=self.device, dtype=torch.bool)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        zeros, zeros.clone(), obs, state, nan, nan.clone())
-
-    def step(self, actions: torch.Tensor) -> TimeStep:
-        team_reward = self.reward(actions)
-        self.t = self.t + 1
-        terminated = self.t >= self.episode_length
-        final_obs, final_state = self._observe(self.t)
-        episode_return, episode_length = self.tracker.update(team_reward, terminated)
-        self.t = torch.where(terminated, torch.zeros_like(self.t), self.t)
-        obs, state = self._observe(self.t)
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, terminated, torch.zeros_like(terminated),
-                        final_obs, final_state, episode_return, episode_length)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "t": self.t.clone(), "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.t.copy_(state["t"])
-        self.tracker.load_state_dict(state["tracker"])
+    team_reward = reward  # the reward does not depend on the step

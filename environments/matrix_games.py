@@ -14,26 +14,20 @@ import math
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from environments.base import EnvSpec
+from environments.repeated_game import RepeatedGame
 from environments.tabular_model import TabularModel
 
 
-def step_one_hot(t: torch.Tensor, episode_length: int) -> torch.Tensor:
-    """One-hot step number `[B, T]`; the post-terminal step T has the all-zero vector."""
-    return torch.nn.functional.one_hot(t, episode_length + 1)[:, :episode_length].float()
-
-
-class MatrixGame(BatchedEnv):
+class MatrixGame(RepeatedGame):
     def __init__(self, payoffs: torch.Tensor, episode_length: int, name: str, n_envs: int, seed: int,
                  device="cpu", description=""):
-        super().__init__(n_envs, seed, device)
         # payoffs: [episode_length or 1, A, ..., A]; a single table is reused at every step.
         if payoffs.shape[0] not in (1, episode_length):
             raise ValueError("payoffs must hold one table, or one per step")
+        super().__init__(n_envs, seed, device, n_agents=payoffs.dim() - 1, episode_length=episode_length)
         self.payoffs = payoffs.to(self.device, torch.float32)
-        self.n_agents = payoffs.dim() - 1
         self.n_actions = payoffs.shape[1]
-        self.episode_length = episode_length
         per_step = self.payoffs.flatten(1)
         steps = self.episode_length if per_step.shape[0] == 1 else 1
         bounds = (float(per_step.min(1).values.sum() * steps), float(per_step.max(1).values.sum() * steps))
@@ -54,44 +48,11 @@ class MatrixGame(BatchedEnv):
         self._strides = torch.tensor(
             [self.n_actions ** (self.n_agents - 1 - i) for i in range(self.n_agents)], device=self.device
         )
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
-        self.tracker = EpisodeTracker(n_envs, self.device)
 
-    def _observe(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = step_one_hot(t, self.episode_length)
-        obs = state.unsqueeze(1).expand(-1, self.n_agents, -1)
-        return obs, state
-
-    def reset(self) -> TimeStep:
-        self.t.zero_()
-        self.tracker.reset()
-        obs, state = self._observe(self.t)
-        zeros = torch.zeros(self.n_envs, device=self.device, dtype=torch.bool)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        zeros, zeros.clone(), obs, state, nan, nan.clone())
-
-    def step(self, actions: torch.Tensor) -> TimeStep:
+    def team_reward(self, actions: torch.Tensor) -> torch.Tensor:
         joint = (actions.long() * self._strides).sum(-1)
         table = self.t if self._flat_payoffs.shape[0] > 1 else torch.zeros_like(self.t)
-        team_reward = self._flat_payoffs[table, joint]
-        self.t = self.t + 1
-        terminated = self.t >= self.episode_length
-        final_obs, final_state = self._observe(self.t)
-        episode_return, episode_length = self.tracker.update(team_reward, terminated)
-        self.t = torch.where(terminated, torch.zeros_like(self.t), self.t)
-        obs, state = self._observe(self.t)
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, terminated, torch.zeros_like(terminated),
-                        final_obs, final_state, episode_return, episode_length)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "t": self.t.clone(), "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.t.copy_(state["t"])
-        self.tracker.load_state_dict(state["tracker"])
+        return self._flat_payoffs[table, joint]
 
     def model(self) -> TabularModel:
         """The exact game: states are the steps 0..T-1 plus an absorbing terminal state T.
