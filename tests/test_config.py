@@ -75,7 +75,7 @@ def test_suites_plan_every_combination():
     assert by_pair[("matrix/acpo-3x3", "mappo")] == [0, 1, 2, 3, 4]
     assert by_pair[("matrix/cora-multipeak-5", "ippo")] == [0, 1]  # an override's `seeds` replaces the suite's
     mtg = [r for r in runs if r.config.env == "matrix/cora-mtg"]
-    assert all(r.config.run["total_env_steps"] == 20000 for r in mtg)
+    assert all(r.config.run["total_env_steps"] == 10000 for r in mtg)
     smoke = plan_suite("smoke")
     assert all(r.config.algo_hparams["rollout_length"] == 16 for r in smoke)
     papers = plan_suite("papers")
