@@ -50,6 +50,9 @@ cleanup() {
         squeue >&2
     fi
     "$REPO/.ci/slurm/stop-cluster.sh"
+    # A scancel'ed job step can leave its `snakemake --wait-for-files` child behind (proctrack/linuxproc
+    # loses it); it ignores SIGTERM. Everything still running from this check's work dir goes.
+    pkill -KILL -f -- "$WORK" 2>/dev/null
     if [ -z "${COOPBENCH_CI_KEEP:-}" ]; then rm -rf "$WORK"; else log "kept $WORK"; fi
     exit "$rc"
 }
