@@ -28,6 +28,7 @@ grid tasks have (N <= ~30).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -406,14 +407,14 @@ class TimeLimitedEnv(BatchedEnv):
         self.tracker = EpisodeTracker(n_envs, self.device)
 
     # hooks ---------------------------------------------------------------------------------------
-    def _fresh(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def _fresh(self) -> dict[str, torch.Tensor]: ...
 
-    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+    @abstractmethod
+    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
+    @abstractmethod
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
 
     def _extras(self) -> dict[str, torch.Tensor]:
         return {}

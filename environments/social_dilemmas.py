@@ -42,6 +42,7 @@ apple patches (45 apples) in a 5x36 field inside a wall.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -166,12 +167,12 @@ class _SocialDilemma(gw.TimeLimitedEnv):
     def state_dim(self) -> int:
         return self.height * self.width * (1 + self.n_agents)
 
-    def _initial_apples(self) -> torch.Tensor:
-        raise NotImplementedError
+    @abstractmethod
+    def _initial_apples(self) -> torch.Tensor: ...
 
+    @abstractmethod
     def _after_moves(self, actions: torch.Tensor) -> None:
         """Task-specific effects after moving and eating (turns, beams) and regrowth."""
-        raise NotImplementedError
 
     def _dynamic_layers(self) -> dict[str, torch.Tensor]:
         """Observed layers that change (besides "agent")."""
