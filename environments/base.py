@@ -110,13 +110,14 @@ class EpisodeTracker:
         self.lengths = torch.zeros(n_envs, dtype=torch.long, device=device)
 
     def update(self, team_reward: torch.Tensor, done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # in place, few ops: this runs on every step of every environment
         self.returns += team_reward
         self.lengths += 1
-        nan = torch.full_like(self.returns, float("nan"))
-        finished_return = torch.where(done, self.returns, nan)
-        finished_length = torch.where(done, self.lengths.to(self.returns.dtype), nan)
-        self.returns = torch.where(done, torch.zeros_like(self.returns), self.returns)
-        self.lengths = torch.where(done, torch.zeros_like(self.lengths), self.lengths)
+        running = ~done
+        finished_return = self.returns.masked_fill(running, float("nan"))
+        finished_length = self.lengths.to(self.returns.dtype).masked_fill_(running, float("nan"))
+        self.returns.masked_fill_(done, 0.0)
+        self.lengths.masked_fill_(done, 0)
         return finished_return, finished_length
 
     def reset(self) -> None:

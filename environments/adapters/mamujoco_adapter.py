@@ -89,27 +89,31 @@ class RobotCopy(CopyEnv):
         self.agents = list(self.env.possible_agents)
         obs_dims, self.action_dims, _ = dimensions(self.env)
         self.obs_dim = max(obs_dims)
-        self.padded = any(d != self.obs_dim for d in obs_dims)
+        self.stacked = np.zeros((len(self.agents), self.obs_dim), np.float32)
+        self.obs_rows = [(self.stacked[i, :d], a) for i, (a, d) in enumerate(zip(self.agents, obs_dims, strict=True))]
+        self.action_source, self.actions = None, {}
         self.robot = self.env.single_agent_env.unwrapped
         self.time_limit = _time_limit(self.env)
         self.spec_integration = mujoco.mjtState.mjSTATE_INTEGRATION
 
     def _observe(self, obs: dict) -> CopyObs:
-        if self.padded:
-            stacked = np.zeros((len(self.agents), self.obs_dim), np.float32)
-            for i, a in enumerate(self.agents):
-                stacked[i, : obs[a].shape[0]] = obs[a]
-        else:
-            stacked = np.stack([obs[a] for a in self.agents])
-        return CopyObs(stacked, self.env.state())
+        # One reused array, filled row by row (the pool copies it out before the next step; np.stack
+        # would allocate and cost more than the rest of the adapter's step). Rows of agents with
+        # fewer values keep their zero padding.
+        for row, a in self.obs_rows:
+            row[...] = obs[a]
+        return CopyObs(self.stacked, self.env.state())
 
     def reset(self, seed: int) -> CopyObs:
         obs, _ = self.env.reset(seed=seed)
         return self._observe(obs)
 
     def step(self, action: np.ndarray) -> CopyStep:
-        actions = {a: action[i, : self.action_dims[i]] for i, a in enumerate(self.agents)}
-        obs, rewards, terms, truncs, _ = self.env.step(actions)
+        if action is not self.action_source:  # the pool passes the same buffer row every step: views stay valid
+            self.action_source = action
+            self.actions = {a: action[i, :d]
+                            for i, (a, d) in enumerate(zip(self.agents, self.action_dims, strict=True))}
+        obs, rewards, terms, truncs, _ = self.env.step(self.actions)
         first = self.agents[0]
         terminated = bool(terms[first])
         truncated = bool(truncs[first]) and not terminated

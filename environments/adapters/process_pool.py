@@ -76,7 +76,8 @@ class CopyEnv(ABC):
     """One copy of a single-environment library, as a pool worker drives it.
 
     `reset(seed)` starts an episode from that seed; `step(action)` takes `[N]` int64 (discrete) or
-    `[N, action_dim]` float32 (continuous, already clipped) and never auto-resets. Override
+    `[N, action_dim]` float32 (continuous, already clipped) and never auto-resets; the action array is
+    the pool's buffer row, the same object every step (read it during `step`, copy what you keep). Override
     `get_state`/`set_state` (and set `supports_snapshot = True`) to make resumption exact: the
     snapshot is nested dicts/lists of numpy arrays, Python scalars and strings only (the pool turns
     arrays into tensors so that checkpoints load with `torch.load(weights_only=True)`).
@@ -171,22 +172,20 @@ class _Runner:
         self.returns = [0.0] * count  # running team return and length of each copy's episode
         self.lengths = [0] * count
         self.private = layout.reward_mode == "private"
+        # each copy's action row, the same view every step (a copy may build its library's action
+        # structure on it once, e.g. a dict of per-agent views)
+        self.action_rows = [buffers["action"][first + j] for j in range(count)]
+        self.views = (buffers["obs"], buffers["state"], buffers.get("avail"))
+        self.final_views = (buffers["final_obs"], buffers["final_state"], buffers.get("final_avail"))
 
-    def _write_views(self, views: list[CopyObs], prefix: str = "") -> None:
-        """Write every copy's observation, state (and masks) at once into this runner's slice."""
-        rows = slice(self.first, self.first + len(self.copies))
-        np.stack([v.obs for v in views], out=self.buf[prefix + "obs"][rows])
-        np.stack([v.state for v in views], out=self.buf[prefix + "state"][rows])
-        if self.layout.has_avail:
-            mask = self.buf[prefix + "avail"][rows]
-            for k, v in enumerate(views):
-                mask[k] = True if v.avail is None else v.avail
-
-    def _write_final(self, i: int, ob: CopyObs) -> None:
-        self.buf["final_obs"][i] = ob.obs
-        self.buf["final_state"][i] = ob.state
-        if self.layout.has_avail:
-            self.buf["final_avail"][i] = True if ob.avail is None else ob.avail
+    def _write_view(self, i: int, ob: CopyObs, final: bool = False) -> None:
+        """Write one copy's observation, state (and masks) into row `i` of the current or the final
+        buffers (row assignment: cheaper than stacking every copy's arrays and writing the stack)."""
+        obs, state, avail = self.final_views if final else self.views
+        obs[i] = ob.obs
+        state[i] = ob.state
+        if avail is not None:
+            avail[i] = True if ob.avail is None else ob.avail
 
     def _start_episode(self, j: int) -> CopyObs:
         ob = self.copies[j].reset(episode_seed(self.seed, self.first + j, self.episodes[j]))
@@ -194,8 +193,8 @@ class _Runner:
         return ob
 
     def reset(self) -> None:
-        views = [self._start_episode(j) for j in range(len(self.copies))]
-        self._write_views(views)
+        for j in range(len(self.copies)):
+            self._write_view(self.first + j, self._start_episode(j))
         rows = slice(self.first, self.first + len(self.copies))
         for name, value in (("reward", 0.0), ("terminated", False), ("truncated", False),
                             ("episode_return", np.nan), ("episode_length", np.nan)):
@@ -208,44 +207,35 @@ class _Runner:
 
         Episode statistics are computed here, so that the parent only copies the buffers; final_*
         rows are written for the copies that finished only (the parent reads them only then).
+        This loop is the adapters' per-copy overhead: it writes rows in place and keeps per-copy
+        Python work to a few operations.
         """
         infos = {}
-        actions = self.buf["action"]
-        n = self.layout.n_agents
-        rows = slice(self.first, self.first + len(self.copies))
-        views, rewards, terminated, truncated, ep_return, ep_length = [], [], [], [], [], []
-        nan = float("nan")
+        buf, first, n, private = self.buf, self.first, self.layout.n_agents, self.private
+        action_rows, reward_rows = self.action_rows, buf["reward"]
+        terminated, truncated = buf["terminated"], buf["truncated"]
+        ep_return, ep_length = buf["episode_return"], buf["episode_length"]
+        rows = slice(first, first + len(self.copies))
+        ep_return[rows] = np.nan
+        ep_length[rows] = np.nan
         for j, copy in enumerate(self.copies):
-            ob, reward, term, trunc, info = copy.step(actions[self.first + j])
+            i = first + j
+            ob, reward, term, trunc, info = copy.step(action_rows[j])
+            reward_rows[i] = reward
             if isinstance(reward, float):  # the team reward, to every agent
-                team = reward * n if self.private else reward
+                self.returns[j] += reward * n if private else reward
             else:
-                team = float(reward.sum()) if self.private else float(reward.sum()) / n
-            self.returns[j] += team
+                self.returns[j] += float(reward.sum()) if private else float(reward.sum()) / n
             self.lengths[j] += 1
-            rewards.append(reward)
-            terminated.append(term)
-            truncated.append(trunc)
+            terminated[i], truncated[i] = term, trunc
             if term or trunc:
-                self._write_final(self.first + j, ob)
-                ep_return.append(self.returns[j])
-                ep_length.append(self.lengths[j])
+                self._write_view(i, ob, final=True)
+                ep_return[i], ep_length[i] = self.returns[j], self.lengths[j]
                 self.returns[j], self.lengths[j] = 0.0, 0
                 if info:
-                    infos[self.first + j] = dict(info)
+                    infos[i] = dict(info)
                 ob = self._start_episode(j)
-            else:
-                ep_return.append(nan)
-                ep_length.append(nan)
-            views.append(ob)
-        self._write_views(views)
-        reward_rows = self.buf["reward"][rows]
-        for k, reward in enumerate(rewards):
-            reward_rows[k] = reward
-        self.buf["terminated"][rows] = terminated
-        self.buf["truncated"][rows] = truncated
-        self.buf["episode_return"][rows] = ep_return
-        self.buf["episode_length"][rows] = ep_length
+            self._write_view(i, ob)
         return infos
 
     def get_state(self) -> dict:
@@ -394,6 +384,7 @@ class ProcessPool:
             self.exact_resume = self._runner.supports_snapshot
         else:
             self._start_workers(make_copy, start_method or os.environ.get(START_METHOD_ENV_VAR) or "forkserver")
+        self._action_tensor = torch.from_numpy(self.buf["action"])  # shares the buffer
         self._finalizer = weakref.finalize(self, ProcessPool._shutdown, self._conns, self._procs)
 
     # --- workers ---------------------------------------------------------------------------------
@@ -485,8 +476,9 @@ class ProcessPool:
         avail = t.get("avail")
         final_obs, final_state, final_avail = t["obs"], t["state"], avail
         (a, b), n = self._done_offsets, self.n_envs
-        finished = np.flatnonzero(block[a:a + n] | block[b:b + n])
-        if finished.size:  # the finished copies' last views replace their rows (written for them only)
+        done = block[a:a + n] | block[b:b + n]
+        if done.any():  # the finished copies' last views replace their rows (written for them only)
+            finished = np.flatnonzero(done)
             finals = _views(self._final_fields, block)
             final_obs, final_state = final_obs.clone(), final_state.clone()
             final_obs[finished] = torch.from_numpy(finals["final_obs"][finished])
@@ -504,12 +496,16 @@ class ProcessPool:
 
     def step(self, actions: np.ndarray | torch.Tensor) -> PoolStep:
         """One joint action per copy (`[B, N]` or `[B, N, action_dim]`); finished copies reset themselves."""
-        if isinstance(actions, torch.Tensor):
-            actions = actions.detach().cpu().numpy()
-        if self.clip is not None:
+        if isinstance(actions, torch.Tensor):  # one copy into the buffer (any device, any dtype), one clamp
+            self._action_tensor.copy_(actions.detach())
+            if self.clip is not None:
+                self._action_tensor.clamp_(self.clip[0], self.clip[1])
+        elif self.clip is not None:
             np.clip(actions, self.clip[0], self.clip[1], out=self.buf["action"])
         else:
             self.buf["action"][...] = actions
+        if self._runner is not None and not self._closed:  # in-process: no dispatch
+            return self._read(self._runner.step())
         infos: dict[int, dict[str, float]] = {}
         for part in self._broadcast("step"):
             infos.update(part)
