@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from algorithms.adam import Adam
 from algorithms.base import Algorithm, IterationResult
 from algorithms.gae import compute_gae
 from algorithms.networks import CategoricalPolicy, GaussianPolicy, ValueNet, with_agent_ids
@@ -64,8 +65,8 @@ class OnPolicyAlgorithm(Algorithm):
                                          config.activation, config.log_std_init, config.state_dependent_std).to(device)
         self.critic = ValueNet(groups, self.critic_input_dim(spec) + id_width, config.hidden_sizes,
                                config.activation).to(device)
-        self.actor_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.lr_actor, eps=1e-5)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.lr_critic, eps=1e-5)
+        self.actor_optimizer = Adam(self.policy.parameters(), lr=config.lr_actor, eps=1e-5)
+        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.lr_critic, eps=1e-5)
 
     # --- what distinguishes family members ------------------------------------------------------
     @abstractmethod
@@ -174,8 +175,8 @@ class OnPolicyAlgorithm(Algorithm):
                 n_updates += 1
         return {k: v / n_updates for k, v in totals.items()}
 
-    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
+    def _step(self, optimizer: Adam, module: torch.nn.Module, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
         optimizer.step()

@@ -1,0 +1,83 @@
+"""Adam for the learners: torch's own Adam kernel without `torch.optim.Optimizer` around it.
+
+Why not `torch.optim.Adam` itself: its constructor, `step`, `zero_grad` and `state_dict` import
+`torch._dynamo` on first use (bookkeeping for `torch.compile`, which coopbench never uses). That import
+takes 1.5 s, about a third of a small run job, and `make leaderboard` runs about 90 of them. The update
+here is torch's functional `torch.optim.adam.adam`, the kernel `torch.optim.Adam.step` calls, with the
+same arguments, so parameters and moments are bitwise those of `torch.optim.Adam`, and `state_dict()`
+has its format (tests/test_adam.py checks both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch.optim.adam import adam
+
+
+class Adam:
+    """`torch.optim.Adam(params, lr, betas, eps, weight_decay)` with one parameter group, no amsgrad."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("Adam got an empty parameter list")
+        self.lr, self.eps, self.weight_decay = float(lr), eps, weight_decay
+        self.betas = (float(betas[0]), float(betas[1]))
+        # per parameter: {"step", "exp_avg", "exp_avg_sq"}, created at its first update (as torch does)
+        self.state: list[dict[str, torch.Tensor] | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def _state(self, i: int) -> dict[str, torch.Tensor]:
+        if self.state[i] is None:
+            p = self.params[i]
+            step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+            self.state[i] = {"step": torch.tensor(0.0, dtype=step_dtype),  # on the CPU, as torch keeps it
+                             "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        return self.state[i]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            state = self._state(i)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        if not params:
+            return
+        adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+             has_complex=any(torch.is_complex(p) for p in params), beta1=self.betas[0], beta2=self.betas[1],
+             lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False, foreach=None,
+             capturable=False, differentiable=False, fused=None, grad_scale=None, found_inf=None,
+             decoupled_weight_decay=False)
+
+    def state_dict(self) -> dict:
+        """`torch.optim.Adam.state_dict()`'s format (tensors and plain containers)."""
+        group = {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
+                 "amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+                 "fused": None, "decoupled_weight_decay": False, "params": list(range(len(self.params)))}
+        return {"state": {i: dict(s) for i, s in enumerate(self.state) if s is not None}, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        (group,) = state_dict["param_groups"]
+        if len(group["params"]) != len(self.params):
+            raise ValueError(f"optimizer state holds {len(group['params'])} parameters, this model {len(self.params)}")
+        self.lr, self.eps, self.weight_decay = group["lr"], group["eps"], group["weight_decay"]
+        self.betas = tuple(group["betas"])
+        self.state = [None] * len(self.params)
+        for i, s in state_dict["state"].items():
+            p = self.params[int(i)]
+            self.state[int(i)] = {"step": s["step"].detach().clone().cpu(),
+                                  "exp_avg": s["exp_avg"].detach().to(p.device, p.dtype, copy=True),
+                                  "exp_avg_sq": s["exp_avg_sq"].detach().to(p.device, p.dtype, copy=True)}
