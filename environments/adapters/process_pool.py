@@ -91,11 +91,12 @@ class CopyEnv(ABC):
     @abstractmethod
     def step(self, action: np.ndarray) -> CopyStep: ...
 
+    # Called only when `supports_snapshot` is True (the pool checks); a copy without snapshots never gets here.
     def get_state(self) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} cannot snapshot its simulator")
+        raise RuntimeError(f"{type(self).__name__} cannot snapshot its simulator (supports_snapshot is False)")
 
     def set_state(self, state: Any) -> None:
-        raise NotImplementedError(f"{type(self).__name__} cannot restore a simulator snapshot")
+        raise RuntimeError(f"{type(self).__name__} cannot restore a simulator snapshot (supports_snapshot is False)")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
