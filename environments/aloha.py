@@ -136,10 +136,7 @@ class Aloha(BatchedEnv):
         self.t = torch.zeros_like(self.t)
         self.tracker.reset()
         obs, state = self._observe(self.backlog)
-        no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        no, no.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         transmit = actions.long() == TRANSMIT  # [B, N]

@@ -82,6 +82,15 @@ class BatchedEnv(ABC):
     def step(self, actions: torch.Tensor) -> TimeStep:
         """Advance every copy by one joint action `[B, N]` (discrete) or `[B, N, action_dim]`."""
 
+    def first_timestep(self, obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor | None = None,
+                       extras: dict[str, torch.Tensor] | None = None) -> TimeStep:
+        """The TimeStep `reset` returns: zero rewards, no copy done, final views equal to the first ones,
+        NaN episode statistics."""
+        no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
+        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
+        reward = torch.zeros(self.n_envs, self.spec.n_agents, device=self.device)
+        return TimeStep(obs, state, avail, reward, no, no.clone(), obs, state, nan, nan.clone(), extras or {})
+
     def state_dict(self) -> dict:
         """Everything needed to continue bit-for-bit after `load_state_dict` (for checkpoints)."""
         return {"generator": self.generator.get_state()}

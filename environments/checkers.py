@@ -182,10 +182,7 @@ class Checkers(BatchedEnv):
         self.tracker.reset()
         obs = self._first_obs.expand(self.n_envs, -1, -1).clone()
         state = self._first_state.expand(self.n_envs, -1).clone()
-        no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        no, no.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         target = self.cell + self._move_offset.take(actions.long())

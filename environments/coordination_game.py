@@ -83,10 +83,7 @@ class CoordinationGame(BatchedEnv):
         self.t.zero_()
         self.tracker.reset()
         obs, state = self._observe(self.s)
-        zeros = torch.zeros(self.n_envs, device=self.device, dtype=torch.bool)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        zeros, zeros.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         team_reward = self._reward_by_c0[(self.s == 0).sum(-1)]  # r(s_t)

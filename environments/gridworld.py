@@ -430,10 +430,7 @@ class TimeLimitedEnv(BatchedEnv):
         self.tracker.reset()
         self._start()
         obs, state, avail = self._observe()
-        no = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        reward = torch.zeros(self.n_envs, self.spec.n_agents, device=self.device)
-        return TimeStep(obs, state, avail, reward, no, no.clone(), obs, state, nan, nan.clone(), self._extras())
+        return self.first_timestep(obs, state, avail, self._extras())
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         reward, terminated = self._transition(actions.to(self.device))

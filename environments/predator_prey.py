@@ -153,10 +153,7 @@ class PredatorPrey(BatchedEnv):
         self.t.zero_()
         self.tracker.reset()
         obs, state, _ = self._observe(self.x, self.y, self.vx, self.vy, self.lx, self.ly)
-        zeros = torch.zeros(self.n_envs, device=self.device, dtype=torch.bool)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        zeros, zeros.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     # --- dynamics -------------------------------------------------------------------------------
     def _prey_actions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,10 +40,7 @@ class RepeatedGame(BatchedEnv):
         self.t.zero_()
         self.tracker.reset()
         obs, state = self._observe(self.t)
-        zeros = torch.zeros(self.n_envs, device=self.device, dtype=torch.bool)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device),
-                        zeros, zeros.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         team_reward = self.team_reward(actions)

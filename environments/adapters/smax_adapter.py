@@ -206,11 +206,8 @@ class SmaxEnv(BatchedEnv):
         self._keys, self._states, obs, ws, avail = self._reset_fn(self._keys)
         self.tracker.reset()
         obs_t, ws_t = _to_torch(obs, self.device), _to_torch(ws, self.device)
-        zeros = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs_t, ws_t, _to_torch(avail, self.device),
-                        torch.zeros(self.n_envs, self.n_agents, device=self.device), zeros, zeros.clone(),
-                        obs_t, ws_t, nan, nan.clone(), {"won": nan.clone()})
+        return self.first_timestep(obs_t, ws_t, _to_torch(avail, self.device),
+                                   {"won": torch.full((self.n_envs,), float("nan"), device=self.device)})
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         if self._states is None:

@@ -192,10 +192,7 @@ class VmasEnv(BatchedEnv):
             obs = self._stack_obs(self.env.reset())
         self.tracker.reset()
         state = obs.flatten(1)
-        zeros = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
-        nan = torch.full((self.n_envs,), float("nan"), device=self.device)
-        return TimeStep(obs, state, None, torch.zeros(self.n_envs, self.n_agents, device=self.device), zeros,
-                        zeros.clone(), obs, state, nan, nan.clone())
+        return self.first_timestep(obs, state)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         actions = actions.to(self.env.device)
