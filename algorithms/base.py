@@ -40,9 +40,20 @@ class Algorithm(ABC):
     def steps_per_iteration(self) -> int:
         """Environment steps (summed over copies) one `train_iteration` consumes."""
 
+    def set_budget(self, total_env_steps: int) -> None:  # noqa: B027 - optional: only schedules need it
+        """The run's budget, told once before training (for schedules such as learning-rate annealing)."""
+
     @abstractmethod
-    def act(self, timestep: TimeStep, deterministic: bool) -> torch.Tensor:
-        """Joint actions `[B, N]` for every copy (greedy when `deterministic`)."""
+    def initial_memory(self, n_envs: int) -> torch.Tensor | None:
+        """What `act` remembers between steps for `n_envs` fresh copies (None when it is memoryless)."""
+
+    @abstractmethod
+    def act(self, timestep: TimeStep, memory: torch.Tensor | None,
+            deterministic: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Joint actions `[B, N]` for every copy (greedy when `deterministic`) and the next memory.
+
+        Where `timestep.done`, the copy's observation starts a new episode: its memory is cleared first.
+        """
 
     @abstractmethod
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:

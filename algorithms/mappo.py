@@ -15,4 +15,4 @@ class MAPPO(OnPolicyAlgorithm):
         return spec.state_dim
 
     def critic_features(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return state.unsqueeze(-2).expand(*state.shape[:-1], self.spec.n_agents, state.shape[-1])
+        return state.unsqueeze(-2).expand(*state.shape[:-1], self.critic_width, state.shape[-1])

@@ -1,8 +1,13 @@
-"""Networks batched over agents.
+"""Networks batched over agents: MLP and GRU torsos, policy heads, critics.
 
 Every layer holds one weight matrix per parameter group: one group when agents share parameters,
 one per agent otherwise. Inputs are `[..., N, features]`; a single batched matmul serves all
-agents, so there is no Python loop over agents on the hot path.
+agents, so there is no Python loop over agents on the hot path. Methods that update agents one at
+a time (HAPPO, HATRPO) pass `agent=i` and inputs `[..., features]` of that agent alone: only its
+weights are used, so its update costs one agent's compute, not N agents'.
+
+A torso carries a memory `[..., N, H]` (H = 0 for feed-forward torsos), and a `starts` flag per
+batch entry that clears the memory before an episode's first input.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import math
 
 import torch
 from torch import nn
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
 
 
 class AgentLinear(nn.Module):
@@ -21,30 +28,89 @@ class AgentLinear(nn.Module):
         for w in self.weight:  # init only: one orthogonal matrix per group
             nn.init.orthogonal_(w, gain=gain)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight.shape[0] == 1:  # shared: one matmul over every leading dim
-            return x @ self.weight[0] + self.bias[0]
+    def forward(self, x: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+        if self.weight.shape[0] == 1 or agent is not None:  # one matrix: one matmul over every leading dim
+            group = 0 if self.weight.shape[0] == 1 else agent
+            return x @ self.weight[group] + self.bias[group]
         # Per agent: einsum lowers to one bmm batched over agents. (A broadcast `x[..., None, :] @ W`
         # would materialize a weight gradient per sample and is ~5x slower in backward.)
         return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
 
 
 class AgentMLP(nn.Module):
-    ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+    """Hidden layers, each followed by the activation (no output layer: heads add their own)."""
 
-    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], out_features: int,
-                 activation: str = "relu", out_gain: float = 1.0):
+    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str = "relu"):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for hidden in hidden_sizes:
-            layers += [AgentLinear(n_groups, width, hidden), self.ACTIVATIONS[activation]()]
-            width = hidden
-        layers.append(AgentLinear(n_groups, width, out_features, gain=out_gain))
-        self.net = nn.Sequential(*layers)
+        widths = [in_features, *hidden_sizes]
+        self.layers = nn.ModuleList(AgentLinear(n_groups, i, o) for i, o in zip(widths[:-1], widths[1:], strict=True))
+        self.activation = ACTIVATIONS[activation]
+        self.out_features = widths[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.activation(layer(x, agent))
+        return x
+
+
+class AgentGRUCell(nn.Module):
+    """`torch.nn.GRUCell`'s equations with one weight set per group (tests check it against torch's)."""
+
+    def __init__(self, n_groups: int, in_features: int, hidden_size: int):
+        super().__init__()
+        self.input_gates = AgentLinear(n_groups, in_features, 3 * hidden_size, gain=1.0)
+        self.hidden_gates = AgentLinear(n_groups, hidden_size, 3 * hidden_size, gain=1.0)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+        i_r, i_z, i_n = self.input_gates(x, agent).chunk(3, dim=-1)
+        h_r, h_z, h_n = self.hidden_gates(h, agent).chunk(3, dim=-1)
+        reset = torch.sigmoid(i_r + h_r)
+        update = torch.sigmoid(i_z + h_z)
+        candidate = torch.tanh(i_n + reset * h_n)
+        return candidate + update * (h - candidate)  # (1 - z) * n + z * h
+
+
+def _clear(memory: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """Zero the memory of batch entries whose episode starts here (`starts` is `[batch]`)."""
+    keep = (~starts).to(memory.dtype)
+    return memory * keep.view(*keep.shape, *([1] * (memory.dim() - keep.dim())))
+
+
+class Torso(nn.Module):
+    """An MLP over each agent's input, optionally followed by a GRU (recurrent policies and critics)."""
+
+    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str,
+                 rnn_hidden_size: int | None = None):
+        super().__init__()
+        self.mlp = AgentMLP(n_groups, in_features, hidden_sizes, activation)
+        self.gru = AgentGRUCell(n_groups, self.mlp.out_features, rnn_hidden_size) if rnn_hidden_size else None
+        self.memory_size = rnn_hidden_size or 0
+        self.out_features = rnn_hidden_size or self.mlp.out_features
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, starts: torch.Tensor,
+                agent: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step: `x [B, (N,) D]`, `memory [B, (N,) H]`, `starts [B]` -> features, next memory."""
+        features = self.mlp(x, agent)
+        if self.gru is None:
+            return features, memory
+        memory = self.gru(features, _clear(memory, starts), agent)
+        return memory, memory
+
+    def unroll(self, x: torch.Tensor, memory: torch.Tensor, starts: torch.Tensor,
+               agent: int | None = None) -> torch.Tensor:
+        """Sequences, time first: `x [L, S, (N,) D]` from `memory [S, (N,) H]`, `starts [L, S]` -> `[L, S, (N,) F]`.
+
+        Back-propagation runs through the whole chunk of L steps (chunked BPTT, as MAPPO's
+        recurrent policies); the memory at the chunk's first step is the one stored at collection.
+        """
+        features = self.mlp(x, agent)
+        if self.gru is None:
+            return features
+        outputs = []
+        for t in range(x.shape[0]):
+            memory = self.gru(features[t], _clear(memory, starts[t]), agent)
+            outputs.append(memory)
+        return torch.stack(outputs)
 
 
 def masked_logits(logits: torch.Tensor, avail_actions: torch.Tensor | None) -> torch.Tensor:
@@ -54,93 +120,136 @@ def masked_logits(logits: torch.Tensor, avail_actions: torch.Tensor | None) -> t
     return logits.masked_fill(~avail_actions, -1e9)
 
 
-class CategoricalPolicy(nn.Module):
-    """pi(a_i | o_i) over discrete actions for every agent at once.
+class CategoricalHead(nn.Module):
+    """pi(a | features) over discrete actions; its distribution parameters are the log-probabilities.
 
     The output layer starts near zero, so the initial policy is (near) uniform.
     """
 
-    def __init__(self, n_groups: int, in_features: int, n_actions: int, hidden_sizes: list[int], activation: str):
+    def __init__(self, n_groups: int, in_features: int, n_actions: int):
         super().__init__()
-        self.body = AgentMLP(n_groups, in_features, hidden_sizes, n_actions, activation, out_gain=0.01)
+        self.linear = AgentLinear(n_groups, in_features, n_actions, gain=0.01)
 
-    def log_probs(self, inputs: torch.Tensor, avail_actions: torch.Tensor | None) -> torch.Tensor:
-        """Log-probabilities of every action: `[..., N, n_actions]`."""
-        return torch.log_softmax(masked_logits(self.body(inputs), avail_actions), dim=-1)
+    def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
+        return torch.log_softmax(masked_logits(self.linear(features, agent), avail_actions), dim=-1)
 
-    def act(self, inputs, avail_actions, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actions `[..., N]` and their log-probabilities."""
-        log_probs = self.log_probs(inputs, avail_actions)
+    @staticmethod
+    def sample(params: torch.Tensor, deterministic: bool) -> torch.Tensor:
         if deterministic:
-            actions = log_probs.argmax(-1)
-        else:
-            flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
-            actions = torch.multinomial(flat, 1).view(log_probs.shape[:-1])
-        return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+            return params.argmax(-1)
+        flat = params.reshape(-1, params.shape[-1]).exp()
+        return torch.multinomial(flat, 1).view(params.shape[:-1])
 
-    def evaluate(self, inputs, avail_actions, actions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probabilities of `actions` and the entropy, both `[..., N]`."""
-        log_probs = self.log_probs(inputs, avail_actions)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
-        return log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
+    @staticmethod
+    def log_prob(params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return params.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def entropy(params: torch.Tensor) -> torch.Tensor:
+        return -(params.exp() * params).sum(-1)
+
+    @staticmethod
+    def kl(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """KL(old || new) per sample."""
+        return (old.exp() * (old - new)).sum(-1)
 
 
-class GaussianPolicy(nn.Module):
-    """Diagonal Gaussian over continuous actions `[..., N, action_dim]`.
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian over continuous actions; its parameters are `cat(mean, log_std)`.
 
-    The log-std is a free parameter per group (state-independent, as in MAPPO) or a second head
+    The log-std is a free parameter per group (state-independent, as in MAPPO) or a second output
     (state-dependent). Samples are not squashed: the environment clips them to its action box,
     and log-probabilities are those of the unclipped sample, as in MAPPO/HAPPO's implementations.
     """
 
     LOG_STD_RANGE = (-20.0, 2.0)
 
-    def __init__(self, n_groups: int, in_features: int, action_dim: int, hidden_sizes: list[int], activation: str,
-                 log_std_init: float = 0.0, state_dependent_std: bool = False):
+    def __init__(self, n_groups: int, in_features: int, action_dim: int, log_std_init: float = 0.0,
+                 state_dependent_std: bool = False):
         super().__init__()
         self.action_dim = action_dim
-        out = 2 * action_dim if state_dependent_std else action_dim
-        self.body = AgentMLP(n_groups, in_features, hidden_sizes, out, activation, out_gain=0.01)
         self.state_dependent_std = state_dependent_std
+        self.linear = AgentLinear(n_groups, in_features, 2 * action_dim if state_dependent_std else action_dim,
+                                  gain=0.01)
         if state_dependent_std:
-            with torch.no_grad():  # start at log_std_init: the std head's bias
-                self.body.net[-1].bias[:, action_dim:] = log_std_init
+            with torch.no_grad():  # start at log_std_init: the std output's bias
+                self.linear.bias[:, action_dim:] = log_std_init
         else:
             self.log_std = nn.Parameter(torch.full((n_groups, action_dim), float(log_std_init)))
 
-    def mean_log_std(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.body(inputs)
+    def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
+        out = self.linear(features, agent)
         if self.state_dependent_std:
             mean, log_std = out.split(self.action_dim, dim=-1)
         else:
-            mean, log_std = out, self.log_std.expand_as(out)
-        return mean, log_std.clamp(*self.LOG_STD_RANGE)
+            log_std = self.log_std if agent is None else self.log_std[0 if self.log_std.shape[0] == 1 else agent]
+            mean, log_std = out, log_std.expand_as(out)
+        return torch.cat([mean, log_std.clamp(*self.LOG_STD_RANGE)], dim=-1)
 
-    @staticmethod
-    def _log_prob(mean, log_std, actions) -> torch.Tensor:
+    def mean_log_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return params.split(self.action_dim, dim=-1)
+
+    def sample(self, params: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        mean, log_std = self.mean_log_std(params)
+        return mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
+
+    def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.mean_log_std(params)
         z = (actions - mean) * torch.exp(-log_std)
         return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
-    def act(self, inputs, avail_actions, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.mean_log_std(inputs)
-        actions = mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
-        return actions, self._log_prob(mean, log_std, actions)
+    def entropy(self, params: torch.Tensor) -> torch.Tensor:
+        return (self.mean_log_std(params)[1] + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
 
-    def evaluate(self, inputs, avail_actions, actions) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = self.mean_log_std(inputs)
-        entropy = (log_std + 0.5 * math.log(2 * math.pi * math.e)).sum(-1)
-        return self._log_prob(mean, log_std, actions), entropy
+    def kl(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """KL(old || new) per sample, summed over action dimensions."""
+        (old_mean, old_log_std), (new_mean, new_log_std) = self.mean_log_std(old), self.mean_log_std(new)
+        ratio_sq = torch.exp(2 * (old_log_std - new_log_std))
+        mean_term = (old_mean - new_mean).pow(2) * torch.exp(-2 * new_log_std)
+        return (new_log_std - old_log_std + 0.5 * (ratio_sq + mean_term - 1)).sum(-1)
 
 
-class ValueNet(nn.Module):
+class Actor(nn.Module):
+    """A policy: torso (MLP or MLP+GRU) and a categorical or Gaussian head."""
+
+    def __init__(self, torso: Torso, head: CategoricalHead | GaussianHead):
+        super().__init__()
+        self.torso, self.head = torso, head
+
+    @property
+    def memory_size(self) -> int:
+        return self.torso.memory_size
+
+    def step(self, inputs, avail_actions, memory, starts, deterministic: bool):
+        """One step for every agent: actions, their log-probabilities, the next memory."""
+        features, memory = self.torso(inputs, memory, starts)
+        params = self.head.params(features, avail_actions)
+        actions = self.head.sample(params, deterministic)
+        return actions, self.head.log_prob(params, actions), memory
+
+    def sequence_params(self, inputs, avail_actions, memory, starts, agent: int | None = None) -> torch.Tensor:
+        """Distribution parameters over stored sequences `[L, S, (N,) ...]` (see `Torso.unroll`)."""
+        return self.head.params(self.torso.unroll(inputs, memory, starts, agent), avail_actions, agent)
+
+
+class Critic(nn.Module):
     """V for every agent at once: `[..., N, in] -> [..., N]`."""
 
-    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str):
+    def __init__(self, n_groups: int, torso: Torso):
         super().__init__()
-        self.body = AgentMLP(n_groups, in_features, hidden_sizes, 1, activation, out_gain=1.0)
+        self.torso = torso
+        self.value = AgentLinear(n_groups, torso.out_features, 1, gain=1.0)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.body(inputs).squeeze(-1)
+    @property
+    def memory_size(self) -> int:
+        return self.torso.memory_size
+
+    def step(self, inputs, memory, starts) -> tuple[torch.Tensor, torch.Tensor]:
+        features, memory = self.torso(inputs, memory, starts)
+        return self.value(features).squeeze(-1), memory
+
+    def sequence_values(self, inputs, memory, starts) -> torch.Tensor:
+        return self.value(self.torso.unroll(inputs, memory, starts)).squeeze(-1)
 
 
 def with_agent_ids(x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,24 @@ class RolloutStorage:
         return {n: self.fields[n].flatten(0, 1) for n in names if n in self.fields}
 
 
+    def sequences(self, names: list[str], chunk_length: int) -> dict[str, torch.Tensor]:
+        """Cut `[T, B, ...]` into chunks of `chunk_length` steps, time first: `[L, (T/L)*B, ...]`.
+
+        Recurrent learners back-propagate through each chunk; feed-forward ones use `chunk_length=1`,
+        which is the flat `[1, T*B, ...]` batch. Minibatches are drawn over the second dimension.
+        """
+        out = {}
+        for name in names:
+            if name not in self.fields:
+                continue
+            x = self.fields[name]
+            steps, copies, rest = x.shape[0], x.shape[1], x.shape[2:]
+            chunks = steps // chunk_length
+            out[name] = (x.reshape(chunks, chunk_length, copies, *rest).transpose(0, 1)
+                         .reshape(chunk_length, chunks * copies, *rest))
+        return out
+
+
 def minibatch_indices(n_samples: int, n_minibatches: int, device: torch.device) -> list[torch.Tensor]:
     """A random partition of range(n_samples) into `n_minibatches` near-equal parts."""
     return list(torch.randperm(n_samples, device=device).chunk(n_minibatches))

@@ -70,8 +70,10 @@ def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device)
     returns = torch.full((n_episodes,), float("nan"))
     lengths = torch.full((n_episodes,), float("nan"))
     finished = torch.zeros(n_episodes, dtype=torch.bool)
+    memory = algorithm.initial_memory(n_episodes)
     for _ in range(env.spec.episode_limit + 1):
-        timestep = env.step(algorithm.act(timestep, deterministic=True))
+        actions, memory = algorithm.act(timestep, memory, deterministic=True)
+        timestep = env.step(actions)
         first_end = (timestep.done & ~finished).cpu()
         returns[first_end] = timestep.episode_return.cpu()[first_end]
         lengths[first_end] = timestep.episode_length.cpu()[first_end]
@@ -178,6 +180,7 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
     hparams = algo_cls.Config(**config.algo_hparams)
     env = make(config.env, n_envs=hparams.n_envs, seed=seed, device=device, **config.env_params)
     algorithm = algo_cls(env.spec, hparams, device)
+    algorithm.set_budget(config.run["total_env_steps"])
     norm = normalization_bounds(config, env.spec.return_bounds)
 
     if checkpoint_path.exists():

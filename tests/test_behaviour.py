@@ -19,7 +19,7 @@ def train(algo: str, seed: int, iterations: int):
     env = make("matrix/acpo-3x3", n_envs=hparams.n_envs, seed=seed)
     agent = cls(env.spec, hparams, torch.device("cpu"))
     timestep = env.reset()
-    initial = agent.policy.log_probs(agent.actor_inputs(timestep), None).exp()
+    initial = agent.action_log_probs(timestep).exp()
     for _ in range(iterations):
         timestep = agent.train_iteration(env, timestep).timestep
     return agent, timestep, initial
@@ -30,7 +30,7 @@ def train(algo: str, seed: int, iterations: int):
 def test_converges_to_a_deterministic_nash_equilibrium(algo, seed):
     agent, timestep, initial = train(algo, seed, iterations=25)
     assert torch.allclose(initial, torch.full_like(initial, 1 / 3), atol=0.02)  # starts (near) uniform
-    probs = agent.policy.log_probs(agent.actor_inputs(timestep), None).exp()[0]  # [agents, actions]
+    probs = agent.action_log_probs(timestep).exp()[0]  # [agents, actions]
     joint = tuple(probs.argmax(-1).tolist())
     assert joint in NASH_EQUILIBRIA
     assert probs.max(-1).values.min() > 0.95, probs  # deterministic: every agent commits

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from algorithms.ippo import IPPO
 from algorithms.mappo import MAPPO
-from algorithms.networks import GaussianPolicy
+from algorithms.networks import GaussianHead, Torso
 from algorithms.on_policy import OnPolicyConfig
 from coopbench.run import seed_everything
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
@@ -15,16 +15,21 @@ from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 @pytest.mark.parametrize("state_dependent", [False, True])
 def test_log_prob_and_entropy_match_torch_normal(state_dependent):
     torch.manual_seed(0)
-    policy = GaussianPolicy(1, 4, 2, [8], "tanh", log_std_init=-0.5, state_dependent_std=state_dependent)
-    inputs = torch.randn(5, 3, 4)
-    actions, log_prob = policy.act(inputs, None, deterministic=False)
-    mean, log_std = policy.mean_log_std(inputs)
+    torso = Torso(1, 4, [8], "tanh")
+    head = GaussianHead(1, torso.out_features, 2, log_std_init=-0.5, state_dependent_std=state_dependent)
+    features = torso.mlp(torch.randn(5, 3, 4))
+    params = head.params(features, None)
+    actions = head.sample(params, deterministic=False)
+    mean, log_std = head.mean_log_std(params)
     reference = torch.distributions.Normal(mean, log_std.exp())
-    assert torch.allclose(log_prob, reference.log_prob(actions).sum(-1), atol=1e-5)
-    new_log_prob, entropy = policy.evaluate(inputs, None, actions)
-    assert torch.allclose(new_log_prob, log_prob)
-    assert torch.allclose(entropy, reference.entropy().sum(-1), atol=1e-5)
+    assert torch.allclose(head.log_prob(params, actions), reference.log_prob(actions).sum(-1), atol=1e-5)
+    assert torch.allclose(head.entropy(params), reference.entropy().sum(-1), atol=1e-5)
     assert torch.allclose(log_std, torch.full_like(log_std, -0.5), atol=0.05)  # starts at log_std_init
+    # KL(old || new) against torch's closed form
+    other = head.params(torso.mlp(torch.randn(5, 3, 4)), None) + 0.1
+    other_mean, other_log_std = head.mean_log_std(other)
+    expected = torch.distributions.kl_divergence(reference, torch.distributions.Normal(other_mean, other_log_std.exp()))
+    assert torch.allclose(head.kl(params, other), expected.sum(-1), atol=1e-5)
 
 
 class TargetGame(BatchedEnv):
@@ -63,5 +68,5 @@ def test_gaussian_policies_learn_each_agents_target(cls):
     timestep = env.reset()
     for _ in range(120):
         timestep = agent.train_iteration(env, timestep).timestep
-    greedy = agent.act(timestep, deterministic=True)[0]
+    greedy = agent.act(timestep, agent.initial_memory(16), deterministic=True)[0][0]
     assert torch.allclose(greedy, TargetGame.TARGETS, atol=0.3), greedy
