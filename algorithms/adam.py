@@ -81,3 +81,48 @@ class Adam:
             self.state[int(i)] = {"step": s["step"].detach().clone().cpu(),
                                   "exp_avg": s["exp_avg"].detach().to(p.device, p.dtype, copy=True),
                                   "exp_avg_sq": s["exp_avg_sq"].detach().to(p.device, p.dtype, copy=True)}
+
+
+class AgentwiseAdam(Adam):
+    """Adam that updates one agent's parameters at a time (HAPPO and HATRPO update agents in turn).
+
+    Every parameter's first dimension indexes agents (the parameter groups of `networks.AgentLinear`).
+    Each agent row keeps its own step count, so its moments and bias corrections are exactly those of
+    a separate `torch.optim.Adam` over that agent's parameters alone; the other rows stay untouched
+    (a whole-tensor Adam step would move them through their momentum even with zero gradients).
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], n_agents: int, lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, lr, betas, eps, weight_decay)
+        bad = [tuple(p.shape) for p in self.params if p.dim() == 0 or p.shape[0] != n_agents]
+        if bad:
+            raise ValueError(f"AgentwiseAdam needs parameters whose first dimension is the {n_agents} agents; "
+                             f"got {bad}")
+        self.n_agents = n_agents
+
+    def _state(self, i: int) -> dict[str, torch.Tensor]:
+        if self.state[i] is None:
+            super()._state(i)
+            self.state[i]["step"] = torch.zeros(self.n_agents, dtype=self.state[i]["step"].dtype)
+        return self.state[i]
+
+    @torch.no_grad()
+    def step(self, agent: int) -> None:  # type: ignore[override]
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            state = self._state(i)
+            # Row views: torch's kernel updates them in place, which writes through to the full tensors.
+            params.append(p[agent])
+            grads.append(p.grad[agent])
+            exp_avgs.append(state["exp_avg"][agent])
+            exp_avg_sqs.append(state["exp_avg_sq"][agent])
+            steps.append(state["step"][agent])
+        if not params:
+            return
+        adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False,
+             beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=self.weight_decay, eps=self.eps,
+             maximize=False, foreach=False, capturable=False, differentiable=False, fused=None, grad_scale=None,
+             found_inf=None, decoupled_weight_decay=False)

@@ -95,6 +95,8 @@ class HparamOverride(BaseModel):
 
 class AlgoFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Another algorithm file this one extends: its hparams, then ours; its overrides, then ours.
+    inherits: str | None = None
     source: str = ""
     hparams: dict[str, Any] = Field(default_factory=dict)
     overrides: list[HparamOverride] = Field(default_factory=list)
@@ -110,11 +112,21 @@ class SuiteOverride(BaseModel):
     seeds: list[int] | None = Field(None, min_length=1)
 
 
+class AlgoSelection(BaseModel):
+    """An algorithm run only on some of the suite's environments (those its papers pair it with)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    envs: list[str] = Field(min_length=1, description="glob patterns of environment names")
+    source: str = Field("", description="where the pairing comes from (paper, figure)")
+
+
 class SuiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(min_length=1)
     environments: list[str] = Field(min_length=1)
-    algorithms: list[str] = Field(min_length=1)
+    # A name runs on every environment; {name, envs} only on the matching ones.
+    algorithms: list[str | AlgoSelection] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     run: dict[str, Any] = Field(default_factory=dict)
     overrides: list[SuiteOverride] = Field(default_factory=list)
@@ -191,6 +203,20 @@ def load_env_file(env: str) -> EnvFile:
     return load_yaml(config_dir() / "environments" / f"{env}.yaml", EnvFile, f"environment {env!r}")
 
 
+def load_algo_file(algo: str, _children: tuple[str, ...] = ()) -> AlgoFile:
+    """`config/algorithms/<algo>.yaml` with its `inherits:` chain merged in."""
+    file = load_yaml(config_dir() / "algorithms" / f"{algo}.yaml", AlgoFile, f"algorithm {algo!r}")
+    if file.inherits is None:
+        return file
+    if file.inherits in (algo, *_children):
+        chain = " -> ".join((*_children, algo, file.inherits))
+        raise CoopbenchError(f"algorithm configs inherit in a cycle: {chain}", "remove one `inherits:` of the cycle")
+    base = load_algo_file(file.inherits, (*_children, algo))
+    return AlgoFile(source=file.source or base.source, hparams={**base.hparams, **file.hparams},
+                    overrides=[*base.overrides, *file.overrides],
+                    resources=file.resources if "resources" in file.model_fields_set else base.resources)
+
+
 def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = None) -> ResolvedConfig:
     """The full, validated config of one (algo, env) pair; `overrides` as returned by parse_set."""
     from algorithms.registry import ALGORITHMS
@@ -199,7 +225,7 @@ def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = N
     overrides = overrides or {s: {} for s in SECTIONS}
     algo_entry, env_entry = ALGORITHMS.get(algo), ENVIRONMENTS.get(env)
     env_file = load_env_file(env)
-    algo_file: AlgoFile = load_yaml(config_dir() / "algorithms" / f"{algo}.yaml", AlgoFile, f"algorithm {algo!r}")
+    algo_file = load_algo_file(algo)
 
     hparams = dict(algo_file.hparams)
     for rule in algo_file.overrides:
@@ -243,8 +269,9 @@ def load_suite(name: str) -> SuiteFile:
 def plan_suite(name: str) -> list[PlannedRun]:
     suite = load_suite(name)
     planned = []
+    selections = [a if isinstance(a, AlgoSelection) else AlgoSelection(name=a, envs=["*"]) for a in suite.algorithms]
     for env in suite.environments:
-        for algo in suite.algorithms:
+        for algo in (s.name for s in selections if any(fnmatch.fnmatch(env, p) for p in s.envs)):
             sets = {f"run.{k}": v for k, v in suite.run.items()}
             seeds = suite.seeds
             for rule in suite.overrides:

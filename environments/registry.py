@@ -57,7 +57,7 @@ ENVIRONMENTS.register("gridworld/as-coop-navigation", "gridworld",
                       "AS 5.1 Cooperative Navigation, 5x5 grid, 3 agents, private rewards")
 ENVIRONMENTS.register("gridworld/as-exchange", "gridworld", "environments.exchange:Exchange",
                       "AS 5.1 Exchange, 3 agents, 300 steps, private rewards")
-for n in (8, 20, 30):
+for n in (2, 8, 20, 30):  # 2: AS Fig. 6-7
     ENVIRONMENTS.register(f"gridworld/as-coop-predation-{n}", "gridworld",
                           "environments.cooperative_predation:CooperativePredation",
                           f"AS 5.1 Cooperative Predation, {n} agents, private rewards")

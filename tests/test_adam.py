@@ -64,3 +64,29 @@ def test_does_not_import_dynamo():
             "o.step(); o.zero_grad(); o.load_state_dict(o.state_dict())\n"
             "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_agentwise_adam_equals_a_separate_adam_per_agent():
+    """HAPPO/HATRPO step one agent's rows: same as torch.optim.Adam over that agent's own tensors, others untouched."""
+    from algorithms.adam import AgentwiseAdam
+
+    torch.manual_seed(0)
+    weight, bias = torch.nn.Parameter(torch.randn(3, 4, 2)), torch.nn.Parameter(torch.randn(3, 2))
+    initial = weight.detach().clone(), bias.detach().clone()
+    separate = [[torch.nn.Parameter(weight[i].detach().clone()), torch.nn.Parameter(bias[i].detach().clone())]
+                for i in range(3)]
+    ours = AgentwiseAdam([weight, bias], n_agents=3, lr=0.05)
+    theirs = [torch.optim.Adam(p, lr=0.05) for p in separate]
+    x = torch.randn(5, 4)
+    for agent in [1, 1, 2, 1]:  # agent 0 never steps; agent 1 thrice (its own step count)
+        ours.zero_grad()
+        ((x @ weight[agent] + bias[agent]) ** 2).sum().backward()
+        ours.step(agent)
+        w, b = separate[agent]
+        theirs[agent].zero_grad()
+        ((x @ w + b) ** 2).sum().backward()
+        theirs[agent].step()
+    for agent in range(3):
+        assert torch.equal(weight[agent], separate[agent][0]) and torch.equal(bias[agent], separate[agent][1])
+    assert torch.equal(weight[0], initial[0][0]) and torch.equal(bias[0], initial[1][0])
+    assert ours.state[0]["step"].tolist() == [0.0, 3.0, 1.0]

@@ -1,7 +1,12 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
 from coopbench.config import RunConfig, parse_set, plan_suite, resolve
 from coopbench.errors import CoopbenchError
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
 
 def test_resolve_applies_paper_overrides_and_set():
@@ -95,3 +100,25 @@ def test_broken_config_files_are_reported(tmp_path, monkeypatch):
         plan_suite("bad")
     with pytest.raises(CoopbenchError, match="unknown key extra.yaml.budget"):
         plan_suite("extra")
+
+
+def test_algorithm_files_inherit_values_and_overrides(tmp_path, monkeypatch):
+    happo = resolve("happo", "mamujoco/hopper-3x1").algo_hparams
+    mappo = resolve("mappo", "mamujoco/hopper-3x1").algo_hparams
+    assert happo["lr_critic"] == mappo["lr_critic"] == 5e-3  # mappo.yaml's CORA Table 1 override, inherited
+    assert mappo["share_parameters"] and not happo["share_parameters"]  # happo.yaml's own value wins
+    assert resolve("hatrpo", "rware/tiny-2ag-hard").algo_hparams["hidden_sizes"] == [128, 256]  # two levels up
+    assert resolve("ippo", "vmas/navigation").algo_hparams == resolve("mappo", "vmas/navigation").algo_hparams
+    shutil.copytree(REPO_CONFIG, tmp_path / "config")
+    (tmp_path / "config" / "algorithms" / "mappo.yaml").write_text("inherits: hatrpo\n")
+    monkeypatch.setenv("COOPBENCH_CONFIG_DIR", str(tmp_path / "config"))
+    with pytest.raises(CoopbenchError, match="cycle: hatrpo -> happo -> mappo -> hatrpo"):
+        resolve("hatrpo", "matrix/acpo-3x3")
+
+
+def test_suites_pair_algorithms_with_their_papers_tasks():
+    pairs = {(r.config.algo, r.config.env) for r in plan_suite("papers")}
+    assert ("hatrpo", "mamujoco/ant-4x2") in pairs and ("hatrpo", "smax/3m") not in pairs  # ACPO footnote 1
+    assert ("optimistic_mappo", "differential/cora-2agent") in pairs
+    assert {e for a, e in pairs if a in ("centralized_ppo", "ippo_private")} == {"gridworld/as-coop-predation-2"}
+    assert {a for a, e in pairs if e == "smax/3m"} == {"mappo", "ippo", "happo"}

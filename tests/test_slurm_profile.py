@@ -133,12 +133,12 @@ def test_resources_schema():
 
 @pytest.fixture
 def config_with_resources(tmp_path, monkeypatch):
-    """A copy of config/ where acpo-3x3 wants a GPU and more memory and MAPPO wants 4 CPUs and 2 hours."""
+    """A copy of config/ where acpo-3x3 wants a GPU and more memory and IPPO wants 4 CPUs and 2 hours."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
     env_file = config / "environments" / "matrix" / "acpo-3x3.yaml"
     env_file.write_text(env_file.read_text() + "\nresources: {gpus: 1, mem_mb: 6000, runtime: 20}\n")
-    algo_file = config / "algorithms" / "mappo.yaml"
+    algo_file = config / "algorithms" / "ippo.yaml"
     algo_file.write_text(algo_file.read_text() + "\nresources:\n  cpus_per_task: 4\n  runtime: 120\n")
     monkeypatch.setenv("COOPBENCH_CONFIG_DIR", str(config))
     return config
@@ -153,7 +153,7 @@ def test_planned_run_resources_do_not_change_the_hash(config_with_resources, mon
         expected = {}
         if env == "matrix/acpo-3x3":
             expected |= {"gpus": 1, "mem_mb": 6000, "runtime": 20}
-        if algo == "mappo":
+        if algo == "ippo":
             expected |= {"cpus_per_task": 4, "runtime": 120}
         assert resources == expected, (env, algo)
 
@@ -186,11 +186,11 @@ def test_run_jobs_get_resources_threads_and_image(config_with_resources, tmp_pat
         wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
         gpu_task = wildcards["env"] == "matrix/acpo-3x3"
-        mappo = wildcards["algo"] == "mappo"
+        ippo = wildcards["algo"] == "ippo"
         assert resources["gpu"] == ("1" if gpu_task else "0")
         assert resources["mem_mb"] == ("6000" if gpu_task else "2000")  # floor from config/workflow.yaml
-        assert resources["cpus_per_task"] == ("4" if mappo else "1")
-        assert resources["runtime"] == ("120" if mappo else "60")
+        assert resources["cpus_per_task"] == ("4" if ippo else "1")
+        assert resources["runtime"] == ("120" if ippo else "60")
         command = re.search(r"Shell command: (.*)", block).group(1)
         # threads = cpus_per_task, capped by --cores locally (2 here: the dry run's default is all)
         assert re.search(r"--threads \d+", command)

@@ -1,0 +1,327 @@
+"""The on-policy family (issue 5): backbone features and the members HAPPO, HATRPO, Optimistic MAPPO,
+Centralized PPO and IPPO on private rewards. Maths first, then behaviour a stub cannot fake."""
+
+import pytest
+import torch
+from pydantic import BaseModel, ValidationError
+
+from algorithms.centralized_ppo import CentralizedPPO, CentralizedPPOConfig
+from algorithms.happo import HAPPO, SequentialUpdateConfig
+from algorithms.hatrpo import HATRPO, HATRPOConfig
+from algorithms.mappo import MAPPO
+from algorithms.networks import AgentGRUCell, Torso
+from algorithms.on_policy import OnPolicyConfig
+from algorithms.optimistic_mappo import OptimisticMAPPO, OptimisticMAPPOConfig
+from algorithms.rollout import RolloutStorage
+from algorithms.trust_region import conjugate_gradient
+from algorithms.value_norm import ValueNormalizer
+from coopbench.config import resolve
+from coopbench.errors import CoopbenchError
+from coopbench.run import seed_everything
+from environments import make
+from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+
+CPU = torch.device("cpu")
+
+
+# --- building blocks ------------------------------------------------------------------------------
+@pytest.mark.parametrize("groups", [1, 3])
+def test_gru_cell_matches_torch(groups):
+    torch.manual_seed(0)
+    cell = AgentGRUCell(groups, 5, 4)
+    x, h = torch.randn(7, 3, 5), torch.randn(7, 3, 4)
+    ours = cell(x, h)
+    for agent in range(3):
+        g = 0 if groups == 1 else agent
+        ref = torch.nn.GRUCell(5, 4)
+        with torch.no_grad():  # torch stores [3H, in] in (r, z, n) order, as we do along the output axis
+            ref.weight_ih.copy_(cell.input_gates.weight[g].T)
+            ref.weight_hh.copy_(cell.hidden_gates.weight[g].T)
+            ref.bias_ih.copy_(cell.input_gates.bias[g])
+            ref.bias_hh.copy_(cell.hidden_gates.bias[g])
+        assert torch.allclose(ours[:, agent], ref(x[:, agent], h[:, agent]), atol=1e-6)
+        assert torch.allclose(cell(x[:, agent], h[:, agent], agent=agent), ours[:, agent], atol=1e-6)
+
+
+def test_unroll_equals_stepping_with_resets():
+    torch.manual_seed(0)
+    torso = Torso(2, 3, [8], "tanh", rnn_hidden_size=6)
+    x = torch.randn(5, 4, 2, 3)  # [L, S, N, D]
+    starts = torch.rand(5, 4) < 0.3
+    memory0 = torch.randn(4, 2, 6)
+    memory, stepped = memory0, []
+    for t in range(5):
+        out, memory = torso(x[t], memory, starts[t])
+        stepped.append(out)
+    assert torch.allclose(torso.unroll(x, memory0, starts), torch.stack(stepped), atol=1e-6)
+    # A start clears the memory: the output no longer depends on what came before.
+    first = torch.ones(4, dtype=torch.bool)
+    assert torch.allclose(torso(x[0], memory0, first)[0], torso(x[0], torch.zeros_like(memory0), first)[0])
+
+
+def test_sequences_cut_time_into_chunks():
+    storage = RolloutStorage(6)
+    for t in range(6):
+        storage.insert(t, x=torch.tensor([10 * t, 10 * t + 1]))  # [B=2]
+    chunks = storage.sequences(["x"], chunk_length=3)["x"]  # [L=3, S=2 chunks x 2 copies]
+    assert chunks.tolist() == [[0, 1, 30, 31], [10, 11, 40, 41], [20, 21, 50, 51]]
+    assert storage.sequences(["x"], chunk_length=1)["x"].tolist() == [[0, 1, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51]]
+
+
+def test_value_normalizer_standardizes_and_inverts():
+    norm = ValueNormalizer(beta=0.9)
+    targets = torch.randn(1000) * 5 + 3
+    for _ in range(200):
+        norm.update(targets)
+    z = norm.normalize(targets)
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+    assert torch.allclose(norm.denormalize(z), targets, atol=1e-4)
+    assert torch.equal(ValueNormalizer(enabled=False).normalize(targets), targets)
+
+
+def test_conjugate_gradient_solves_spd_system():
+    torch.manual_seed(0)
+    m = torch.randn(6, 6, dtype=torch.float64)
+    a = m @ m.T + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64)
+    assert torch.allclose(conjugate_gradient(lambda v: a @ v, b, iterations=20), torch.linalg.solve(a, b), atol=1e-8)
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ValidationError, match="multiple of chunk_length"):
+        OnPolicyConfig(recurrent=True, rollout_length=64, chunk_length=10)
+    with pytest.raises(ValidationError, match="share_parameters must be false"):
+        SequentialUpdateConfig(share_parameters=True)
+
+
+def test_learning_rate_annealing_is_linear_over_the_budget():
+    env = make("matrix/acpo-3x3", n_envs=2, seed=0)
+    agent = MAPPO(env.spec, OnPolicyConfig(n_envs=2, rollout_length=5, ppo_epochs=1, lr_annealing=True), CPU)
+    timestep = env.reset()
+    with pytest.raises(RuntimeError, match="set_budget"):
+        agent.train_iteration(env, timestep)
+    agent.env_steps_done = 0
+    agent.set_budget(40)
+    lrs = []
+    for _ in range(4):
+        timestep = agent.train_iteration(env, timestep).timestep
+        lrs.append(agent.actor_optimizer.lr / agent.config.lr_actor)
+    assert lrs == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+# --- the members' update rules --------------------------------------------------------------------
+class OneAgentBandit(BatchedEnv):
+    """One agent, one step, 3 actions with rewards 0, 1, 2 (a one-agent team)."""
+
+    Params = BaseModel
+
+    def __init__(self, n_envs, seed, device="cpu"):
+        super().__init__(n_envs, seed, device)
+        self.spec = EnvSpec("test/bandit", "test", n_agents=1, obs_dim=2, state_dim=2, n_actions=3, episode_limit=1)
+        self.tracker = EpisodeTracker(n_envs, self.device)
+
+    def reset(self):
+        return self.first_timestep(torch.ones(self.n_envs, 1, 2), torch.ones(self.n_envs, 2))
+
+    def step(self, actions):
+        reward = actions.float()
+        done = torch.ones(self.n_envs, dtype=torch.bool)
+        ret, length = self.tracker.update(reward[:, 0], done)
+        obs, state = torch.ones(self.n_envs, 1, 2), torch.ones(self.n_envs, 2)
+        return TimeStep(obs, state, None, reward, done, ~done, obs, state, ret, length)
+
+
+def test_happo_with_one_agent_is_ppo():
+    env = OneAgentBandit(8, seed=0)
+    settings = dict(n_envs=8, rollout_length=4, ppo_epochs=3, num_minibatches=1, agent_id_input=False)
+    seed_everything(0)
+    mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU)
+    seed_everything(0)
+    happo = HAPPO(env.spec, SequentialUpdateConfig(**settings), CPU)
+    happo.policy.load_state_dict(mappo.policy.state_dict())
+    happo.critic.load_state_dict(mappo.critic.state_dict())
+    storage, _, _ = mappo.collect(env, env.reset())
+    batch = {k: v.clone() for k, v in storage.fields.items()}
+    before = {k: v.clone() for k, v in mappo.policy.state_dict().items()}
+    mappo.update(storage)
+    happo_storage = RolloutStorage(storage.length)
+    happo_storage.fields = batch
+    happo.update(happo_storage)
+    for name, value in mappo.policy.state_dict().items():
+        assert not torch.equal(value, before[name]) or name.endswith("bias")
+        assert torch.allclose(happo.policy.state_dict()[name], value, atol=1e-6), name
+
+
+def _collected(cls, config, env_name="matrix/acpo-3x3", n_envs=16, seed=0):
+    seed_everything(seed)
+    env = make(env_name, n_envs=n_envs, seed=seed)
+    agent = cls(env.spec, config, CPU)
+    return agent, env, agent.collect(env, env.reset())[0]
+
+
+def _actor_batch(agent, storage):
+    advantages, _ = agent.advantages(storage)
+    storage.fields["advantages"] = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    batch = storage.sequences(["actor_in", "avail", "actions", "log_probs", "advantages", "starts"], 1)
+    batch["factor"] = torch.ones_like(batch["log_probs"].select(2, 0))
+    return batch
+
+
+@pytest.mark.parametrize("env_name", ["matrix/acpo-3x3", "differential/cora-2agent"])
+def test_hatrpo_accepted_step_satisfies_its_kl_bound(env_name):
+    config = HATRPOConfig(n_envs=16, rollout_length=8, kl_threshold=0.005)
+    agent, env, storage = _collected(HATRPO, config, env_name)
+    batch = _actor_batch(agent, storage)
+    with torch.no_grad():
+        old = [agent.sequence_params(batch, i) for i in range(env.spec.n_agents)]
+    for i in range(env.spec.n_agents):
+        before = [p.detach().clone() for p in agent.policy.parameters()]
+        stats = agent.update_agent(batch, i)
+        assert stats["accepted"] == 1.0  # a fresh policy and informative advantages: the step is taken
+        with torch.no_grad():
+            kl = agent.policy.head.kl(old[i], agent.sequence_params(batch, i)).mean().item()
+        assert 0 < kl <= config.kl_threshold + 1e-7
+        assert kl == pytest.approx(stats["kl"], rel=1e-4)
+        assert stats["improvement"] > 0
+        for p, b in zip(agent.policy.parameters(), before, strict=True):  # only agent i's parameters moved
+            others = [j for j in range(env.spec.n_agents) if j != i]
+            assert torch.equal(p[others], b[others])
+
+
+def test_optimistic_mappo_scales_negative_advantages():
+    env = make("matrix/acpo-3x3", n_envs=2, seed=0)
+    advantages = torch.tensor([-2.0, -0.5, 0.0, 1.5])
+    clipped = OptimisticMAPPO(env.spec, OptimisticMAPPOConfig(n_envs=2), CPU).shape_advantages(advantages)
+    assert clipped.tolist() == [0.0, 0.0, 0.0, 1.5]
+    leaky = OptimisticMAPPO(env.spec, OptimisticMAPPOConfig(n_envs=2, optimism_slope=0.1), CPU)
+    assert leaky.shape_advantages(advantages).tolist() == pytest.approx([-0.2, -0.05, 0.0, 1.5])
+
+
+def test_centralized_ppo_decodes_joint_actions_and_masks():
+    env = make("matrix/acpo-3x3", n_envs=2, seed=0)
+    agent = CentralizedPPO(env.spec, CentralizedPPOConfig(n_envs=2), CPU)
+    assert agent.joint_to_actions.tolist() == [[a, b] for a in range(3) for b in range(3)]
+    avail = torch.tensor([[[True, False, True], [False, True, True]]])
+    timestep = TimeStep(torch.zeros(1, 2, 1), torch.zeros(1, 1), avail, *([torch.zeros(1)] * 7))
+    joint = agent.actor_avail(timestep)[0, 0]
+    assert joint.nonzero().squeeze(-1).tolist() == [1, 2, 7, 8]  # (A,B) (A,C) (C,B) (C,C)
+    with pytest.raises(CoopbenchError, match="joint actions"):
+        CentralizedPPO(make("gridworld/as-coop-predation-20", n_envs=1, seed=0, n_agents=20).spec,
+                       CentralizedPPOConfig(), CPU)
+    with pytest.raises(CoopbenchError, match="discrete"):
+        CentralizedPPO(make("differential/cora-2agent", n_envs=1, seed=0).spec, CentralizedPPOConfig(), CPU)
+
+
+def test_ippo_private_learns_from_own_rewards():
+    config = resolve("ippo_private", "gridworld/as-coop-predation-2")
+    assert config.algo_hparams["learning_reward"] == "own" and not config.algo_hparams["share_parameters"]
+    env = make("gridworld/as-coop-predation-2", n_envs=2, seed=0)
+    agent = make_agent("ippo_private", env, config.algo_hparams)
+    reward = torch.tensor([[-4.0, 0.0]])
+    assert torch.equal(agent.learning_rewards(reward), reward)
+    team = make_agent("centralized_ppo", env, resolve("centralized_ppo", "gridworld/as-coop-predation-2").algo_hparams)
+    assert team.learning_rewards(reward).tolist() == [[-4.0]]
+
+
+def make_agent(algo, env, hparams):
+    from algorithms.registry import ALGORITHMS
+
+    cls = ALGORITHMS.get(algo).load()
+    return cls(env.spec, cls.Config(**hparams), CPU)
+
+
+# --- behaviour ------------------------------------------------------------------------------------
+def _train(algo, env_name, iterations, seed=0, init=None, **hparams):
+    seed_everything(seed)
+    config = resolve(algo, env_name)
+    env = make(env_name, n_envs=config.algo_hparams["n_envs"], seed=seed)
+    agent = make_agent(algo, env, {**config.algo_hparams, **hparams})
+    if init is not None:
+        init(agent)
+    timestep = env.reset()
+    for _ in range(iterations):
+        timestep = agent.train_iteration(env, timestep).timestep
+    return agent, timestep
+
+
+def start_at_a_with_0_6(agent):
+    """ACPO Table 1's initialization: pi(A) = 0.6, pi(B) = pi(C) = 0.2 for both agents."""
+    with torch.no_grad():
+        agent.policy.head.linear.weight.zero_()
+        agent.policy.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.2, 0.2])))
+
+
+@pytest.mark.parametrize("algo", ["mappo", "happo"])
+def test_from_pi_a_0_6_mappo_and_happo_converge_to_a_a(algo):
+    """ACPO Table 1: simultaneous (MAPPO) and iterative best-response (HAPPO) updates stay at the NE (A, A)."""
+    agent, timestep = _train(algo, "matrix/acpo-3x3", iterations=30, init=start_at_a_with_0_6)
+    probs = agent.action_log_probs(timestep).exp()[0]  # [agents, actions]
+    assert probs[:, 0].min() > 0.95, probs
+
+
+def test_centralized_ppo_finds_the_optimum_of_the_3x3_game():
+    """A joint-action learner is not trapped at (A, A): it reaches (C, C) (reward 20) from the same start."""
+    agent, timestep = _train("centralized_ppo", "matrix/acpo-3x3", iterations=30)
+    probs = agent.action_log_probs(timestep).exp()[0, 0]  # [9 joint actions]
+    assert probs[8] > 0.95, probs
+
+
+class CueGame(BatchedEnv):
+    """A memory task: a cue (+1 or -1) is shown only at the first of 4 steps; at the last step every
+    agent earns 1 for the action matching the cue. Without memory the best is 0.5 per agent."""
+
+    Params = BaseModel
+    LENGTH = 4
+
+    def __init__(self, n_envs, seed, device="cpu"):
+        super().__init__(n_envs, seed, device)
+        self.spec = EnvSpec("test/cue", "test", n_agents=2, obs_dim=2, state_dim=2, n_actions=2,
+                            episode_limit=self.LENGTH, return_bounds=(0.0, 1.0))
+        self.tracker = EpisodeTracker(n_envs, self.device)
+        self.t = torch.zeros(n_envs, dtype=torch.long)
+        self.cue = torch.zeros(n_envs, dtype=torch.long)
+
+    def _observe(self):
+        shown = torch.where(self.t == 0, 2.0 * self.cue - 1.0, torch.zeros(self.n_envs))
+        step = self.t.float() / self.LENGTH
+        obs = torch.stack([shown, step], -1).unsqueeze(1).expand(-1, 2, -1).contiguous()
+        return obs, obs[:, 0]
+
+    def _draw(self, which):
+        self.cue[which] = torch.randint(0, 2, (int(which.sum()),), generator=self.generator)
+        self.t[which] = 0
+
+    def reset(self):
+        self._draw(torch.ones(self.n_envs, dtype=torch.bool))
+        return self.first_timestep(*self._observe())
+
+    def step(self, actions):
+        last = self.t == self.LENGTH - 1
+        reward = ((actions == self.cue.unsqueeze(1)) & last.unsqueeze(1)).float()
+        self.t += 1
+        final_obs, final_state = self._observe()
+        ret, length = self.tracker.update(reward.mean(-1), last)
+        self._draw(last)
+        obs, state = self._observe()
+        return TimeStep(obs, state, None, reward, last, torch.zeros_like(last), final_obs, final_state, ret, length)
+
+
+@pytest.mark.slow
+def test_recurrent_mappo_solves_a_memory_task_feed_forward_cannot():
+    def train(recurrent: bool) -> float:
+        seed_everything(0)
+        env = CueGame(32, seed=0)
+        config = OnPolicyConfig(n_envs=32, rollout_length=40, ppo_epochs=4, num_minibatches=2, lr_actor=3e-3,
+                                lr_critic=3e-3, recurrent=recurrent, rnn_hidden_size=32, chunk_length=8,
+                                hidden_sizes=[32], entropy_coef=0.0)
+        agent = MAPPO(env.spec, config, CPU)
+        timestep = env.reset()
+        returns = []
+        for _ in range(60):
+            result = agent.train_iteration(env, timestep)
+            timestep = result.timestep
+            returns.append(result.episode_returns.mean().item())
+        return sum(returns[-5:]) / 5
+
+    assert train(recurrent=True) > 0.95
+    assert train(recurrent=False) < 0.65
