@@ -29,3 +29,27 @@ def test_task_runs_under_mappo_and_ippo(env, tmp_path):
         assert all(math.isfinite(v) for v in metrics["eval_return_mean"])
         assert manifest["env"] == env and manifest["algo"] == algo and manifest["status"] == "completed"
         assert math.isfinite(manifest["final"]["normalized_score"])
+
+
+def _family_pairings() -> list[tuple[str, str]]:
+    """(algo, env) of the papers suites beyond MAPPO/IPPO: native tasks, plus one library task per kind of
+    policy the members need beyond the native ones (continuous and pooled: MaMuJoCo; VMAS). Recurrent and
+    masked policies are covered by tests/test_on_policy_family.py (SMAX costs a JAX compile per job)."""
+    from coopbench.config import plan_suite
+
+    library = {"mamujoco/hopper-3x1", "vmas/navigation"}
+    pairs = {(r.config.algo, r.config.env) for r in plan_suite("papers")
+             if r.config.algo not in ("mappo", "ippo") and (r.config.env in NATIVE or r.config.env in library)}
+    return sorted(pairs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "env"), _family_pairings())
+def test_on_policy_family_runs_where_its_papers_use_it(algo, env, tmp_path):
+    config = resolve(algo, env, parse_set(["algo.n_envs=2", "algo.rollout_length=10", "algo.ppo_epochs=1",
+                                           "run.total_env_steps=40", "run.eval_interval=20", "run.eval_episodes=2"]))
+    run_dir = execute(config, seed=0, results_dir=tmp_path)
+    metrics = read_parquet(run_dir / "metrics.parquet")
+    assert metrics["env_steps"].tolist() == [0, 20, 40]
+    assert all(math.isfinite(v) for v in metrics["eval_return_mean"])
+    assert read_json(run_dir / "manifest.json")["algo"] == algo
