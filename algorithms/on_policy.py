@@ -85,7 +85,7 @@ class OnPolicyAlgorithm(Algorithm):
         self.n_learners = self.learner_count(spec)
         rnn = config.rnn_hidden_size if config.recurrent else None
         actor_groups = 1 if config.share_parameters else self.n_learners
-        self.critic_width = 1 if self.joint_value else self.n_learners  # values per copy
+        self.critic_width = 1 if self.critic_is_joint(config) else self.n_learners  # values per copy
         critic_groups = 1 if config.critic_shares_parameters else self.critic_width
         self._actor_ids = config.share_parameters and config.agent_id_input and self.n_learners > 1
         self._critic_ids = config.critic_shares_parameters and config.agent_id_input and self.critic_width > 1
@@ -110,6 +110,10 @@ class OnPolicyAlgorithm(Algorithm):
     @abstractmethod
     def critic_features(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """Critic input, `[B, L, D]` (`[B, 1, D]` with `joint_value`), before agent ids."""
+
+    def critic_is_joint(self, config: OnPolicyConfig) -> bool:
+        """One value per copy rather than per learner (broadcast to the learners)."""
+        return self.joint_value
 
     def learner_count(self, spec: EnvSpec) -> int:
         return spec.n_agents

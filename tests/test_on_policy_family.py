@@ -325,3 +325,25 @@ def test_recurrent_mappo_solves_a_memory_task_feed_forward_cannot():
 
     assert train(recurrent=True) > 0.95
     assert train(recurrent=False) < 0.65
+
+
+def test_a_shared_id_free_mappo_critic_computes_one_value_per_state_with_the_same_result():
+    config = OnPolicyConfig(n_envs=4, rollout_length=6, ppo_epochs=2, agent_id_input=False)
+    agents, critic_rows = [], []
+    for joint in (True, False):
+        env = make("differential/cora-5agent", n_envs=4, seed=0)
+        seed_everything(0)
+        agent = MAPPO(env.spec, config, CPU)
+        if not joint:  # the N identical rows the joint critic avoids
+            agent.critic_width = env.spec.n_agents
+            agent.critic_memory = agent.critic_memory.expand(-1, env.spec.n_agents, -1)
+        seed_everything(1)
+        storage, _, _ = agent.collect(env, env.reset())
+        critic_rows.append(storage["critic_in"].shape[-2])
+        agent.update(storage)
+        agents.append(agent)
+    assert critic_rows == [1, 5]
+    for a, b in zip(agents[0].critic.parameters(), agents[1].critic.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    for a, b in zip(agents[0].policy.parameters(), agents[1].policy.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
