@@ -1,0 +1,279 @@
+"""coopbench's MAPPO against BenchMARL's MAPPO on VMAS navigation, side by side in one run.
+
+    bash benchmarks/setup_benchmarl_venv.sh      # once: BenchMARL in its own venv (build/bench-venvs/benchmarl)
+    .venv/bin/python benchmarks/mappo_vs_benchmarl.py [--repeats 3] [--iterations 3] [--json out.json]
+    .venv/bin/python benchmarks/mappo_vs_benchmarl.py --only coopbench   # without the BenchMARL venv
+
+Both train MAPPO with the same settings (`SETTINGS` below; every value is passed to both sides
+explicitly, none is left to a default of either):
+
+- task: VMAS navigation as config/environments/vmas/navigation.yaml defines it (3 agents,
+  continuous actions, max_steps 100, shared_rew false, collisions true; BenchMARL's vmas/navigation
+  defaults are the same and are set explicitly anyway), 10 vectorized copies, CPU;
+- 6000 frames (environment steps summed over copies) per iteration: coopbench n_envs 10 x
+  rollout_length 600; BenchMARL on_policy_n_envs_per_worker 10, on_policy_collected_frames_per_batch
+  6000;
+- optimisation, BenchMARL's MAPPO defaults: BenchMARL's `on_policy_n_minibatch_iters` (45) is the
+  number of passes over the 6000 frames, each split into 6000 / on_policy_minibatch_size (400) = 15
+  minibatches drawn without replacement (`Experiment._collection_loop`), i.e. 675 gradient steps per
+  iteration. coopbench: ppo_epochs 45, num_minibatches 15 (minibatches of 400 frames). Each gradient
+  step is one actor and one critic Adam step on both sides;
+- networks: parameter sharing, 2 x 256 tanh MLPs (BenchMARL's default mlp) for the actor and the
+  centralised critic; the actor outputs a mean and a state-dependent scale per action dimension
+  (coopbench state_dependent_std, BenchMARL NormalParamExtractor); the critic sees the concatenated
+  observations (VMAS has no global state); no agent-id inputs (BenchMARL appends none);
+- lr 5e-5 (actor and critic), gamma 0.99, GAE lambda 0.9, clip 0.2, entropy coefficient 0, grad-norm
+  clip 5, advantages not normalized (BenchMARL's MAPPO defaults).
+
+What cannot be made identical (none of it changes the work by much): BenchMARL samples a TanhNormal
+(and estimates its entropy from a sample), coopbench an unsquashed Gaussian clipped by the env;
+BenchMARL's shared critic computes one value per state and expands it to the agents, coopbench's
+computes it per agent (3x the critic rows: work against coopbench); coopbench learns from the team
+reward (mean of the agents' VMAS rewards), BenchMARL from each agent's own; Adam eps 1e-5 vs 1e-6;
+value loss 0.5 MSE vs MSE; orthogonal vs PyTorch default init.
+
+What each timer covers. coopbench: collection = `MAPPO.collect` (policy and critic forward every
+step, the env, rollout storage), training = `MAPPO.update` (GAE and the 675 gradient steps), total =
+the whole iteration. BenchMARL: its own `timers/collection_time` (the SyncDataCollector: policy and
+env; no critic), `timers/training_time` (GAE with a critic pass over the batch, replay-buffer fill,
+the 675 gradient steps, policy weight sync) and `timers/iteration_time` (also its per-iteration
+episode statistics; evaluation, checkpoints and loggers are off). Collection and training are
+therefore split differently (coopbench computes values while collecting); the totals compare the same
+work. Rates are frames / second (6000 frames per iteration).
+
+Each repeat builds both sides afresh with seed `--seed + repeat`, runs `--warmup` untimed iterations
+and `--iterations` timed ones; BenchMARL runs in a subprocess of its own venv
+(benchmarks/benchmarl_side.py), coopbench in this process, one after the other, the order
+alternating between repeats so that the shared machine's load hits both alike. Reported: min /
+median / max over repeats of each side's frames/s (frames of the timed iterations / their summed
+time), the per-repeat ratio coopbench / BenchMARL, the same on CPU time (less sensitive to other
+processes), torch threads (one each, `--threads`) and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
+SIDE_SCRIPT = REPO / "benchmarks" / "benchmarl_side.py"
+ENV = "vmas/navigation"
+METRICS = {"collection": "collection_time", "training": "training_time", "total": "iteration_time"}
+
+SETTINGS = {
+    "n_envs": 10,
+    "frames_per_batch": 6000,
+    "epochs": 45,  # passes over the batch (BenchMARL on_policy_n_minibatch_iters)
+    "minibatch_size": 400,  # BenchMARL on_policy_minibatch_size -> 15 minibatches
+    "hidden_sizes": [256, 256],
+    "activation": "tanh",
+    "lr": 5e-5,
+    "gamma": 0.99,
+    "gae_lambda": 0.9,
+    "clip_eps": 0.2,
+    "entropy_coef": 0.0,
+    "max_grad_norm": 5.0,
+}
+
+
+def task_settings() -> dict:
+    """The task exactly as coopbench's config file defines it (both sides get these values)."""
+    from coopbench.config import load_env_file
+
+    params = load_env_file(ENV).params
+    if params.get("scenario_kwargs"):
+        raise SystemExit(f"{ENV}'s config sets scenario_kwargs {params['scenario_kwargs']}: not mapped to BenchMARL")
+    return {k: params[k] for k in ("n_agents", "max_steps", "shared_rew", "collisions", "continuous_actions")}
+
+
+def coopbench_hparams(s: dict) -> dict:
+    if s["frames_per_batch"] % s["n_envs"] or s["frames_per_batch"] % s["minibatch_size"]:
+        raise SystemExit("frames per batch must be a multiple of the copies and of the minibatch size")
+    return {
+        "n_envs": s["n_envs"], "rollout_length": s["frames_per_batch"] // s["n_envs"],
+        "ppo_epochs": s["epochs"], "num_minibatches": s["frames_per_batch"] // s["minibatch_size"],
+        "lr_actor": s["lr"], "lr_critic": s["lr"], "gamma": s["gamma"], "gae_lambda": s["gae_lambda"],
+        "clip_eps": s["clip_eps"], "value_clip_eps": None, "entropy_coef": s["entropy_coef"],
+        "max_grad_norm": s["max_grad_norm"], "hidden_sizes": list(s["hidden_sizes"]), "activation": s["activation"],
+        "share_parameters": True, "agent_id_input": False, "normalize_advantages": False,
+        "state_dependent_std": True, "learning_reward": "team",
+    }
+
+
+# --- the coopbench side (this process) ---------------------------------------------------------------
+
+def run_coopbench(s: dict) -> dict:
+    import torch
+
+    from algorithms.registry import ALGORITHMS
+    from coopbench.run import seed_everything
+    from environments.registry import make
+
+    torch.set_num_threads(s["threads"])
+    seed_everything(s["seed"])
+    algo_cls = ALGORITHMS.get("mappo").load()
+    hparams = algo_cls.Config(**coopbench_hparams(s))
+    env = make(ENV, n_envs=hparams.n_envs, seed=s["seed"], device="cpu",
+               n_agents=s["n_agents"], max_steps=s["max_steps"], shared_rew=s["shared_rew"],
+               collisions=s["collisions"], continuous_actions=s["continuous_actions"])
+    algorithm = algo_cls(env.spec, hparams, torch.device("cpu"))
+    timestep = env.reset()
+    records = []
+    for _ in range(s["warmup"] + s["iterations"]):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        storage, timestep, finished = algorithm.collect(env, timestep)
+        t1 = time.perf_counter()
+        algorithm.update(storage)
+        torch.cat(finished)  # what train_iteration hands the run loop
+        t2, cpu2 = time.perf_counter(), time.process_time()
+        records.append({"collection_time": t1 - t0, "training_time": t2 - t1, "iteration_time": t2 - t0,
+                        "cpu_time": cpu2 - cpu0, "frames": algorithm.steps_per_iteration})
+    env.close()
+    n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"iterations": records[s["warmup"]:], "warmup": records[:s["warmup"]], "threads": torch.get_num_threads(),
+            "resolved": {"hparams": hparams.model_dump(), "obs_dim": env.spec.obs_dim,
+                         "action_dim": env.spec.action_dim,
+                         "gradient_steps_per_iteration": hparams.ppo_epochs * hparams.num_minibatches,
+                         "actor_params": n_params(algorithm.policy), "critic_params": n_params(algorithm.critic)}}
+
+
+# --- the BenchMARL side (a subprocess in its own venv) ---------------------------------------------------
+
+INSTALL = "bash benchmarks/setup_benchmarl_venv.sh"
+
+
+def check_benchmarl(python: Path) -> None:
+    """Stop with what is missing and how to get it, before anything is timed."""
+    if not python.exists():
+        raise SystemExit(f"no BenchMARL venv: {python} does not exist.\n  install it with `{INSTALL}` "
+                         f"(or point --benchmarl-python at a python with benchmarl, torchrl, tensordict and vmas);\n"
+                         f"  `--only coopbench` measures coopbench's side alone")
+    probe = ("import importlib, sys\nmissing = []\nfor m in ('torch', 'tensordict', 'torchrl', 'vmas', 'benchmarl'):\n"
+             "    try:\n        importlib.import_module(m)\n"
+             "    except Exception as e:\n        missing.append(f'{m} ({type(e).__name__}: {e})')\n"
+             "print('; '.join(missing))")
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=single_thread_env())
+    missing = out.stdout.strip() or (out.stderr.strip().splitlines() or [""])[-1]
+    if out.returncode or missing:
+        raise SystemExit(f"{python} cannot import: {missing}\n  (re)install with `{INSTALL}`; "
+                         f"`--only coopbench` measures coopbench's side alone")
+
+
+def single_thread_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def run_benchmarl(python: Path, s: dict) -> dict:
+    proc = subprocess.run([str(python), str(SIDE_SCRIPT), json.dumps(s)], capture_output=True, text=True,
+                          env=single_thread_env(), cwd=REPO)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        raise SystemExit(f"the BenchMARL side failed (exit code {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1])
+
+
+# --- report -----------------------------------------------------------------------------------------
+
+def summary(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def rates(run: dict) -> dict:
+    """frames/s of one repeat: timed frames over the summed time of each part."""
+    its = run["iterations"]
+    frames = sum(i["frames"] for i in its)
+    out = {name: frames / sum(i[key] for i in its) for name, key in METRICS.items()}
+    out["total_per_cpu_s"] = frames / sum(i["cpu_time"] for i in its)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations per repeat and side")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before them")
+    parser.add_argument("--epochs", type=int, default=SETTINGS["epochs"],
+                        help="passes over each batch (BenchMARL on_policy_n_minibatch_iters; default its 45)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["both", "coopbench", "benchmarl"], default="both")
+    parser.add_argument("--benchmarl-python", type=Path, default=DEFAULT_BENCHMARL_PYTHON)
+    parser.add_argument("--target", type=float, default=3.0, help="required coopbench / BenchMARL total ratio")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+
+    sides = ["coopbench", "benchmarl"] if args.only == "both" else [args.only]
+    if "benchmarl" in sides:
+        check_benchmarl(args.benchmarl_python)
+    base = {**task_settings(), **SETTINGS, "epochs": args.epochs, "threads": args.threads,
+            "warmup": args.warmup, "iterations": args.iterations}
+    print(f"MAPPO on {ENV}: {base['n_envs']} copies, {base['frames_per_batch']} frames/iteration, "
+          f"{base['epochs']} epochs x {base['frames_per_batch'] // base['minibatch_size']} minibatches of "
+          f"{base['minibatch_size']}; {args.warmup} warm-up + {args.iterations} timed iterations x "
+          f"{args.repeats} repeats; torch threads {args.threads}", flush=True)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for r in range(args.repeats):
+        s = {**base, "seed": args.seed + r}
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            run = run_coopbench(s) if side == "coopbench" else run_benchmarl(args.benchmarl_python, s)
+            runs[side].append(run)
+            got = rates(run)
+            print(f"repeat {r} {side:9s} frames/s: collection {got['collection']:8,.0f}  training "
+                  f"{got['training']:8,.0f}  total {got['total']:8,.0f}  (per CPU s {got['total_per_cpu_s']:,.0f}; "
+                  f"threads {run['threads']})", flush=True)
+    wall = time.perf_counter() - started
+    load_after = os.getloadavg()
+
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                 "loadavg_before": load_before, "loadavg_after": load_after},
+        "settings": base, "repeats": args.repeats, "wall_s": round(wall, 1),
+        "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
+        "frames_per_s": {}, "ratio_coopbench_over_benchmarl": {},
+        "resolved": {side: runs[side][0]["resolved"] for side in sides},
+        "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
+                for side in sides},
+    }
+    if "benchmarl" in runs:
+        results["benchmarl_versions"] = runs["benchmarl"][0]["versions"]
+    per_repeat = {side: [rates(run) for run in runs[side]] for side in sides}
+    print(f"\n{'frames/s':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
+    for side in sides:
+        results["frames_per_s"][side] = {}
+        for metric in [*METRICS, "total_per_cpu_s"]:
+            stats = summary([p[metric] for p in per_repeat[side]])
+            results["frames_per_s"][side][metric] = stats
+            print(f"{side + ' ' + metric:28s} " + " ".join(f"{stats[k]:9,.0f}" for k in ("min", "median", "max")))
+    if len(sides) == 2:
+        print(f"\n{'coopbench / BenchMARL':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
+        for metric in [*METRICS, "total_per_cpu_s"]:
+            pairs = zip(per_repeat["coopbench"], per_repeat["benchmarl"], strict=True)
+            ratios = [c[metric] / b[metric] for c, b in pairs]
+            stats = summary(ratios)
+            results["ratio_coopbench_over_benchmarl"][metric] = stats
+            print(f"{metric:28s} " + " ".join(f"{stats[k]:9.2f}" for k in ("min", "median", "max")))
+        median = results["ratio_coopbench_over_benchmarl"]["total"]["median"]
+        results["target"] = {"ratio": args.target, "met": median >= args.target}
+        print(f"\ncoopbench total frames/s = {median:.2f}x BenchMARL's (median over repeats): "
+              f"{'meets' if median >= args.target else 'MISSES'} the {args.target:g}x target")
+    print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"({os.cpu_count()} CPUs); {wall:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
