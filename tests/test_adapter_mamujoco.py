@@ -14,6 +14,7 @@ from coopbench.config import REPO_ROOT as REPO
 from coopbench.config import EnvFile, load_yaml
 from coopbench.errors import MissingDependencyError
 from environments.adapters import mamujoco_adapter as mj
+from environments.adapters.process_pool import episode_seed
 from tests.test_process_pool import check_resume, register_for_test, run_random_episodes, same_timesteps
 
 # name -> (class, agents, action dim per agent, observation sizes, state size)
@@ -58,6 +59,81 @@ def test_random_episodes_have_consistent_shapes_rewards_and_statistics(name):
     # observations are zero-padded at the end to the largest agent's
     for i, d in enumerate(obs_dims):
         assert (timesteps[-1].obs[:, i, d:] == 0).all()
+    env.close()
+
+
+@needs_library
+@pytest.mark.parametrize("fast", [True, False], ids=["index-maps", "parallel-env"])
+@pytest.mark.parametrize("name", list(TASKS))
+def test_adapter_steps_exactly_like_the_librarys_parallel_env(name, fast, monkeypatch):
+    """The adapter drives the robot under MaMuJoCo's parallel env through index maps (or, for a scenario
+    without them, through the parallel env); stepped side by side with the library's own `parallel_env`
+    (same reset seeds, same actions), it shows the same observations, state, rewards, terminations and
+    truncations, over episodes that end both ways."""
+    if not fast:
+        monkeypatch.setattr(mj, "observation_gather", lambda env: None)
+    cls, n_agents, action_dim, obs_dims, _ = TASKS[name]
+    n_envs, limit, seed = 2, 25, 3
+    env = cls(n_envs=n_envs, seed=seed, n_workers=0, max_episode_steps=limit)
+    assert all((copy.gather is not None) == fast for copy in env.pool._runner.copies)
+    libs = [mj.make_mamujoco(**cls.Params(max_episode_steps=limit).model_dump()) for _ in range(n_envs)]
+    agents = libs[0].possible_agents
+    episodes = [1] * n_envs
+
+    def library_obs(lib, obs):
+        padded = np.zeros((n_agents, max(obs_dims)), np.float32)
+        for i, a in enumerate(agents):
+            padded[i, :obs_dims[i]] = obs[a]
+        return padded
+
+    ts = env.reset()
+    expected = [library_obs(lib, lib.reset(seed=episode_seed(seed, c, 0))[0]) for c, lib in enumerate(libs)]
+    g = torch.Generator().manual_seed(0)
+    ends = {"terminated": 0, "truncated": 0}
+    for _ in range(80):
+        for c, lib in enumerate(libs):
+            np.testing.assert_array_equal(ts.obs[c].numpy(), expected[c])
+            np.testing.assert_array_equal(ts.state[c].numpy(), lib.state().astype(np.float32))
+        actions = torch.rand(n_envs, n_agents, action_dim, generator=g) * 2 - 1
+        ts = env.step(actions)
+        for c, lib in enumerate(libs):
+            obs, rewards, terms, truncs, _ = lib.step({a: actions[c, i].numpy() for i, a in enumerate(agents)})
+            terminated, truncated = bool(terms[agents[0]]), bool(truncs[agents[0]]) and not terms[agents[0]]
+            assert (ts.terminated[c].item(), ts.truncated[c].item()) == (terminated, truncated)
+            assert ts.reward[c].tolist() == [np.float32(rewards[agents[0]])] * n_agents
+            if terminated or truncated:  # the last view of the episode, then the library's next episode
+                ends["terminated" if terminated else "truncated"] += 1
+                np.testing.assert_array_equal(ts.final_obs[c].numpy(), library_obs(lib, obs))
+                np.testing.assert_array_equal(ts.final_state[c].numpy(), lib.state().astype(np.float32))
+                obs, _ = lib.reset(seed=episode_seed(seed, c, episodes[c]))
+                episodes[c] += 1
+            expected[c] = library_obs(lib, obs)
+    assert ends["truncated"] >= 2
+    if name in ("mamujoco/walker2d-2x3", "mamujoco/hopper-3x1"):
+        assert ends["terminated"] >= 1  # the robot fell: resets after terminations too
+    env.close()
+    for lib in libs:
+        lib.close()
+
+
+@needs_library
+@pytest.mark.parametrize("name", list(TASKS))
+def test_observation_gather_matches_the_library_beyond_its_clip_ranges(name):
+    """Random episodes seldom reach Hopper's velocity clip: large values written into the simulator's data
+    check every clip bound (and Walker2d's unclipped velocities) against the library's own observations."""
+    cls, n_agents, _, obs_dims, _ = TASKS[name]
+    env = cls(n_envs=1, seed=0, n_workers=0)
+    env.reset()
+    copy = env.pool._runner.copies[0]
+    data, rng = copy.robot.data, np.random.default_rng(1)
+    for _ in range(5):
+        for field in copy.fields:
+            getattr(data, field)[...] = rng.normal(0.0, 30.0, getattr(data, field).shape)
+        library = copy.env._get_obs()  # the parallel env's observations of the current data
+        gathered = copy._gathered(copy.env.state()).obs
+        for i, a in enumerate(copy.agents):
+            np.testing.assert_array_equal(gathered[i, :obs_dims[i]], library[a].astype(np.float32))
+            assert (gathered[i, obs_dims[i]:] == 0).all()
     env.close()
 
 

@@ -15,6 +15,11 @@ What the adapter decides, and why:
 - Reward: MaMuJoCo gives every agent the robot's reward (the team reward).
 - Episode end: the robot falling (Hopper, Walker2d, Ant "unhealthy") is a termination; the
   1000-step limit (Gymnasium's TimeLimit) a truncation.
+- Stepping: each copy steps the single-agent robot under MaMuJoCo's parallel env (with its wrappers)
+  and maps actions and observations through index maps built once from the library's own functions
+  (`observation_gather`), instead of the parallel env's per-element Python; the results are the
+  library's, to the bit (tests/test_adapter_mamujoco.py). A scenario whose observations are no such
+  gather is stepped through the parallel env.
 - Resume: exact. The snapshot is MuJoCo's integration state (`mj_getState(mjSTATE_INTEGRATION)`:
   time, qpos, qvel, actuator state, warm start, controls, applied forces), the derived body poses
   and forces that the robots' reward and observation read before the next simulation step, the
@@ -24,6 +29,7 @@ What the adapter decides, and why:
 from __future__ import annotations
 
 import functools
+import operator
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -78,6 +84,72 @@ def dimensions(env) -> tuple[list[int], list[int], int]:
             int(env.state().shape[0]))
 
 
+def observation_gather(env) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray] | None:
+    """How the library's per-agent observations read the simulator, found from the library itself.
+
+    MaMuJoCo builds each agent's observation with `obsk.build_obs(data, ...)`, element by element in
+    Python; every entry is one mjData value, sometimes clipped (Ant's contact forces, Hopper's
+    velocities). The library's own map from `state()` (`observation_factorization`) is not enough:
+    Walker2d's state clips velocities that its agents observe unclipped. So `build_obs` is called on a
+    stand-in for mjData whose arrays hold known values: distinct small ones give each entry's source,
+    +-1e9 its clip bounds. Returns (fields, index [N, obs_dim], low, high) such that the observations
+    are `clip(source[index], low, high)` with `source` = the fields flattened one after the other and a
+    final 0.0 (the zero padding), checked on random values; None if the observation is no such gather.
+    """
+    from gymnasium_robotics.envs.multiagent_mujoco.obsk import build_obs
+
+    real = env.single_agent_env.unwrapped.data
+
+    class StandIn:  # mjData's float arrays, as `arrays` gives them (zeros for a field read the first time)
+        def __init__(self, arrays):
+            self.arrays = arrays
+
+        def __getattr__(self, name):
+            if name not in self.arrays:
+                value = getattr(real, name)
+                if not isinstance(value, np.ndarray) or value.dtype != np.float64:
+                    raise TypeError(f"build_obs reads {name}")
+                self.arrays[name] = np.zeros(value.shape)
+            return self.arrays[name]
+
+    def observe(arrays) -> list[np.ndarray]:
+        return [np.asarray(build_obs(StandIn(arrays), env.k_dicts[i], env.local_categories, env.mujoco_globals,
+                                     env.global_categories), np.float64) for i in range(len(env.possible_agents))]
+
+    try:
+        shapes = {}
+        observe(shapes)  # which fields it reads
+        fields = list(shapes)
+        sizes = [shapes[f].size for f in fields]
+        n = sum(sizes)
+
+        def arrays_of(source):
+            parts = np.split(source, np.cumsum(sizes)[:-1])
+            return {f: p.reshape(shapes[f].shape) for f, p in zip(fields, parts, strict=True)}
+
+        markers = (np.arange(n) + 1.0) / (n + 1)  # distinct, inside every clip range
+        position = {float(v): k for k, v in enumerate(markers)}
+        read = observe(arrays_of(markers.copy()))
+        index = np.full((len(read), max(len(o) for o in read)), n)  # padding reads the trailing 0.0
+        low = np.full(index.shape, -np.inf)
+        high = np.full(index.shape, np.inf)
+        for i, o in enumerate(read):
+            index[i, :len(o)] = [position[float(v)] for v in o]
+        for bound, big in ((high, 1e9), (low, -1e9)):
+            for i, o in enumerate(observe(arrays_of(np.full(n, big)))):
+                bound[i, :len(o)] = np.where(o == big, bound[i, :len(o)], o)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            source = rng.normal(0.0, 30.0, n)
+            expected = observe(arrays_of(source.copy()))
+            got = np.clip(np.append(source, 0.0)[index], low, high)
+            if not all(np.array_equal(got[i, :len(e)], e) for i, e in enumerate(expected)):
+                return None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return None
+    return fields, index, low, high
+
+
 class RobotCopy(CopyEnv):
     supports_snapshot = True
 
@@ -88,27 +160,67 @@ class RobotCopy(CopyEnv):
         self.env = make_mamujoco(**params)
         self.agents = list(self.env.possible_agents)
         obs_dims, self.action_dims, _ = dimensions(self.env)
-        self.obs_dim = max(obs_dims)
-        self.stacked = np.zeros((len(self.agents), self.obs_dim), np.float32)
-        self.obs_rows = [(self.stacked[i, :d], a) for i, (a, d) in enumerate(zip(self.agents, obs_dims, strict=True))]
-        self.action_source, self.actions = None, {}
+        self.stacked = np.zeros((len(self.agents), max(obs_dims)), np.float32)
         self.robot = self.env.single_agent_env.unwrapped
         self.time_limit = _time_limit(self.env)
         self.spec_integration = mujoco.mjtState.mjSTATE_INTEGRATION
+        # Fast path: step the single-agent robot under the parallel env (its wrappers: time limit, checks)
+        # with index maps built once from the library, instead of the parallel env's per-element Python
+        # (dict actions -> joint action, `build_obs` per agent, `state()`), which costs more than MuJoCo's
+        # step on the small robots. tests/test_adapter_mamujoco.py checks it equals the library's step.
+        self.gather = observation_gather(self.env)
+        if self.gather is not None:
+            fields, index, low, high = self.gather
+            self.fields, self.obs_index = fields, index
+            read = operator.attrgetter(*fields)  # one call for every array the observations read
+            self.read_fields = read if len(fields) > 1 else (lambda data: (read(data),))
+            # bounds in float32: float32 rounding is monotone, so clipping after it equals clipping before
+            self.clip = (low.astype(np.float32), high.astype(np.float32)) if np.isfinite([low, high]).any() else None
+            self.zero = np.zeros(1)
+            # position of each joint-action entry in the flattened [N, action_dim] action, from the library's
+            # own mapping applied to markers (entry k of agent i is i * action_dim + k + 1)
+            width = max(self.action_dims)
+            markers = {a: i * width + 1.0 + np.arange(d) for i, (a, d) in enumerate(zip(self.agents, self.action_dims,
+                                                                                        strict=True))}
+            self.action_index = self.env.map_local_actions_to_global_action(markers).astype(np.int64) - 1
+            self.joint = np.zeros(len(self.action_index))  # float64, like the library's joint action
+        else:  # observation that is no gather (another scenario): the library's parallel env step
+            self.obs_rows = [(self.stacked[i, :d], a) for i, (a, d) in enumerate(zip(self.agents, obs_dims,
+                                                                                     strict=True))]
+            self.action_source, self.actions = None, {}
+
+    def _gathered(self, state: np.ndarray) -> CopyObs:
+        # Every agent's observation in one gather into a reused array (the pool copies it out before the next
+        # step); the padding reads the trailing zero.
+        obs = self.stacked
+        source = np.concatenate((*self.read_fields(self.robot.data), self.zero), axis=None)  # flattened, joined
+        obs[...] = source[self.obs_index]
+        if self.clip is not None:
+            np.maximum(obs, self.clip[0], out=obs)
+            np.minimum(obs, self.clip[1], out=obs)
+        return CopyObs(obs, state)
 
     def _observe(self, obs: dict) -> CopyObs:
-        # One reused array, filled row by row (the pool copies it out before the next step; np.stack
-        # would allocate and cost more than the rest of the adapter's step). Rows of agents with
-        # fewer values keep their zero padding.
-        for row, a in self.obs_rows:
+        for row, a in self.obs_rows:  # rows of agents with fewer values keep their zero padding
             row[...] = obs[a]
         return CopyObs(self.stacked, self.env.state())
 
     def reset(self, seed: int) -> CopyObs:
-        obs, _ = self.env.reset(seed=seed)
-        return self._observe(obs)
+        if self.gather is None:
+            return self._observe(self.env.reset(seed=seed)[0])
+        # the parallel env's reset is the robot's reset and `_get_obs()`
+        state, _ = self.env.single_agent_env.reset(seed=seed)
+        return self._gathered(state)
 
     def step(self, action: np.ndarray) -> CopyStep:
+        if self.gather is None:
+            return self._library_step(action)
+        self.joint[...] = action.reshape(-1)[self.action_index]
+        # the robot's observation is the parallel env's `state()` (same data, computed after the step)
+        state, reward, terminated, truncated, _ = self.env.single_agent_env.step(self.joint)
+        return CopyStep(self._gathered(state), float(reward), bool(terminated), bool(truncated) and not terminated)
+
+    def _library_step(self, action: np.ndarray) -> CopyStep:
         if action is not self.action_source:  # the pool passes the same buffer row every step: views stay valid
             self.action_source = action
             self.actions = {a: action[i, :d]
