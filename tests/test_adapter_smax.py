@@ -86,6 +86,64 @@ def test_random_episodes_shapes_masks_rewards_and_statistics():
 
 
 @pytest.mark.slow
+def test_steps_like_jaxmarl_step_env_and_reset_with_the_same_keys():
+    """The batched step (one jitted call: state carried as one packed array, only the finished copies reset,
+    episode statistics inside) against a plain reference from JaxMARL's own functions with the adapter's key
+    schedule: `step_env`, then `reset` where the copy finished; over steps where no copy, a few and many finished."""
+    import functools
+
+    import jax
+    import numpy as np
+
+    n, seed = 16, 3  # 16 copies: at most 2 are reset by gathering them, more take the every-copy path
+    env = Smax3m(n_envs=n, seed=seed, max_steps=12)
+    jenv, agents = env.jax_env, env.jax_env.agents
+    step_env = jax.jit(jax.vmap(lambda k, s, a: jenv.step_env(k, s, {x: a[i] for i, x in enumerate(agents)})))
+    reset = jax.jit(jax.vmap(jenv.reset))
+    avail_of = jax.jit(jax.vmap(jenv.get_avail_actions))
+    stack = lambda d: np.stack([np.asarray(d[a]) for a in agents], axis=1)  # noqa: E731 - {agent: [B, ...]} -> [B, N, ...]
+
+    def split(keys, parts):  # every copy's key split as the adapter splits it
+        return (np.asarray(k) for k in jax.vmap(lambda key: jax.random.split(key, parts), out_axes=1)(keys))
+
+    def pick(done, new, old):  # the finished copies' value from `new`
+        return np.where(done.reshape(-1, *[1] * (np.ndim(old) - 1)), new, old)
+
+    keys, reset_keys = split(jax.random.split(jax.random.PRNGKey(seed), n), 2)
+    obs, state = reset(reset_keys)
+    returns, lengths = np.zeros(n, np.float32), np.zeros(n)
+    ts, g = env.reset(), torch.Generator().manual_seed(0)
+    finished_per_step = []
+    for _ in range(45):
+        np.testing.assert_array_equal(ts.obs.numpy(), stack(obs))
+        np.testing.assert_array_equal(ts.state.numpy(), np.asarray(obs["world_state"]))
+        np.testing.assert_array_equal(ts.avail_actions.numpy(), stack(avail_of(state)).astype(bool))
+        actions = random_actions(ts, g)
+        ts = env.step(actions)
+        keys, step_keys, reset_keys = split(keys, 3)
+        obs_st, state_st, rewards, dones, _ = step_env(step_keys, state, actions.numpy().astype(np.int32))
+        done = np.asarray(dones["__all__"])
+        alive = np.asarray(state_st.state.unit_alive)
+        allies_dead, enemies_dead = ~alive[:, :3].any(1), ~alive[:, 3:].any(1)
+        reward = np.asarray(rewards[agents[0]], np.float32)
+        returns, lengths = returns + reward, lengths + 1
+        np.testing.assert_array_equal(ts.reward.numpy(), np.repeat(reward[:, None], 3, 1))
+        np.testing.assert_array_equal(ts.terminated.numpy(), done & (allies_dead | enemies_dead))
+        np.testing.assert_array_equal(ts.truncated.numpy(), done & ~(allies_dead | enemies_dead))
+        np.testing.assert_array_equal(ts.final_obs.numpy(), stack(obs_st))
+        np.testing.assert_array_equal(ts.final_state.numpy(), np.asarray(obs_st["world_state"]))
+        np.testing.assert_array_equal(ts.episode_return.numpy(), np.where(done, returns, np.nan))
+        np.testing.assert_array_equal(ts.episode_length.numpy(), np.where(done, lengths, np.nan))
+        np.testing.assert_array_equal(ts.extras["won"].numpy(), np.where(done, enemies_dead & ~allies_dead, np.nan))
+        returns, lengths = np.where(done, 0, returns), np.where(done, 0, lengths)
+        obs_re, state_re = reset(reset_keys)  # JaxMARL's auto-reset: the finished copies start a new episode
+        finished = functools.partial(pick, done)
+        obs, state = jax.tree.map(finished, obs_re, obs_st), jax.tree.map(finished, state_re, state_st)
+        finished_per_step.append(int(done.sum()))
+    assert 0 in finished_per_step and {1, 2} & set(finished_per_step) and max(finished_per_step) > 2
+
+
+@pytest.mark.slow
 def test_seeding_and_resume_are_exact():
     actions = [torch.tensor([[1, 2, 4]] * 2)] * 30
     a, b, c = (Smax3m(n_envs=2, seed=s, max_steps=20) for s in (7, 7, 8))

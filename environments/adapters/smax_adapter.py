@@ -6,9 +6,9 @@ aggregated into, SMAC/SMACv2 results (those are family "smac"/"smacv2", see smac
 
 The learners control the allied team; the enemy team is JaxMARL's `HeuristicEnemySMAX` (attack the
 closest enemy in range, else walk to the enemy's half / follow a visible enemy), the opponent JaxMARL's
-own SMAX baselines use. One jitted, vmapped function steps every copy, auto-resets the finished ones
-and returns observations, world state, masks, rewards and flags at once; torch sees the arrays
-through dlpack (zero-copy on CPU).
+own SMAX baselines use. One jitted, vmapped function steps every copy, auto-resets the finished ones,
+keeps the episode statistics and returns observations, world state, masks, rewards and flags at once;
+torch sees the arrays zero-copy (see `make_batched_functions` for what its cost from Python is made of).
 
 Scenarios are JaxMARL's (`jaxmarl.environments.smax.MAP_NAME_TO_SCENARIO`), except `2s_vs_1sc`, which
 JaxMARL lacks (it has no Spine Crawler): coopbench registers it as a JaxMARL `Scenario` with one extra
@@ -18,7 +18,9 @@ immobile unit type (see `SPINE_CRAWLER`), an approximation documented in the tas
 from __future__ import annotations
 
 import os
-from typing import ClassVar, Literal
+import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coopbench.errors import MissingDependencyError
 from environments.adapters import install_hint
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 INSTALL_HINT = install_hint("jaxmarl>=0.2,<0.3", "jax[cpu]>=0.4.30")
 
@@ -100,16 +102,31 @@ def _build_jax_env(scenario_name: str, p: SmaxParams):
     return HeuristicEnemySMAX(enemy_shoots=p.enemy_shoots, attack_mode=p.attack_mode, **kwargs)
 
 
-def make_batched_functions(env):
-    """(reset_fn, step_fn, raw_step_fn), jitted and vmapped over copies.
+class BatchedFunctions(NamedTuple):
+    """The jitted functions over all copies (make_batched_functions)."""
 
-    `step_fn(keys, states, actions[B, N])` steps every copy, resets finished ones in the same call and returns
-    (keys, states, floats[B, F], flags[B, K]): the float outputs (obs, world_state, final_obs, final_world_state,
-    team_reward) and the boolean ones (avail, terminated, truncated, won) packed into one array each, so that
-    torch receives two arrays per step instead of nine (each hand-over costs as much as a small scenario's step);
-    `SmaxEnv.step` cuts them apart.
-    `raw_step_fn` is JaxMARL's own auto-resetting `env.step` under vmap (no masks, no stacking): the benchmark's
-    reference for the adapter's overhead.
+    reset: Callable  # keys[B] -> (carry, obs, world_state, avail)
+    step: Callable  # (carry, actions[B, N]) -> (carry, fields)
+    pack: Callable  # (keys, states, returns, lengths) -> carry
+    unpack: Callable  # carry -> (keys, states, returns, lengths)
+    state_def: Any  # the tree structure of JaxMARL's state
+
+
+def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
+    """Jitted functions that step every copy in one call, reset the finished ones in it and keep their
+    episode statistics. Built for the cost of a step as seen from Python, measured (3m/2s3z, 64 copies):
+
+    - What a copy carries from step to step (PRNG key, JaxMARL state, running episode return and length) is one
+      `carry` array [B, W] of 32-bit words: jax's dispatch costs ~3 us per input or output array, and JaxMARL's
+      state alone has a dozen. `pack`/`unpack` convert (for checkpoints).
+    - `step(carry, actions)` returns the TimeStep's arrays as 5 `fields`: (obs, final_obs) stacked, (world_state,
+      final_world_state) stacked, avail, (terminated, truncated), and (episode return, episode length, won,
+      team reward): each array handed to torch costs ~10 us of Python (np.asarray, from_numpy, its release), and
+      while Python works, XLA's idle threads spin (2-3x the Python time in process CPU time). Packing
+      everything into one array made XLA's step 7-20% slower; stacking these few did not.
+    - Episode statistics are computed here, where they cost nothing next to a few torch ops.
+    - JaxMARL's auto-resetting step resets every copy and keeps the finished ones' resets (~20-25% of a step's
+      cost): only the finished copies are reset here, with the same keys, hence the same episodes.
     """
     import jax
     import jax.numpy as jnp
@@ -129,13 +146,37 @@ def make_batched_functions(env):
         avail = env.get_avail_actions(state)
         return jnp.stack([avail[a] for a in agents]).astype(bool)
 
-    def reset_one(key):
-        key, reset_key = jax.random.split(key)
-        obs, state = env.reset(reset_key)
-        o, ws = stack_obs(obs)
-        return key, strong(state), o, ws, stack_avail(state)
+    # one copy's carry: every leaf as 32-bit words (bitcast, or converted for bool/uint8), one after the other
+    key0 = jax.random.PRNGKey(0)
+    template = jax.eval_shape(lambda k: (k, strong(env.reset(k)[1]), jnp.float32(0), jnp.int32(0)), key0)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    sizes = [int(np.prod(leaf.shape)) for leaf in leaves]
+    for leaf in leaves:  # a wider or a smaller float type would not survive the conversion
+        if leaf.dtype.itemsize != 4 and not (leaf.dtype.itemsize < 4 and jnp.issubdtype(leaf.dtype, jnp.integer)
+                                             or leaf.dtype == jnp.bool_):
+            raise TypeError(f"SMAX state leaf of type {leaf.dtype} cannot be carried as 32-bit words")
 
-    def step_one(key, state, actions):
+    def pack_one(keys, state, returns, lengths):
+        words = [jax.lax.bitcast_convert_type(x, jnp.uint32) if x.dtype.itemsize == 4 else x.astype(jnp.uint32)
+                 for x in jax.tree_util.tree_leaves((keys, state, returns, lengths))]
+        return jnp.concatenate([w.ravel() for w in words])
+
+    def unpack_one(carry):
+        parts = jnp.split(carry, np.cumsum(sizes)[:-1])
+        values = [(jax.lax.bitcast_convert_type(w, leaf.dtype) if leaf.dtype.itemsize == 4 else w.astype(leaf.dtype))
+                  .reshape(leaf.shape) for w, leaf in zip(parts, leaves, strict=True)]
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    def reset_all(keys):
+        def one(key):
+            key, reset_key = jax.random.split(key)
+            obs, state = env.reset(reset_key)
+            o, ws = stack_obs(obs)
+            return pack_one(key, strong(state), jnp.float32(0), jnp.int32(0)), o, ws, stack_avail(state)
+        return jax.vmap(one)(keys)
+
+    def step_one(carry, actions):
+        key, state, returns, lengths = unpack_one(carry)
         key, step_key, reset_key = jax.random.split(key, 3)
         act = {a: actions[i] for i, a in enumerate(agents)}
         obs_st, state_st, rewards, dones, _ = env.step_env(step_key, state, act)
@@ -144,31 +185,66 @@ def make_batched_functions(env):
         enemies_dead = ~jnp.any(alive[n_allies:])
         done = dones["__all__"]
         terminated = allies_dead | enemies_dead
-        won = enemies_dead & ~allies_dead
         final_obs, final_ws = stack_obs(obs_st)
-        obs_re, state_re = env.reset(reset_key)
-        state_next = strong(jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st))
-        o_re, ws_re = stack_obs(obs_re)
-        obs_next = jnp.where(done, o_re, final_obs)
-        ws_next = jnp.where(done, ws_re, final_ws)
-        floats = jnp.concatenate([x.ravel().astype(jnp.float32) for x in
-                                  (obs_next, ws_next, final_obs, final_ws, rewards[agents[0]])])
-        flags = jnp.concatenate([stack_avail(state_next).ravel(),
-                                 jnp.stack([terminated & done, done & ~terminated, won & done])])
-        return key, state_next, floats, flags
+        reward = rewards[agents[0]].astype(jnp.float32)
+        # episode statistics as environments.base.EpisodeTracker keeps them (float32 sums, NaN where running)
+        returns, lengths = returns + reward, lengths + 1
+        nan = jnp.float32(jnp.nan)
+        stats = jnp.stack([jnp.where(done, returns, nan), jnp.where(done, lengths.astype(jnp.float32), nan),
+                           jnp.where(done, (enemies_dead & ~allies_dead).astype(jnp.float32), nan), reward])
+        returns, lengths = jnp.where(done, 0.0, returns), jnp.where(done, 0, lengths)
+        out = dict(done=done, final_obs=final_obs, final_ws=final_ws, stats=stats,
+                   flags=jnp.stack([terminated & done, done & ~terminated]))
+        return key, reset_key, strong(state_st), returns, lengths, out
 
-    def raw_step_one(key, state, actions):
-        key, step_key = jax.random.split(key)
-        act = {a: actions[i] for i, a in enumerate(agents)}
-        obs, state, rewards, dones, _ = env.step(step_key, state, act)
-        return key, strong(state), obs, rewards, dones
+    def fresh(reset_keys):  # new episodes, as JaxMARL's auto-reset starts them
+        obs, state = jax.vmap(env.reset)(reset_keys)
+        o, ws = jax.vmap(stack_obs)(obs)
+        return strong(state), o, ws
 
-    return jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one)), jax.jit(jax.vmap(raw_step_one))
+    few = max(1, n_envs // 8)
+
+    def restart(done, reset_keys, states, obs, ws):
+        """The finished copies' next episodes: none; up to `few` (gathered, reset, scattered back); or, when more
+        finished, every copy reset and the finished ones' kept, as JaxMARL does."""
+        def none():
+            return states, obs, ws
+
+        def some():
+            rows = jnp.nonzero(done, size=few, fill_value=n_envs)[0]  # rows past the end are dropped by `put`
+            state_re, o_re, ws_re = fresh(reset_keys[jnp.minimum(rows, n_envs - 1)])
+            put = lambda x, y: x.at[rows].set(y, mode="drop")  # noqa: E731
+            return jax.tree.map(put, states, state_re), put(obs, o_re), put(ws, ws_re)
+
+        def every():
+            state_re, o_re, ws_re = fresh(reset_keys)
+            pick = lambda r, x: jnp.where(done.reshape(-1, *[1] * (x.ndim - 1)), r, x)  # noqa: E731
+            return jax.tree.map(pick, state_re, states), pick(o_re, obs), pick(ws_re, ws)
+
+        count = jnp.sum(done)
+        return jax.lax.switch(jnp.where(count == 0, 0, jnp.where(count <= few, 1, 2)), (none, some, every))
+
+    def step_all(carry, actions):
+        keys, reset_keys, states, returns, lengths, out = jax.vmap(step_one)(carry, actions)
+        states, obs, ws = restart(out["done"], reset_keys, states, out["final_obs"], out["final_ws"])
+        carry = jax.vmap(pack_one)(keys, states, returns, lengths)
+        fields = (jnp.stack([obs, out["final_obs"]]), jnp.stack([ws, out["final_ws"]]),
+                  jax.vmap(stack_avail)(states), out["flags"].T, out["stats"].T)
+        return carry, fields
+
+    return BatchedFunctions(jax.jit(reset_all), jax.jit(step_all), jax.jit(jax.vmap(pack_one)),
+                            jax.jit(jax.vmap(unpack_one)), jax.tree_util.tree_structure(template[1]))
 
 
-def _to_torch(x, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_dlpack(x)
-    return tensor if device.type == "cpu" else tensor.to(device)
+def _to_torch(arrays, device: torch.device) -> list[torch.Tensor]:
+    """Tensors on JAX CPU arrays' own buffers. np.asarray is zero-copy (~2-7 us an array; dlpack took ~30 us).
+    numpy marks the arrays read-only: JAX never reads or reuses an output buffer while it is referenced, so
+    writing into such a tensor is harmless, and torch's warning about it is silenced (once for all arrays:
+    `catch_warnings` costs ~6 us)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tensors = [torch.from_numpy(np.asarray(x)) for x in arrays]
+    return tensors if device.type == "cpu" else [t.to(device) for t in tensors]
 
 
 class SmaxEnv(BatchedEnv):
@@ -192,63 +268,56 @@ class SmaxEnv(BatchedEnv):
             reward_mode="team", has_action_mask=True, return_bounds=(0.0, 1.0 + p.won_battle_bonus),
             description=f"SMAX (JaxMARL, not StarCraft II) scenario {self.SCENARIO}, heuristic enemy",
         )
-        self._reset_fn, self._step_fn, self._raw_step_fn = make_batched_functions(env)
+        self._fns = make_batched_functions(env, n_envs)
         self._base_key = jax.random.PRNGKey(seed)
-        self._keys = None
-        self._states = None
-        self.tracker = EpisodeTracker(n_envs, self.device)
+        self._carry = None  # every copy's key, state, running episode return and length (make_batched_functions)
 
     # -- contract -------------------------------------------------------------------------------------------
     def reset(self) -> TimeStep:
         jax = self._jax
-        self._keys = jax.random.split(self._base_key, self.n_envs)
+        keys = jax.random.split(self._base_key, self.n_envs)
         self._base_key = jax.random.fold_in(self._base_key, 1)
-        self._keys, self._states, obs, ws, avail = self._reset_fn(self._keys)
-        self.tracker.reset()
-        obs_t, ws_t = _to_torch(obs, self.device), _to_torch(ws, self.device)
-        return self.first_timestep(obs_t, ws_t, _to_torch(avail, self.device),
-                                   {"won": torch.full((self.n_envs,), float("nan"), device=self.device)})
+        self._carry, *views = self._fns.reset(keys)
+        obs, ws, avail = _to_torch(jax.block_until_ready(views), self.device)
+        won = torch.full((self.n_envs,), float("nan"), device=self.device)
+        return self.first_timestep(obs, ws, avail, {"won": won})
 
     def step(self, actions: torch.Tensor) -> TimeStep:
-        if self._states is None:
+        if self._carry is None:
             raise RuntimeError("call reset() before step()")
         acts = actions.detach().to("cpu", torch.int32).numpy()  # a numpy argument: no separate device_put
-        self._keys, self._states, floats, flags = self._step_fn(self._keys, self._states, acts)
-        d = self.device
-        floats, flags = _to_torch(floats, d), _to_torch(flags, d)
-        b, n, spec = self.n_envs, self.n_agents, self.spec
-        o, s = n * spec.obs_dim, spec.state_dim
-        obs, ws, final_obs, final_ws, team_reward = floats.split([o, s, o, s, 1], dim=1)
-        avail, terminated_t, truncated_t, won = flags.split([n * spec.n_actions, 1, 1, 1], dim=1)
-        team_reward, terminated_t, truncated_t = team_reward.squeeze(1), terminated_t.squeeze(1), truncated_t.squeeze(1)
-        done = terminated_t | truncated_t
-        episode_return, episode_length = self.tracker.update(team_reward, done)
-        won_t = torch.where(done, won.squeeze(1).float(), torch.full_like(team_reward, float("nan")))
-        return TimeStep(obs.reshape(b, n, -1), ws.contiguous(), avail.reshape(b, n, -1),
-                        team_reward.unsqueeze(1).expand(-1, n), terminated_t.contiguous(), truncated_t.contiguous(),
-                        final_obs.reshape(b, n, -1), final_ws.contiguous(), episode_return, episode_length,
-                        {"won": won_t})
+        self._carry, fields = self._fns.step(self._carry, acts)
+        # Wait first: np.asarray on an array still being computed waits too, at several times the CPU cost.
+        obs2, ws2, avail, flags, stats = _to_torch(self._jax.block_until_ready(fields), self.device)
+        (obs, final_obs), (ws, final_ws) = obs2.unbind(), ws2.unbind()
+        terminated, truncated = flags.unbind()
+        episode_return, episode_length, won, reward = stats.unbind()
+        return TimeStep(obs, ws, avail, reward.unsqueeze(1).expand(-1, self.n_agents), terminated, truncated,
+                        final_obs, final_ws, episode_return, episode_length, {"won": won})
 
     def state_dict(self) -> dict:
-        leaves = self._jax.tree_util.tree_leaves(self._states) if self._states is not None else []
-        return {**super().state_dict(), "tracker": self.tracker.state_dict(),
-                "keys": None if self._keys is None else torch.from_numpy(np.asarray(self._keys).copy()),
-                "base_key": torch.from_numpy(np.asarray(self._base_key).copy()),
-                "states": [torch.from_numpy(np.asarray(leaf).copy()) for leaf in leaves]}
+        copy = lambda x: torch.from_numpy(np.array(x))  # noqa: E731
+        tracker = {"returns": torch.zeros(self.n_envs), "lengths": torch.zeros(self.n_envs, dtype=torch.long)}
+        state = {**super().state_dict(), "base_key": copy(self._base_key), "keys": None, "states": [],
+                 "tracker": tracker}
+        if self._carry is not None:
+            keys, states, returns, lengths = self._fns.unpack(self._carry)
+            state.update(keys=copy(keys), states=[copy(leaf) for leaf in self._jax.tree_util.tree_leaves(states)],
+                         tracker={"returns": copy(returns), "lengths": copy(lengths).long()})  # EpisodeTracker's
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        jnp = self._jnp
-        self.tracker.load_state_dict(state["tracker"])
+        jax, jnp = self._jax, self._jnp
         self._base_key = jnp.asarray(state["base_key"].numpy())
         if state["keys"] is None:
-            self._keys = self._states = None
+            self._carry = None
             return
-        keys = jnp.asarray(state["keys"].numpy())
-        _, template, *_ = self._reset_fn(keys)  # only its tree structure is used
-        treedef = self._jax.tree_util.tree_structure(template)
-        self._keys = keys
-        self._states = self._jax.tree_util.tree_unflatten(treedef, [jnp.asarray(t.numpy()) for t in state["states"]])
+        states = jax.tree_util.tree_unflatten(self._fns.state_def, [jnp.asarray(t.numpy()) for t in state["states"]])
+        tracker = state["tracker"]
+        self._carry = self._fns.pack(jnp.asarray(state["keys"].numpy()), states,
+                                     jnp.asarray(tracker["returns"].numpy(), jnp.float32),
+                                     jnp.asarray(tracker["lengths"].numpy(), jnp.int32))
 
 
 def _scenario(name: str, scenario: str) -> type[SmaxEnv]:
