@@ -8,6 +8,8 @@ is one V(s) for the team (`joint_value`), so every agent's advantage is the join
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 from pydantic import Field, model_validator
 
@@ -51,8 +53,9 @@ class SequentialUpdate(MAPPO):
         del batch["factor"]
         return stats
 
+    @abstractmethod
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        raise NotImplementedError
+        """Update one agent's policy on `batch` (M is `batch["factor"]`); return its statistics."""
 
 
 class HAPPO(SequentialUpdate):
