@@ -330,8 +330,9 @@ def test_recurrent_mappo_solves_a_memory_task_feed_forward_cannot():
 def test_a_shared_id_free_mappo_critic_computes_one_value_per_state_with_the_same_result():
     config = OnPolicyConfig(n_envs=4, rollout_length=6, ppo_epochs=2, agent_id_input=False)
     agents, critic_rows = [], []
+    params = resolve("mappo", "differential/cora-5agent").env_params  # 5 agents (make() alone: the default 2)
     for joint in (True, False):
-        env = make("differential/cora-5agent", n_envs=4, seed=0)
+        env = make("differential/cora-5agent", n_envs=4, seed=0, **params)
         seed_everything(0)
         agent = MAPPO(env.spec, config, CPU)
         if not joint:  # the N identical rows the joint critic avoids
