@@ -29,7 +29,7 @@ class HATRPO(SequentialUpdate):
 
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
         cfg, head = self.config, self.policy.head
-        params = [p for p in self.policy.parameters()]
+        params = list(self.policy.parameters())
         actions, old_log_prob = batch["actions"].select(2, agent), batch["log_probs"].select(2, agent)
         weighted_advantages = batch["factor"] * batch["advantages"].select(2, agent)
         with torch.no_grad():
@@ -52,8 +52,9 @@ class HATRPO(SequentialUpdate):
                 row.copy_(flat[offset:offset + row.numel()].view_as(row))
                 offset += row.numel()
 
-        def flat_grad(y: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-            grads = torch.autograd.grad(y, params, create_graph=create_graph, allow_unused=True)
+        def flat_grad(y: torch.Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> torch.Tensor:
+            grads = torch.autograd.grad(y, params, create_graph=create_graph, retain_graph=retain_graph,
+                                        allow_unused=True)
             return torch.cat([(torch.zeros_like(p[agent]) if g is None else g[agent]).reshape(-1)
                               for p, g in zip(params, grads, strict=True)])
 

@@ -45,18 +45,22 @@ def trust_region_step(
 ) -> dict[str, float]:
     """Maximize `surrogate()` subject to `kl() <= max_kl` over the parameters `get_flat`/`set_flat` expose.
 
-    `flat_grad(y, create_graph=False)` is the gradient of scalar `y` with respect to those parameters,
-    flattened. A candidate is accepted if its KL is within `max_kl`, it improves the surrogate, and the
-    improvement is at least `accept_ratio` of the linear prediction; each rejection halves the step.
+    `flat_grad(y, create_graph=False, retain_graph=None)` is the gradient of scalar `y` with respect to
+    those parameters, flattened. A candidate is accepted if its KL is within `max_kl`, it improves the
+    surrogate, and the improvement is at least `accept_ratio` of the linear prediction; each rejection
+    halves the step.
     Without an accepted candidate the parameters are left as they were.
     """
     old = get_flat().clone()
     loss = surrogate()
     gradient = flat_grad(loss).detach()
 
+    # The parameters stay put during conjugate gradient: build the KL's gradient graph once and
+    # back-propagate each product through it (not a fresh forward pass per CG iteration).
+    grad_kl = flat_grad(kl(), create_graph=True)
+
     def fisher_vector_product(vector: torch.Tensor) -> torch.Tensor:
-        grad_kl = flat_grad(kl(), create_graph=True)
-        return flat_grad(grad_kl @ vector).detach() + damping * vector
+        return flat_grad(grad_kl @ vector, retain_graph=True).detach() + damping * vector
 
     direction = conjugate_gradient(fisher_vector_product, gradient, cg_iterations)
     quadratic = direction @ fisher_vector_product(direction)
