@@ -13,6 +13,7 @@ recurrent networks, 1 otherwise; S sequences), see `RolloutStorage.sequences`.
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -72,6 +73,18 @@ class OnPolicyConfig(BaseModel):
         return self.share_parameters if self.share_critic_parameters is None else self.share_critic_parameters
 
 
+@dataclass
+class PolicyStep:
+    """What acting at one step produced, for every copy and learner."""
+
+    actor_in: torch.Tensor  # [B, L, D] the actor's input for each learner's own decision (stored for the update)
+    actions: torch.Tensor  # [B, L] or [B, L, action_dim]
+    log_probs: torch.Tensor  # [B, L]
+    memory: torch.Tensor  # [B, L, H] the actor's next memory
+    avail: torch.Tensor | None  # [B, L, n_actions] the learners' available actions (None: all)
+    critic_context: torch.Tensor | None = None  # what the critic sees besides obs/state (ACPO's beliefs)
+
+
 class OnPolicyAlgorithm(Algorithm):
     family = "on_policy"
     Config = OnPolicyConfig
@@ -87,7 +100,7 @@ class OnPolicyAlgorithm(Algorithm):
         actor_groups = 1 if config.share_parameters else self.n_learners
         self.critic_width = 1 if self.critic_is_joint(config) else self.n_learners  # values per copy
         critic_groups = 1 if config.critic_shares_parameters else self.critic_width
-        self._actor_ids = config.share_parameters and config.agent_id_input and self.n_learners > 1
+        self._actor_ids = self.actor_takes_ids(config)
         self._critic_ids = config.critic_shares_parameters and config.agent_id_input and self.critic_width > 1
         actor_in = self.actor_input_dim(spec) + (self.n_learners if self._actor_ids else 0)
         critic_in = self.critic_input_dim(spec) + (self.critic_width if self._critic_ids else 0)
@@ -120,6 +133,10 @@ class OnPolicyAlgorithm(Algorithm):
 
     def actor_input_dim(self, spec: EnvSpec) -> int:
         return spec.obs_dim
+
+    def actor_takes_ids(self, config: OnPolicyConfig) -> bool:
+        """Append one-hot agent ids to the actor's input (shared parameters only)."""
+        return config.share_parameters and config.agent_id_input and self.n_learners > 1
 
     def actor_features(self, timestep: TimeStep) -> torch.Tensor:
         """Actor input per learner, `[B, L, D]`, before agent ids."""
@@ -161,18 +178,29 @@ class OnPolicyAlgorithm(Algorithm):
         x = self.actor_features(timestep)
         return with_agent_ids(x) if self._actor_ids else x
 
-    def critic_inputs(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def critic_inputs(self, obs: torch.Tensor, state: torch.Tensor,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.critic_features(obs, state)
         return with_agent_ids(x) if self._critic_ids else x
+
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> PolicyStep:
+        """Every learner acts at `timestep` (memory cleared where `timestep.done`)."""
+        actor_in, avail = self.actor_inputs(timestep), self.actor_avail(timestep)
+        actions, log_probs, memory = self.policy.step(actor_in, avail, memory, timestep.done, deterministic)
+        return PolicyStep(actor_in, actions, log_probs, memory, avail)
+
+    def bootstrap_context(self, obs: torch.Tensor, actor_memory: torch.Tensor,
+                          starts: torch.Tensor) -> torch.Tensor | None:
+        """`critic_context` at a state the learners do not act in (the value bootstraps)."""
+        return None
 
     def initial_memory(self, n_envs: int) -> torch.Tensor:
         return torch.zeros(n_envs, self.n_learners, self.policy.memory_size, device=self.device)
 
     @torch.no_grad()
     def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        actions, _, memory = self.policy.step(self.actor_inputs(timestep), self.actor_avail(timestep), memory,
-                                              timestep.done, deterministic)
-        return self.env_actions(actions), memory
+        step = self.policy_step(timestep, memory, deterministic)
+        return self.env_actions(step.actions), step.memory
 
     @torch.no_grad()
     def action_log_probs(self, timestep: TimeStep) -> torch.Tensor:
@@ -193,28 +221,30 @@ class OnPolicyAlgorithm(Algorithm):
         recurrent = self.config.recurrent
         for t in range(self.config.rollout_length):
             starts = timestep.done  # a done step's observation is the first of the copy's next episode
-            actor_in = self.actor_inputs(timestep)
-            critic_in = self.critic_inputs(timestep.obs, timestep.state)
-            avail = self.actor_avail(timestep)
-            actions, log_prob, next_actor_memory = self.policy.step(actor_in, avail, self.actor_memory, starts, False)
+            step = self.policy_step(timestep, self.actor_memory, False)
+            critic_in = self.critic_inputs(timestep.obs, timestep.state, step.critic_context)
             values, next_critic_memory = self.critic_values(critic_in, self.critic_memory, starts)
-            nxt = env.step(self.env_actions(actions))
+            nxt = env.step(self.env_actions(step.actions))
             # V(final state) for copies whose episode was cut short; replaced below otherwise.
             final_values = torch.zeros_like(values)
             if nxt.truncated.any():
-                final_values = self.critic_values(self.critic_inputs(nxt.final_obs, nxt.final_state),
-                                                  next_critic_memory, torch.zeros_like(starts))[0]
+                no_starts = torch.zeros_like(starts)
+                context = self.bootstrap_context(nxt.final_obs, step.memory, no_starts)
+                final_values = self.critic_values(self.critic_inputs(nxt.final_obs, nxt.final_state, context),
+                                                  next_critic_memory, no_starts)[0]
             storage.insert(
-                t, actor_in=actor_in, critic_in=critic_in, avail=avail, actions=actions, log_probs=log_prob,
-                values=values, rewards=self.learning_rewards(nxt.reward), final_values=final_values,
+                t, actor_in=step.actor_in, critic_in=critic_in, avail=step.avail,
+                actions=step.actions, log_probs=step.log_probs, values=values,
+                rewards=self.learning_rewards(nxt.reward), final_values=final_values,
                 terminated=nxt.terminated, episode_end=nxt.done, starts=starts,
                 actor_memory=self.actor_memory if recurrent else None,
                 critic_memory=self.critic_memory if recurrent else None,
             )
-            self.actor_memory, self.critic_memory = next_actor_memory, next_critic_memory
+            self.actor_memory, self.critic_memory = step.memory, next_critic_memory
             finished_returns.append(nxt.episode_return[nxt.done])
             timestep = nxt
-        last_values = self.critic_values(self.critic_inputs(timestep.obs, timestep.state), self.critic_memory,
+        context = self.bootstrap_context(timestep.obs, self.actor_memory, timestep.done)
+        last_values = self.critic_values(self.critic_inputs(timestep.obs, timestep.state, context), self.critic_memory,
                                          timestep.done)[0]
         ended = storage["episode_end"].unsqueeze(-1)
         following = torch.cat([storage["values"][1:], last_values.unsqueeze(0)])

@@ -18,3 +18,21 @@ ALGORITHMS.register("optimistic_mappo", "on_policy", "algorithms.optimistic_mapp
                     "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)")
 ALGORITHMS.register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",
                     "one PPO policy over the joint action space on the global state (AS Fig. 6)")
+# Paper methods (issue 6). CORA: core advantage decomposition (CORA paper, sec. 4); the variants share the class
+# and differ in their config files (config/algorithms/<name>.yaml).
+ALGORITHMS.register("cora", "on_policy", "algorithms.cora:CORA",
+                    "PPO with per-agent credits from the strong epsilon-core QP of coalitional advantages (CORA eq. 8)")
+ALGORITHMS.register("cora_no_std", "on_policy", "algorithms.cora:CORA",
+                    "CORA-PPO without the variance term of eq. 8 (CORA Fig. 2f, Fig. 8)")
+ALGORITHMS.register("cora_qc", "on_policy", "algorithms.cora:CORA",
+                    "CORA-PPO with the quadratic critic and closed-form coalition values (CORA 6.1)")
+for _m in (10, 15, 20, 25):
+    ALGORITHMS.register(f"cora_m{_m}", "on_policy", "algorithms.cora:CORA",
+                        f"CORA-PPO with {_m} sampled coalitions per sample (CORA eq. 19, Fig. 8 right)")
+# ACPO: agent-chained policy optimization (ACPO paper, sec. 6 and App. L); ACPI: its exact policy iteration.
+ALGORITHMS.register("acpo", "on_policy", "algorithms.acpo:ACPO",
+                    "serialized agents with beliefs over preceding actions and chained advantages (ACPO sec. 6)")
+ALGORITHMS.register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
+                    "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)")
+ALGORITHMS.register("acpi", "tabular", "algorithms.acpi:ACPI",
+                    "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)")

@@ -1,0 +1,178 @@
+"""ACPO: Agent-Chained Policy Optimization (ACPO paper, sec. 6, App. D, E Alg. 3, L).
+
+Each env step is serialized into N micro-steps, agent 1 first (sec. 3). Agent i acts on its
+observation and a belief b^(i) over the actions the agents before it take this step (sec. 4). As in
+App. L, the belief is agent i's own prediction: it runs its policy with agent j's id (and the
+predictions it made for agents < j) to sample a~^(j) for j = 1..i-1, then acts with id i. The N
+micro-steps are N batched forward passes over every (copy, viewer) at once; pass k predicts agent
+k's action for every later viewer and is agent k's own decision.
+
+Decentralized critics V^(i)(s, b^(i)) (one shared network with ids) are chained: agent i's TD
+residual bootstraps from agent i+1's value at the same step, agent N's from agent 1's at the next
+step, with the micro-step discount gamma' = gamma^(1/N) (sec. 6, App. D). Each agent's PPO ratio is
+its own (eq. 3); the actor update is MAPPO's on the stored inputs (the same backbone, sec. 7).
+
+`chained: false` is the ablation "ACPO without chaining" (Fig. 4): MAPPO with the belief inputs,
+each agent's GAE on its own V^(i)(s, b^(i)) with gamma and lambda.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from algorithms.mappo import MAPPO
+from algorithms.networks import with_agent_ids
+from algorithms.on_policy import OnPolicyConfig, PolicyStep
+from algorithms.rollout import RolloutStorage
+from environments.base import EnvSpec, TimeStep
+
+
+class ACPOConfig(OnPolicyConfig):
+    chained: bool = Field(True, description="agent-chained advantages (false: the 'without chaining' ablation)")
+    micro_lambda: Literal["root", "same"] = Field(
+        "root", description="the micro-step GAE lambda': 'root' = lambda^(1/N) (the same decay per env step as "
+                            "MAPPO's GAE), 'same' = lambda per micro-step")
+
+    @model_validator(mode="after")
+    def _team_reward(self):
+        if self.learning_reward != "team":
+            raise ValueError("ACPO serializes one team reward over the agents' micro-steps (ACPO sec. 3): "
+                             "learning_reward must be 'team'")
+        return self
+
+
+def chained_advantages(values: torch.Tensor, next_first_value: torch.Tensor, rewards: torch.Tensor,
+                       terminated: torch.Tensor, episode_end: torch.Tensor, micro_gamma: float,
+                       micro_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """ACPO's chained advantages (sec. 6, App. D) and value targets, `[T, B, N]`.
+
+    `values[t, b, i]` = V^(i)(s_t, b^(i)_t); `next_first_value[t, b]` = V^(1) of the state step t leads
+    to (the next stored state, or the final state of an episode that ended); `rewards [T, B]`.
+    zeta^(i)_t = gamma' V^(i+1)_t - V^(i)_t (i < N), zeta^(N)_t = r_t + gamma' V^(1)_{t+1} - V^(N)_t, and
+    A^(i)_t = sum_{j>=i} (gamma' lambda')^(j-i) zeta^(j)_t + (gamma' lambda')^(N-i+1) A^(1)_{t+1}:
+    GAE over the micro-step sequence, computed per env step (one matmul for the within-step sums,
+    then a recursion over t on agent 1's advantage only).
+    """
+    n = values.shape[-1]
+    decay = micro_gamma * micro_lambda
+    not_terminated = (~terminated).to(values.dtype)
+    zeta = torch.empty_like(values)
+    zeta[..., :-1] = micro_gamma * values[..., 1:] - values[..., :-1]
+    zeta[..., -1] = rewards + micro_gamma * not_terminated * next_first_value - values[..., -1]
+    # within[t, b, i] = sum_{j >= i} decay^(j - i) zeta[t, b, j]
+    powers = torch.arange(n, device=values.device)
+    exponent = powers.unsqueeze(1) - powers.unsqueeze(0)  # [j, i] = j - i
+    weights = (decay ** exponent.clamp(min=0).to(values.dtype)) * (exponent >= 0)
+    within = zeta @ weights
+    carry_weight = decay ** (n - powers).to(values.dtype)  # decay^(N - i + 1) for 1-based agent i
+    continues = (~episode_end).to(values.dtype)
+    advantages = torch.empty_like(values)
+    following_first = torch.zeros_like(next_first_value[0])  # A^(1)_{t+1}
+    for t in range(values.shape[0] - 1, -1, -1):
+        carry = continues[t] * following_first
+        advantages[t] = within[t] + carry_weight * carry.unsqueeze(-1)
+        following_first = advantages[t, :, 0]
+    return advantages, advantages + values
+
+
+class ACPO(MAPPO):
+    name = "acpo"
+    Config = ACPOConfig
+    config: ACPOConfig
+
+    def __init__(self, spec: EnvSpec, config: ACPOConfig, device: torch.device):
+        # A belief entry per preceding agent: a one-hot action (discrete) or the action vector (continuous).
+        self.belief_width = spec.n_actions if spec.discrete else spec.action_dim
+        super().__init__(spec, config, device)
+        n = spec.n_agents
+        self.micro_gamma = config.gamma ** (1.0 / n)
+        self.micro_lambda = config.gae_lambda ** (1.0 / n) if config.micro_lambda == "root" else config.gae_lambda
+
+    # --- inputs: observation, the id of the agent acting (or predicted), the belief ----------------
+    def actor_input_dim(self, spec: EnvSpec) -> int:
+        return spec.obs_dim + spec.n_agents + spec.n_agents * self.belief_width
+
+    def actor_takes_ids(self, config: OnPolicyConfig) -> bool:
+        return False  # the id is part of ACPO's own input: whose action the pass decides or predicts
+
+    def critic_is_joint(self, config: OnPolicyConfig) -> bool:
+        return False  # one V^(i) per agent
+
+    def critic_input_dim(self, spec: EnvSpec) -> int:
+        return spec.state_dim + spec.n_agents * self.belief_width
+
+    def critic_inputs(self, obs: torch.Tensor, state: torch.Tensor,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
+        x = torch.cat([self.critic_features(obs, state), context], dim=-1)  # V^(i)(s, b^(i))
+        return with_agent_ids(x) if self._critic_ids else x
+
+    # --- the chain of N batched passes ------------------------------------------------------------
+    def _chain(self, obs: torch.Tensor, avail: torch.Tensor | None, memory: torch.Tensor, starts: torch.Tensor,
+               deterministic: bool) -> PolicyStep:
+        """Serialized acting with predicted beliefs (App. L), every copy and viewer at once.
+
+        Row v of pass k is viewer v's view of agent k: for v > k a prediction (written into v's
+        belief), for v = k agent k's decision; rows v < k are computed and ignored (one full-width
+        pass keeps per-agent weights batched).
+        """
+        n, width, obs_dim = self.spec.n_agents, self.belief_width, obs.shape[-1]
+        batch = obs.shape[0]
+        x = torch.zeros(batch, n, obs_dim + n + n * width, dtype=obs.dtype, device=obs.device)
+        x[..., :obs_dim] = obs
+        id_slot, belief_slot = obs_dim, obs_dim + n
+        actor_in = torch.empty_like(x)
+        actions = log_probs = next_memory = None
+        viewers = torch.arange(n, device=obs.device)
+        for k in range(n):
+            x[..., id_slot:id_slot + n] = 0.0
+            x[..., id_slot + k] = 1.0
+            features, memory_k = self.policy.torso(x, memory, starts)
+            # Only agent k's own decision is masked by its available actions: a viewer cannot see another's.
+            own_avail = None
+            if avail is not None:
+                own_avail = torch.ones_like(avail)
+                own_avail[:, k] = avail[:, k]
+            params = self.policy.head.params(features, own_avail)
+            sampled = self.policy.head.sample(params, deterministic)  # [B, N(, action_dim)]
+            if actions is None:
+                actions = torch.empty_like(sampled)
+                log_probs = torch.empty(batch, n, dtype=params.dtype, device=obs.device)
+                next_memory = torch.empty_like(memory_k)
+            actor_in[:, k] = x[:, k]
+            actions[:, k] = sampled[:, k]
+            log_probs[:, k] = self.policy.head.log_prob(params[:, k], sampled[:, k])
+            next_memory[:, k] = memory_k[:, k]
+            later = viewers > k
+            slot = slice(belief_slot + k * width, belief_slot + (k + 1) * width)
+            if self.spec.discrete:
+                x[:, later, slot] = torch.nn.functional.one_hot(sampled[:, later], width).to(x.dtype)
+            else:
+                x[:, later, slot] = sampled[:, later].to(x.dtype)
+        beliefs = actor_in[..., belief_slot:]  # b^(i): agent i's predictions of agents < i
+        return PolicyStep(actor_in, actions, log_probs, next_memory, avail, critic_context=beliefs)
+
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> PolicyStep:
+        return self._chain(timestep.obs, self.actor_avail(timestep), memory, timestep.done, deterministic)
+
+    def bootstrap_context(self, obs: torch.Tensor, actor_memory: torch.Tensor,
+                          starts: torch.Tensor) -> torch.Tensor | None:
+        if self.config.chained:
+            # Only V^(1) is bootstrapped, and agent 1 has no belief: skip the passes.
+            return torch.zeros(*obs.shape[:2], self.spec.n_agents * self.belief_width, dtype=obs.dtype,
+                               device=obs.device)
+        return self._chain(obs, None, actor_memory, starts, False).critic_context
+
+    @torch.no_grad()
+    def action_log_probs(self, timestep: TimeStep) -> torch.Tensor:
+        raise NotImplementedError("ACPO's policies depend on sampled beliefs; use act()")
+
+    # --- advantages ---------------------------------------------------------------------------------
+    def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.config.chained:
+            return super().advantages(storage)
+        # V^(1) of the state each step leads to: next_values is V^(i) there, agent 1's column is V^(1).
+        return chained_advantages(storage["values"], storage["next_values"][..., 0], storage["rewards"][..., -1],
+                                  storage["terminated"], storage["episode_end"], self.micro_gamma, self.micro_lambda)
