@@ -115,42 +115,45 @@ class ACPO(MAPPO):
         """Serialized acting with predicted beliefs (App. L), every copy and viewer at once.
 
         Row v of pass k is viewer v's view of agent k: for v > k a prediction (written into v's
-        belief), for v = k agent k's decision; rows v < k are computed and ignored (one full-width
-        pass keeps per-agent weights batched).
+        belief), for v = k agent k's decision. With shared parameters pass k runs the viewers >= k
+        only (N(N+1)/2 rows per step in all); with per-agent weights every pass runs all N rows, so
+        each viewer keeps its own weights in one batched matmul (rows v < k are ignored).
         """
         n, width, obs_dim = self.spec.n_agents, self.belief_width, obs.shape[-1]
         batch = obs.shape[0]
+        shared = self.config.share_parameters
         x = torch.zeros(batch, n, obs_dim + n + n * width, dtype=obs.dtype, device=obs.device)
         x[..., :obs_dim] = obs
         id_slot, belief_slot = obs_dim, obs_dim + n
         actor_in = torch.empty_like(x)
-        actions = log_probs = next_memory = None
-        viewers = torch.arange(n, device=obs.device)
+        actions = log_probs = None
+        next_memory = torch.empty_like(memory)
         for k in range(n):
-            x[..., id_slot:id_slot + n] = 0.0
-            x[..., id_slot + k] = 1.0
-            features, memory_k = self.policy.torso(x, memory, starts)
+            first = k if shared else 0  # rows [first, N) of this pass; agent k's own row is k - first
+            own = k - first
+            x[:, first:, id_slot:id_slot + n] = 0.0
+            x[:, first:, id_slot + k] = 1.0
+            features, memory_k = self.policy.torso(x[:, first:], memory[:, first:], starts)
             # Only agent k's own decision is masked by its available actions: a viewer cannot see another's.
             own_avail = None
             if avail is not None:
-                own_avail = torch.ones_like(avail)
-                own_avail[:, k] = avail[:, k]
+                own_avail = torch.ones_like(avail[:, first:])
+                own_avail[:, own] = avail[:, k]
             params = self.policy.head.params(features, own_avail)
-            sampled = self.policy.head.sample(params, deterministic)  # [B, N(, action_dim)]
+            sampled = self.policy.head.sample(params, deterministic)  # [B, rows(, action_dim)]
             if actions is None:
-                actions = torch.empty_like(sampled)
+                actions = torch.empty((batch, n, *sampled.shape[2:]), dtype=sampled.dtype, device=obs.device)
                 log_probs = torch.empty(batch, n, dtype=params.dtype, device=obs.device)
-                next_memory = torch.empty_like(memory_k)
             actor_in[:, k] = x[:, k]
-            actions[:, k] = sampled[:, k]
-            log_probs[:, k] = self.policy.head.log_prob(params[:, k], sampled[:, k])
-            next_memory[:, k] = memory_k[:, k]
-            later = viewers > k
+            actions[:, k] = sampled[:, own]
+            log_probs[:, k] = self.policy.head.log_prob(params[:, own], sampled[:, own])
+            next_memory[:, k] = memory_k[:, own]
+            predictions = sampled[:, own + 1:]  # viewers k+1..N-1 predicting agent k
             slot = slice(belief_slot + k * width, belief_slot + (k + 1) * width)
             if self.spec.discrete:
-                x[:, later, slot] = torch.nn.functional.one_hot(sampled[:, later], width).to(x.dtype)
+                x[:, k + 1:, slot] = torch.nn.functional.one_hot(predictions, width).to(x.dtype)
             else:
-                x[:, later, slot] = sampled[:, later].to(x.dtype)
+                x[:, k + 1:, slot] = predictions.to(x.dtype)
         beliefs = actor_in[..., belief_slot:]  # b^(i): agent i's predictions of agents < i
         return PolicyStep(actor_in, actions, log_probs, next_memory, avail, critic_context=beliefs)
 
