@@ -121,4 +121,7 @@ def test_suites_pair_algorithms_with_their_papers_tasks():
     assert ("hatrpo", "mamujoco/ant-4x2") in pairs and ("hatrpo", "smax/3m") not in pairs  # ACPO footnote 1
     assert ("optimistic_mappo", "differential/cora-2agent") in pairs
     assert {e for a, e in pairs if a in ("centralized_ppo", "ippo_private")} == {"gridworld/as-coop-predation-2"}
-    assert {a for a, e in pairs if e == "smax/3m"} == {"mappo", "ippo", "happo"}
+    assert {a for a, e in pairs if e == "smax/3m"} == {"mappo", "ippo", "happo", "cora"}  # CORA Fig. 5
+    assert {a for a, e in pairs if e == "differential/cora-5agent"} >= {"cora", "cora_no_std", "cora_m10", "cora_m25"}
+    assert {e for a, e in pairs if a == "acpo_no_chain"} <= {e for a, e in pairs if a == "acpo"}  # ACPO Fig. 4
+    assert ("acpi", "matrix/acpo-3x3") in pairs and not any(a == "acpi" and e.startswith("rware") for a, e in pairs)

@@ -34,12 +34,15 @@ def test_task_runs_under_mappo_and_ippo(env, tmp_path):
 def _family_pairings() -> list[tuple[str, str]]:
     """(algo, env) of the papers suites beyond MAPPO/IPPO: native tasks, plus one library task per kind of
     policy the members need beyond the native ones (continuous and pooled: MaMuJoCo; VMAS). Recurrent and
-    masked policies are covered by tests/test_on_policy_family.py (SMAX costs a JAX compile per job)."""
+    masked policies are covered by tests/test_on_policy_family.py (SMAX costs a JAX compile per job). The
+    tabular planner (acpi) has no PPO settings: tests/test_acpi.py runs it through the driver."""
+    from algorithms.registry import ALGORITHMS
     from coopbench.config import plan_suite
 
     library = {"mamujoco/hopper-3x1", "vmas/navigation"}
     pairs = {(r.config.algo, r.config.env) for r in plan_suite("papers")
-             if r.config.algo not in ("mappo", "ippo") and (r.config.env in NATIVE or r.config.env in library)}
+             if r.config.algo not in ("mappo", "ippo") and ALGORITHMS.get(r.config.algo).family == "on_policy"
+             and (r.config.env in NATIVE or r.config.env in library)}
     return sorted(pairs)
 
 
