@@ -170,7 +170,13 @@ class ACPO(MAPPO):
 
     @torch.no_grad()
     def action_log_probs(self, timestep: TimeStep) -> torch.Tensor:
-        raise NotImplementedError("ACPO's policies depend on sampled beliefs; use act()")
+        """log pi^(i)(. | o_i, b^(i)) of every agent, `[B, N, n_actions]`, with each belief b^(i) the greedy
+        predictions of the earlier agents (the policy agent i follows when they act greedily)."""
+        memory = self.initial_memory(timestep.obs.shape[0])
+        avail = self.actor_avail(timestep)
+        step = self._chain(timestep.obs, avail, memory, timestep.done, deterministic=True)
+        features, _ = self.policy.torso(step.actor_in, memory, timestep.done)
+        return self.policy.head.params(features, avail)
 
     # --- advantages ---------------------------------------------------------------------------------
     def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:

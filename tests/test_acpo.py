@@ -157,3 +157,14 @@ def test_available_actions_mask_each_agents_own_decision_only():
     assert (step.actions[:, 0] == 2).all()
     predicted = step.critic_context.view(env.n_envs, 2, 2, 3)[:, 1, 0].argmax(-1)
     assert (predicted != 2).float().mean() > 0.5  # the near-uniform initial policy, unmasked
+
+
+def test_action_log_probs_are_each_agents_policy_given_greedy_beliefs():
+    agent, env = _agent("matrix/acpo-3x3", n_envs=4)
+    timestep = env.reset()
+    for _ in range(10):
+        timestep = agent.train_iteration(env, timestep).timestep
+    probs = agent.action_log_probs(timestep).exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(4, 2))
+    greedy, _ = agent.act(timestep, agent.initial_memory(4), deterministic=True)
+    assert (probs.argmax(-1) == greedy).all()
