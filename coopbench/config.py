@@ -107,9 +107,15 @@ class SuiteOverride(BaseModel):
     model_config = ConfigDict(extra="forbid")
     envs: list[str] = Field(default_factory=lambda: ["*"])
     algos: list[str] = Field(default_factory=lambda: ["*"])
+    # Comparisons the rule applies to: "<paper>/<experiment>" globs, or "suite:<name>" for the suite's own runs.
+    comparisons: list[str] = Field(default_factory=lambda: ["*"])
     set: dict[str, Any] = Field(default_factory=dict)
     # Replaces the suite's seeds for the matching runs (the last matching rule that sets it wins).
     seeds: list[int] | None = Field(None, min_length=1)
+
+    def matches(self, env: str, algo: str, comparison: str) -> bool:
+        return all(any(fnmatch.fnmatch(value, p) for p in patterns) for value, patterns in
+                   ((env, self.envs), (algo, self.algos), (comparison, self.comparisons)))
 
 
 class AlgoSelection(BaseModel):
@@ -124,12 +130,30 @@ class AlgoSelection(BaseModel):
 class SuiteFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     description: str = Field(min_length=1)
-    environments: list[str] = Field(min_length=1)
+    # The papers' experiments to run, as claims/<paper>.yaml defines them: "<paper>/<experiment>" globs.
+    experiments: list[str] = Field(default_factory=list)
+    # Analyses (coopbench.claims.ANALYSES) whose outputs the suite's claims stage reads.
+    analyses: list[str] = Field(default_factory=list)
+    # The suite's own runs (comparison "suite:<name>"), serving no claim: environments x algorithms x seeds.
+    environments: list[str] = Field(default_factory=list)
     # A name runs on every environment; {name, envs} only on the matching ones.
-    algorithms: list[str | AlgoSelection] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    algorithms: list[str | AlgoSelection] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=list)
     run: dict[str, Any] = Field(default_factory=dict)
     overrides: list[SuiteOverride] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.experiments and not self.environments:
+            raise ValueError("a suite names `experiments`, or `environments` with `algorithms` and `seeds`")
+        if self.environments and (not self.algorithms or not self.seeds):
+            raise ValueError("a suite with `environments` also needs `algorithms` and `seeds`")
+        from coopbench.claims import ANALYSES
+
+        unknown = sorted(set(self.analyses) - set(ANALYSES.names()))
+        if unknown:
+            raise ValueError(f"unknown analyses {unknown}; known: {', '.join(ANALYSES.names())}")
+        return self
 
 
 def load_yaml(path: Path, model: type[BaseModel], what: str) -> BaseModel:
@@ -247,6 +271,8 @@ class PlannedRun:
     config: ResolvedConfig
     seed: int
     set_args: tuple[str, ...]  # the --set arguments that reproduce `config` on the command line
+    # The comparisons this run serves ("<paper>/<experiment>", "suite:<name>"); one run may serve several.
+    comparisons: tuple[str, ...] = ()
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -258,6 +284,26 @@ class PlannedRun:
         return dict(self.config.resources)
 
 
+@dataclass(frozen=True)
+class SkippedPair:
+    """A pair of a comparison that is not planned, and why (a method not implemented, StarCraft II absent)."""
+
+    comparison: str
+    env: str
+    algo: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: str
+    runs: list[PlannedRun]
+    skipped: list[SkippedPair]
+
+    def comparisons(self) -> list[str]:
+        return sorted({c for run in self.runs for c in run.comparisons} | {s.comparison for s in self.skipped})
+
+
 def load_suite(name: str) -> SuiteFile:
     path = config_dir() / "suites" / f"{name}.yaml"
     if not path.exists():
@@ -266,20 +312,72 @@ def load_suite(name: str) -> SuiteFile:
     return load_yaml(path, SuiteFile, f"suite {name!r}")
 
 
-def plan_suite(name: str) -> list[PlannedRun]:
-    suite = load_suite(name)
-    planned = []
+def _flat_sets(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    return {f"{section}.{key}": value for key, value in values.items()}
+
+
+def _suite_pairs(suite: SuiteFile, name: str):
+    """(comparison, env, algo, base --set values, seeds) for every pair the suite asks for, experiments first."""
+    from coopbench.claims import comparison_id, experiment_settings, load_papers
+
+    papers = load_papers()
+    matched = set()
+    for paper in papers.values():
+        for exp in paper.experiments:
+            comparison = comparison_id(paper.paper, exp.id)
+            if not any(fnmatch.fnmatch(comparison, p) for p in suite.experiments):
+                continue
+            matched.add(comparison)
+            budget = _flat_sets("run", exp.run.model_dump(exclude={"source"}))
+            for env in exp.envs:
+                for algo in exp.algos:
+                    hparams, env_params = experiment_settings(paper, exp, env, algo)
+                    sets = {**_flat_sets("env", env_params), **_flat_sets("algo", hparams), **budget}
+                    yield comparison, env, algo, sets, list(range(exp.seeds))
+    for pattern in suite.experiments:
+        if not any(fnmatch.fnmatch(c, pattern) for c in matched):
+            raise CoopbenchError(f"suite {name!r}: no experiment matches {pattern!r}",
+                                 "write PAPER/EXPERIMENT as in claims/<paper>.yaml (globs allowed, e.g. acpo/*)")
     selections = [a if isinstance(a, AlgoSelection) else AlgoSelection(name=a, envs=["*"]) for a in suite.algorithms]
     for env in suite.environments:
         for algo in (s.name for s in selections if any(fnmatch.fnmatch(env, p) for p in s.envs)):
-            sets = {f"run.{k}": v for k, v in suite.run.items()}
-            seeds = suite.seeds
-            for rule in suite.overrides:
-                matches_env = any(fnmatch.fnmatch(env, p) for p in rule.envs)
-                if matches_env and any(fnmatch.fnmatch(algo, p) for p in rule.algos):
-                    sets.update(rule.set)
-                    seeds = rule.seeds or seeds
-            set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
-            config = resolve(algo, env, parse_set(list(set_args)))
-            planned += [PlannedRun(config, seed, set_args) for seed in seeds]
-    return planned
+            yield f"suite:{name}", env, algo, _flat_sets("run", suite.run), list(suite.seeds)
+
+
+def plan(name: str) -> Plan:
+    """Every run of suite `name` (deduplicated: a run serving several comparisons is planned once), and the
+    pairs left out with their reason. Resolving validates every config file before any job starts."""
+    from algorithms.registry import ALGORITHMS
+    from coopbench.claims import PLANNED_ALGORITHMS
+    from environments.registry import missing_requirement
+
+    suite = load_suite(name)
+    runs: dict[tuple, PlannedRun] = {}
+    skipped: list[SkippedPair] = []
+    missing: dict[str, str | None] = {}
+    for comparison, env, algo, sets, seeds in _suite_pairs(suite, name):
+        if algo not in ALGORITHMS.names():
+            skipped.append(SkippedPair(comparison, env, algo, f"method {algo} is not implemented yet: "
+                                       f"{PLANNED_ALGORITHMS.get(algo, 'not planned')}"))
+            continue
+        if env not in missing:
+            missing[env] = missing_requirement(env)
+        if missing[env] is not None:
+            skipped.append(SkippedPair(comparison, env, algo, missing[env]))
+            continue
+        for rule in suite.overrides:
+            if rule.matches(env, algo, comparison):
+                sets.update(rule.set)
+                seeds = rule.seeds or seeds
+        set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
+        config = resolve(algo, env, parse_set(list(set_args)))
+        for seed in seeds:
+            key = (env, algo, config.hash, seed)
+            known = runs.get(key)
+            comparisons = (*known.comparisons, comparison) if known else (comparison,)
+            runs[key] = PlannedRun(config, seed, set_args, tuple(dict.fromkeys(comparisons)))
+    return Plan(name, list(runs.values()), skipped)
+
+
+def plan_suite(name: str) -> list[PlannedRun]:
+    return plan(name).runs

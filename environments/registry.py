@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from coopbench.config_errors import params_error
+from coopbench.errors import CoopbenchError
 from coopbench.registry import Registry
 
 ENVIRONMENTS = Registry("environment")
@@ -110,3 +111,27 @@ for task, cls in (("academy_3_vs_1_with_keeper", "Academy3v1Keeper"),
     ENVIRONMENTS.register(f"gfootball/{task}", "gfootball", f"{_ADAPTERS}gfootball_adapter:{cls}",
                           f"CORA 6.6 Google Research Football {task}, one controlled player per agent "
                           "(built by `make gfootball`)")
+
+
+def missing_requirement(name: str) -> str | None:
+    """What task `name` needs that this machine lacks (StarCraft II, gfootball), in one line; None if nothing.
+
+    The planner leaves such runs out and the claims stage reports them `not run` with this reason, so a
+    suite without StarCraft II still judges and publishes everything else.
+    """
+    family = ENVIRONMENTS.get(name).family
+    if family in ("smac", "smacv2"):
+        from environments.adapters.smac_adapter import missing_requirements
+
+        map_file = "32x32_flat" if family == "smacv2" else name.split("/", 1)[1]  # as the adapter checks
+
+        error = missing_requirements(map_file)
+        return None if error is None else str(error)
+    if family == "gfootball":
+        from environments.adapters.gfootball_adapter import import_gfootball
+
+        try:
+            import_gfootball()
+        except CoopbenchError as error:
+            return str(error)
+    return None
