@@ -12,14 +12,21 @@ from coopbench.errors import CoopbenchError
 
 def _cmd_run(args: argparse.Namespace) -> None:
     from coopbench.config import parse_set, resolve
-    from coopbench.run import execute
+    from coopbench.run import execute, record_failure
 
     config = resolve(args.algo, args.env, parse_set(args.set))  # every check before any file is written
     if args.expect_hash and args.expect_hash != config.hash:
         raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
                              "the config files changed after the workflow was planned; re-run snakemake")
-    run_dir = execute(config, args.seed, Path(args.results_dir), torch_threads=args.threads,
-                      checkpoint_interval_s=args.checkpoint_interval)
+    try:
+        run_dir = execute(config, args.seed, Path(args.results_dir), torch_threads=args.threads,
+                          checkpoint_interval_s=args.checkpoint_interval)
+    except Exception as error:
+        if args.record_failure_after and record_failure(config, args.seed, Path(args.results_dir), error,
+                                                        args.record_failure_after):
+            print(f"coopbench: run recorded as not completed: {' '.join(str(error).split())}", file=sys.stderr)
+            return
+        raise
     print(run_dir)
 
 
@@ -57,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch threads (default 1, or $COOPBENCH_TORCH_THREADS)")
     run.add_argument("--checkpoint-interval", type=float, default=300.0, metavar="SECONDS",
                      help="checkpoint at least this often, besides after every evaluation")
+    run.add_argument("--record-failure-after", type=int, default=0, metavar="N",
+                     help="(workflow) after N failed attempts, or at once for a missing dependency, write the "
+                          "failure as the run's result (status and reason) and exit 0")
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="print the registered environments and algorithms, with their family")

@@ -24,7 +24,7 @@ import torch
 from algorithms.registry import ALGORITHMS
 from coopbench import io, provenance
 from coopbench.config import ResolvedConfig
-from coopbench.errors import CoopbenchError
+from coopbench.errors import CoopbenchError, MissingDependencyError
 from coopbench.schema import METRICS_COLUMNS, SCHEMA_VERSION
 from environments.base import TimeStep
 from environments.registry import make
@@ -69,6 +69,7 @@ def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device)
     timestep = env.reset()
     returns = torch.full((n_episodes,), float("nan"))
     lengths = torch.full((n_episodes,), float("nan"))
+    won = torch.full((n_episodes,), float("nan"))
     finished = torch.zeros(n_episodes, dtype=torch.bool)
     memory = algorithm.initial_memory(n_episodes)
     for _ in range(env.spec.episode_limit + 1):
@@ -77,6 +78,8 @@ def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device)
         first_end = (timestep.done & ~finished).cpu()
         returns[first_end] = timestep.episode_return.cpu()[first_end]
         lengths[first_end] = timestep.episode_length.cpu()[first_end]
+        if "won" in timestep.extras:
+            won[first_end] = timestep.extras["won"].cpu().float()[first_end]
         finished |= first_end
         if finished.all():
             break
@@ -84,7 +87,8 @@ def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device)
     if not finished.all():
         raise RuntimeError(f"{config.env}: evaluation episodes exceeded the episode limit {env.spec.episode_limit}")
     return {"eval_return_mean": returns.mean().item(), "eval_return_std": returns.std(unbiased=False).item(),
-            "eval_length_mean": lengths.mean().item(), "eval_episodes": n_episodes}
+            "eval_length_mean": lengths.mean().item(), "eval_episodes": n_episodes,
+            "eval_win_rate": won.mean().item()}  # NaN where the task reports no `won`
 
 
 @dataclass
@@ -271,3 +275,34 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
     io.write_json(manifest_path, manifest)
     checkpoint_path.unlink(missing_ok=True)
     return run_dir
+
+
+def record_failure(config: ResolvedConfig, seed: int, results_dir: Path, error: BaseException,
+                   after_attempts: int) -> bool:
+    """Count a failed attempt of a workflow job; on the last one, write the run's outcome as data.
+
+    A missing dependency (StarCraft II, gfootball) or another CoopbenchError will not change on a retry: it
+    is recorded at once. Other errors are recorded after `after_attempts` failed attempts (the workflow's
+    retries, each resuming from the checkpoint). The record is a manifest with status "not_run" or
+    "failed" and the one-line reason, and an empty metrics.parquet, so that the rest of the suite is still
+    aggregated, judged and published. Returns whether the failure was recorded (the job then succeeds).
+    """
+    run_dir = config.run_dir(results_dir, seed)
+    attempts_path = run_dir / "failed_attempts.json"
+    attempts = (io.read_json(attempts_path)["count"] if attempts_path.exists() else 0) + 1
+    final = isinstance(error, CoopbenchError) or attempts >= after_attempts
+    reason = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, CoopbenchError):
+        reason = f"{type(error).__name__}: {reason} (after {attempts} attempts)"
+    if not final:
+        io.write_json(attempts_path, {"count": attempts, "last_error": reason})
+        return False
+    io.write_parquet(run_dir / "metrics.parquet", pd.DataFrame(columns=METRICS_COLUMNS))
+    io.write_json(run_dir / "manifest.json", {
+        "schema_version": SCHEMA_VERSION, "env": config.env, "algo": config.algo, "seed": seed,
+        "config": config.to_dict(), "config_hash": config.hash,
+        "status": "not_run" if isinstance(error, MissingDependencyError) else "failed", "reason": reason,
+        "code": provenance.code_version(), "host": provenance.host(), "finished_at": provenance.now(),
+        "slurm_job_id": provenance.slurm_job_id()})
+    attempts_path.unlink(missing_ok=True)
+    return True

@@ -6,7 +6,7 @@ and `<run_dir>/manifest.json` (see MANIFEST_KEYS). `aggregate` turns the runs of
 meaning; readers reject files of another version with a message saying to re-run.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: eval_win_rate; scores carry the comparison each run serves
 
 # metrics.parquet: only quantities that are a deterministic function of (config, seed), so that
 # a resumed run's file is bitwise equal to an uninterrupted one. Timings live in the manifest.
@@ -17,12 +17,19 @@ METRICS_COLUMNS = [
     "eval_return_std",
     "eval_length_mean",
     "eval_episodes",
+    "eval_win_rate",  # fraction of greedy episodes won, on tasks that report `won` (SMAC, SMAX, GRF, MAgent2); else NaN
     "train_return_mean",  # mean team return of training episodes finished since the last row (NaN if none)
     "train_episodes",
     "policy_loss",
     "value_loss",
     "entropy",
 ]
+
+# A run that could not run or failed on its last attempt writes a manifest with status "not_run" or
+# "failed" and a `reason`, and an empty metrics.parquet, so the rest of the suite is still judged.
+RUN_STATUSES = ("completed", "not_run", "failed")
+FAILURE_MANIFEST_KEYS = ["schema_version", "env", "algo", "seed", "config", "config_hash", "status", "reason",
+                         "code", "host", "finished_at"]
 
 MANIFEST_KEYS = [
     "schema_version",
@@ -34,7 +41,7 @@ MANIFEST_KEYS = [
     "config",  # resolved config: {"env": {...}, "algo": {...}, "run": {...}}
     "config_hash",
     "normalization",  # {"method", "low", "high", "rule"}: how scores.parquet normalizes returns
-    "status",  # "completed"
+    "status",  # "completed" (see RUN_STATUSES)
     "code",  # {"commit", "dirty"}
     "packages",  # {name: version}
     "host",
@@ -52,6 +59,7 @@ MANIFEST_KEYS = [
 ]
 
 SCORES_COLUMNS = [
+    "comparison",  # "<paper>/<experiment>" the run serves, or "suite:<name>" (a run serving several has a row each)
     "env",
     "algo",
     "config_hash",
@@ -60,6 +68,7 @@ SCORES_COLUMNS = [
     "env_steps",
     "eval_return_mean",
     "eval_return_std",
+    "eval_win_rate",
     "normalized_score",
     "normalization",  # "min_max" (comparable across tasks) or "raw" (left out of cross-task aggregates)
     "is_final",
