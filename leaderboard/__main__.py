@@ -1,4 +1,4 @@
-"""`python -m leaderboard {aggregate,stats,figures,site} ...`: one subcommand per Snakemake rule."""
+"""`python -m leaderboard {aggregate,stats,figures,analysis,claims,site} ...`: one subcommand per Snakemake rule."""
 
 from __future__ import annotations
 
@@ -29,9 +29,26 @@ def _add_run_dirs(parser: argparse.ArgumentParser) -> None:
 
 
 def _aggregate(args):
-    from leaderboard.aggregate import aggregate
+    from leaderboard.aggregate import aggregate, aggregate_plan
 
-    aggregate(_run_dirs(args), args.out, args.suite)
+    if args.results_dir is not None:
+        if args.run_dirs or args.runs_from:
+            raise CoopbenchError("give either --results-dir (the suite's plan) or run directories, not both")
+        aggregate_plan(args.suite, args.results_dir, args.out)
+    else:
+        aggregate(_run_dirs(args), args.out, args.suite)
+
+
+def _analysis(args):
+    from leaderboard.analyses import run_analysis
+
+    run_analysis(args.name, args.out, quick=args.quick)
+
+
+def _claims(args):
+    from leaderboard.claims import judge_suite
+
+    judge_suite(args.suite, args.scores, args.runs, args.analyses, args.out_dir, reps=args.reps, seed=args.seed)
 
 
 def _stats(args):
@@ -49,7 +66,7 @@ def _figures(args):
 def _site(args):
     from leaderboard.site import build_site
 
-    build_site(args.stats, args.scores, args.figures, args.out, _run_dirs(args), args.suite)
+    build_site(args.stats, args.scores, args.figures, args.out, args.runs, args.claims, args.suite)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
 
     agg = sub.add_parser("aggregate", help="run dirs -> scores.parquet")
     agg.add_argument("--suite", required=True)
-    agg.add_argument("--out", required=True, type=Path, help="scores.parquet to write")
+    agg.add_argument("--out", required=True, type=Path, help="scores.parquet to write (runs.json beside it)")
+    agg.add_argument("--results-dir", type=Path, help="aggregate the runs the suite plans under this directory")
     _add_run_dirs(agg)
     agg.set_defaults(func=_aggregate)
 
@@ -74,13 +92,30 @@ def parser() -> argparse.ArgumentParser:
     fig.add_argument("--out-dir", required=True, type=Path)
     fig.set_defaults(func=_figures)
 
-    site = sub.add_parser("site", help="stats, scores, figures, run dirs -> static HTML site")
+    ana = sub.add_parser("analysis", help="one registered analysis (coopbench.claims.ANALYSES) -> JSON")
+    ana.add_argument("name")
+    ana.add_argument("--out", required=True, type=Path)
+    ana.add_argument("--quick", action="store_true", help="fewer trials/repeats (tests, demos)")
+    ana.set_defaults(func=_analysis)
+
+    cl = sub.add_parser("claims", help="scores, runs.json, analyses -> one verdict JSON per paper")
+    cl.add_argument("--suite", required=True)
+    cl.add_argument("--scores", required=True, type=Path)
+    cl.add_argument("--runs", required=True, type=Path, help="runs.json of the aggregate stage")
+    cl.add_argument("--analyses", required=True, type=Path, help="directory of analysis JSON files")
+    cl.add_argument("--out-dir", required=True, type=Path)
+    cl.add_argument("--reps", type=int, default=2000)
+    cl.add_argument("--seed", type=int, default=0)
+    cl.set_defaults(func=_claims)
+
+    site = sub.add_parser("site", help="stats, scores, figures, runs.json, claims -> static HTML site")
     site.add_argument("--suite", required=True)
     site.add_argument("--stats", required=True, type=Path)
     site.add_argument("--scores", required=True, type=Path)
+    site.add_argument("--runs", required=True, type=Path, help="runs.json of the aggregate stage")
+    site.add_argument("--claims", required=True, type=Path, help="directory of the claims stage's JSON files")
     site.add_argument("--figures", required=True, type=Path, help="directory the figures stage wrote")
     site.add_argument("--out", required=True, type=Path, help="site directory (replaced whole)")
-    _add_run_dirs(site)
     site.set_defaults(func=_site)
     return p
 

@@ -1,4 +1,9 @@
-"""Stage `aggregate`: the runs of a suite -> `scores.parquet` (one row per run x evaluation point)."""
+"""Stage `aggregate`: the runs of a suite -> `scores.parquet` (one row per run x evaluation point x comparison
+the run serves) and `runs.json` (every planned run's status, and the pairs the plan left out, with reasons).
+
+A run recorded as `not_run` or `failed` (its manifest says why) is listed in runs.json and left out of the
+scores: one failed run never takes the rest of the suite down.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,21 @@ from pathlib import Path
 import pandas as pd
 
 from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet, write_parquet
-from coopbench.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
+from coopbench.io import read_json, read_parquet, write_json, write_parquet
+from coopbench.schema import (
+    FAILURE_MANIFEST_KEYS,
+    MANIFEST_KEYS,
+    METRICS_COLUMNS,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    SCORES_COLUMNS,
+)
 
 NORMALIZATION_METHODS = ("min_max", "raw")
 
 
-def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
-    """Read and validate one run directory: its manifest and its metrics, sorted by env_steps."""
+def read_manifest(run_dir: Path) -> dict:
+    """A run's manifest, validated: a completed run's or a recorded failure's (status not_run / failed)."""
     manifest_path = run_dir / "manifest.json"
     manifest = read_json(manifest_path)
     if not isinstance(manifest, dict):
@@ -28,9 +40,21 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
             f"this coopbench reads {SCHEMA_VERSION}",
             f"delete {run_dir} and re-run that job",
         )
-    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    status = manifest.get("status")
+    if status not in RUN_STATUSES:
+        raise CoopbenchError(f"{manifest_path} has status {status!r}, not one of {RUN_STATUSES}",
+                             f"delete {run_dir} and re-run that job")
+    required = MANIFEST_KEYS if status == "completed" else FAILURE_MANIFEST_KEYS
+    missing = [key for key in required if key not in manifest]
     if missing:
         raise CoopbenchError(f"{manifest_path} lacks keys {missing}", f"delete {run_dir} and re-run that job")
+    return manifest
+
+
+def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    """Read and validate one completed run directory: its manifest and its metrics, sorted by env_steps."""
+    manifest = read_manifest(run_dir)
+    manifest_path = run_dir / "manifest.json"
     if manifest["status"] != "completed":
         raise CoopbenchError(
             f"{manifest_path} has status {manifest['status']!r}, not 'completed'",
@@ -71,10 +95,11 @@ def normalize(returns: pd.Series, norm: dict) -> pd.Series:
     return returns.astype(float)
 
 
-def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame) -> pd.DataFrame:
-    """The scores rows of one validated run."""
+def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame, comparison: str) -> pd.DataFrame:
+    """The scores rows of one validated run, for one comparison it serves."""
     frame = pd.DataFrame(
         {
+            "comparison": comparison,
             "env": manifest["env"],
             "algo": manifest["algo"],
             "config_hash": str(manifest["config_hash"]),
@@ -83,6 +108,7 @@ def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame) -> pd.DataF
             "env_steps": metrics["env_steps"].astype("int64"),
             "eval_return_mean": metrics["eval_return_mean"].astype(float),
             "eval_return_std": metrics["eval_return_std"].astype(float),
+            "eval_win_rate": metrics["eval_win_rate"].astype(float),
             "normalized_score": normalize(metrics["eval_return_mean"], manifest["normalization"]),
             "normalization": manifest["normalization"]["method"],
             "is_final": False,
@@ -93,25 +119,52 @@ def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame) -> pd.DataF
     return frame[SCORES_COLUMNS]
 
 
-def aggregate(run_dirs: list[Path], out: Path, suite: str) -> pd.DataFrame:
-    """Validate every run, then write `out` (scores.parquet); nothing is written if any run is bad."""
-    if not run_dirs:
+def aggregate(run_dirs: list[Path], out: Path, suite: str, comparisons: dict[Path, list[str]] | None = None,
+              skipped: list[dict] | None = None, runs_out: Path | None = None) -> pd.DataFrame:
+    """Validate every run, then write `out` (scores.parquet) and `runs_out` (runs.json, default beside `out`);
+    nothing is written if any run is bad. `comparisons` maps a run dir to the comparisons it serves (default:
+    the suite's own, "suite:<suite>"); `skipped` lists the pairs the plan left out, with their reasons."""
+    if not run_dirs and not skipped:
         raise CoopbenchError(
             f"no run directories given for suite {suite!r}", "pass the run dirs of the suite"
         )
-    frames, seen = [], {}
+    frames, seen, statuses = [], {}, []
     for run_dir in map(Path, run_dirs):
-        manifest, metrics = read_run(run_dir)
+        manifest = read_manifest(run_dir)
         key = (manifest["env"], manifest["algo"], str(manifest["config_hash"]), int(manifest["seed"]))
         if key in seen:
             raise CoopbenchError(
                 f"run {key} appears twice: {seen[key]} and {run_dir}", "pass each run directory once"
             )
         seen[key] = run_dir
-        frames.append(run_scores(run_dir, manifest, metrics))
-    scores = pd.concat(frames, ignore_index=True).sort_values(
-        ["env", "algo", "config_hash", "seed", "env_steps"], kind="stable", ignore_index=True
-    )
+        served = (comparisons or {}).get(run_dir) or [f"suite:{suite}"]
+        statuses.append({"env": key[0], "algo": key[1], "config_hash": key[2], "seed": key[3],
+                         "comparisons": list(served), "status": manifest["status"],
+                         "reason": manifest.get("reason", ""), "run_dir": str(run_dir)})
+        if manifest["status"] != "completed":
+            continue
+        manifest, metrics = read_run(run_dir)
+        frames += [run_scores(run_dir, manifest, metrics, comparison) for comparison in served]
+    columns = {c: pd.Series(dtype="object") for c in SCORES_COLUMNS}
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)
+    scores = scores.sort_values(["comparison", "env", "algo", "config_hash", "seed", "env_steps"], kind="stable",
+                                ignore_index=True)
     scores.attrs["suite"] = suite  # pandas keeps attrs in the parquet metadata
+    runs_out = Path(runs_out) if runs_out is not None else Path(out).with_name("runs.json")
     write_parquet(out, scores)
+    write_json(runs_out, {"schema_version": SCHEMA_VERSION, "suite": suite, "runs": statuses,
+                          "skipped": list(skipped or [])})
     return scores
+
+
+def aggregate_plan(suite: str, results_dir: Path, out: Path) -> pd.DataFrame:
+    """aggregate() over the runs the suite plans (no run list on a command line: the papers suite has thousands)."""
+    from dataclasses import asdict
+
+    from coopbench.config import plan
+
+    planned = plan(suite)
+    comparisons = {run.config.run_dir(results_dir, run.seed): list(run.comparisons) for run in planned.runs}
+    if not comparisons and not planned.skipped:
+        raise CoopbenchError(f"suite {suite!r} plans no run", "give it experiments or environments")
+    return aggregate(list(comparisons), out, suite, comparisons, [asdict(s) for s in planned.skipped])

@@ -1,4 +1,9 @@
-"""Stage `figures`: stats.json -> aggregate, performance-profile and sample-efficiency figures."""
+"""Stage `figures`: stats.json -> aggregate, performance-profile and sample-efficiency figures per comparison.
+
+`<out_dir>/<comparison slug>/<figure>.{svg,png}`, drawn only where the comparison has the data (tasks that
+every one of its methods ran); where it has not, no figure is written and the site says why in words.
+A method has the same colour in every figure (colour-blind palette over every method of the suite).
+"""
 
 from __future__ import annotations
 
@@ -23,20 +28,36 @@ RC = {**sns.axes_style("white"), "svg.hashsalt": "coopbench", "figure.dpi": 100}
 SAVE_METADATA = {"svg": {"Date": None}, "png": {}}
 
 
+def comparison_dir(comparison: str) -> str:
+    """The folder of a comparison's figures ("acpo/table1" -> "acpo__table1", "suite:default" -> "suite_default")."""
+    return comparison.replace("/", "__").replace(":", "_")
+
+
+def has_data(cstats: dict, name: str) -> bool:
+    return bool({"aggregate": cstats["aggregate"], "performance_profile": cstats["performance_profile"]["profiles"],
+                 "sample_efficiency": cstats["sample_efficiency"]["iqm"]}[name])
+
+
 def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
-    """Write <name>.svg and <name>.png for every figure in FIGURES; return the paths written."""
+    """Write <comparison>/<name>.svg and .png for every figure a comparison has data for; return the paths."""
     stats = read_json(stats_json)
-    algos = stats["algorithms"]
-    palette = sns.color_palette("colorblind", n_colors=len(algos))
-    colors = dict(zip(algos, palette, strict=True))  # one colour per algorithm in every figure
+    comparisons = stats["comparisons"]
+    algos = sorted({a for c in comparisons.values() for a in c["algorithms"]})
+    palette = sns.color_palette("colorblind", n_colors=max(len(algos), 1))
+    colors = {a: palette[i % len(palette)] for i, a in enumerate(algos)}  # one colour per method everywhere
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
     with plt.rc_context(RC):
-        for name in FIGURES:
-            fig = _PLOTS[name](stats, colors)
-            try:
-                written += _save(fig, Path(out_dir) / name)
-            finally:
-                plt.close(fig)
+        for comparison, cstats in comparisons.items():
+            cstats = {**cstats, "settings": stats["settings"]}
+            for name in FIGURES:
+                if not has_data(cstats, name):
+                    continue
+                fig = _PLOTS[name](cstats, colors)
+                try:
+                    written += _save(fig, Path(out_dir) / comparison_dir(comparison) / name)
+                finally:
+                    plt.close(fig)
     return written
 
 
@@ -55,21 +76,8 @@ def _array(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in np.atleast_1d(values)], dtype=float)
 
 
-def _placeholder(message: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 1.5))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return fig
-
-
-def _no_data_reason(stats: dict) -> str:
-    return f"no task has runs of every algorithm (dropped: {', '.join(stats['dropped_tasks']) or 'none'})"
-
-
 def _aggregate(stats: dict, colors: dict) -> plt.Figure:
     agg = stats["aggregate"]
-    if not agg:
-        return _placeholder(_no_data_reason(stats))
     algos = list(agg)[::-1]  # rliable draws the first algorithm at the bottom; list them top-down
     points = {a: _array([agg[a][m]["point"] for m in METRIC_NAMES]) for a in algos}
     intervals = {
@@ -92,8 +100,6 @@ def _aggregate(stats: dict, colors: dict) -> plt.Figure:
 
 def _performance_profile(stats: dict, colors: dict) -> plt.Figure:
     prof = stats["performance_profile"]
-    if not prof["profiles"]:
-        return _placeholder(_no_data_reason(stats))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(
         {a: _array(p["point"]) for a, p in prof["profiles"].items()},
@@ -115,10 +121,6 @@ def _performance_profile(stats: dict, colors: dict) -> plt.Figure:
 
 def _sample_efficiency(stats: dict, colors: dict) -> plt.Figure:
     curves = stats["sample_efficiency"]
-    if not curves["iqm"]:
-        if stats["aggregate"]:
-            return _placeholder("the aggregated runs share no evaluation points")
-        return _placeholder(_no_data_reason(stats))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_sample_efficiency_curve(
         _array(curves["env_steps"]),

@@ -1,6 +1,6 @@
-"""Stage `stats`: scores.parquet -> stats.json, with rliable's stratified-bootstrap estimates.
+"""Stage `stats`: scores.parquet -> stats.json, with rliable's stratified-bootstrap estimates, per comparison.
 
-Tasks are environments; a score matrix is [n_seeds, n_tasks] of final normalized scores.
+Within a comparison, tasks are environments; a score matrix is [n_seeds, n_tasks] of final normalized scores.
 rliable needs every algorithm to have every task, and each algorithm a rectangular matrix, so
 the cross-task aggregates use only the normalized tasks every algorithm has, and for each algorithm the
 same number of seeds on every task (the lowest-numbered ones); whatever this leaves out is listed
@@ -36,21 +36,11 @@ Selection = dict[str, dict[str, list[int]]]
 
 
 def compute_stats(scores: Path, out_json: Path, reps: int = 2000, seed: int = 0) -> dict:
-    """Compute every statistic the figures and the site show, and write them to `out_json`."""
+    """Compute every statistic the figures and the site show, per comparison, and write them to `out_json`."""
     if reps < 1:
         raise CoopbenchError(f"reps must be >= 1, got {reps}")
     frame = read_parquet(scores, SCORES_COLUMNS)
-    if frame.empty:
-        raise CoopbenchError(f"{scores} has no rows", "re-run aggregate with the suite's run dirs")
-    _check_one_config_per_pair(frame, scores)
-    final = frame[frame["is_final"]]
-    algos = sorted(final["algo"].unique())
-    envs = sorted(final["env"].unique())
-    tasks, dropped_tasks = _shared_tasks(final, algos, envs)
-    selection, excluded_runs = _select_runs(final, algos, tasks)
     boot = _Bootstrap(reps, seed)
-
-    final_matrices = {algo: _final_matrix(final, algo, tasks, sel) for algo, sel in selection.items()}
     stats = {
         "schema_version": SCHEMA_VERSION,
         "scores": str(scores),
@@ -61,6 +51,27 @@ def compute_stats(scores: Path, out_json: Path, reps: int = 2000, seed: int = 0)
             "seed": seed,
             "optimality_gap_gamma": 1.0,
         },
+        # Statistics are computed within a comparison (a paper's experiment, or the suite's own runs): its
+        # methods share its settings and budget, so their scores may be pooled and compared.
+        "comparisons": {
+            comparison: comparison_stats(group, scores, boot)
+            for comparison, group in frame.groupby("comparison", sort=True)
+        },
+    }
+    write_json(out_json, stats)
+    return stats
+
+
+def comparison_stats(frame: pd.DataFrame, scores: Path, boot: _Bootstrap) -> dict:
+    """The statistics of one comparison's rows of scores.parquet."""
+    _check_one_config_per_pair(frame, scores)
+    final = frame[frame["is_final"]]
+    algos = sorted(final["algo"].unique())
+    envs = sorted(final["env"].unique())
+    tasks, dropped_tasks = _shared_tasks(final, algos, envs)
+    selection, excluded_runs = _select_runs(final, algos, tasks)
+    final_matrices = {algo: _final_matrix(final, algo, tasks, sel) for algo, sel in selection.items()}
+    return {
         "algorithms": algos,
         "envs": envs,
         "tasks": tasks,
@@ -73,8 +84,6 @@ def compute_stats(scores: Path, out_json: Path, reps: int = 2000, seed: int = 0)
         "per_env": _per_env(final, boot),
         "sample_efficiency": _sample_efficiency(frame, tasks, selection, boot),
     }
-    write_json(out_json, stats)
-    return stats
 
 
 class _Bootstrap:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from coopbench.config import RunConfig, parse_set, plan_suite, resolve
+from coopbench.config import RunConfig, parse_set, plan, plan_suite, resolve
 from coopbench.errors import CoopbenchError
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -73,21 +73,27 @@ def test_suites_plan_every_combination():
     native = {e.name for e in ENVIRONMENTS.entries() if not e.target.startswith("environments.adapters.")}
     runs = plan_suite("default")
     assert len({r.key for r in runs}) == len(runs)
-    assert {r.config.env for r in runs} >= native  # every native task is in the default suite
+    assert {r.config.env for r in runs if "suite:default" in r.comparisons} >= native  # the tour
     by_pair: dict = {}
     for r in runs:
-        by_pair.setdefault((r.config.env, r.config.algo), []).append(r.seed)
-    assert by_pair[("matrix/acpo-3x3", "mappo")] == [0, 1, 2, 3, 4]
-    assert by_pair[("matrix/cora-multipeak-5", "ippo")] == [0, 1]  # an override's `seeds` replaces the suite's
-    mtg = [r for r in runs if r.config.env == "matrix/cora-mtg"]
-    assert all(r.config.run["total_env_steps"] == 10000 for r in mtg)
-    smoke = plan_suite("smoke")
-    assert all(r.config.algo_hparams["rollout_length"] == 16 for r in smoke)
-    papers = plan_suite("papers")
-    suites = ("papers", "papers-sc2", "papers-gfootball")
-    every_paper_task = {r.config.env for suite in suites for r in plan_suite(suite)}
-    assert every_paper_task == set(ENVIRONMENTS.names())  # each registered task is in a papers suite
-    assert len([r for r in papers if r.config.env == "coordination/bn-cg-2" and r.config.algo == "mappo"]) == 60
+        for comparison in r.comparisons:
+            by_pair.setdefault((comparison, r.config.env, r.config.algo), []).append(r)
+    table1 = by_pair[("acpo/table1-matrix", "matrix/acpo-3x3", "acpi")]
+    assert [r.seed for r in table1] == [0, 1, 2, 3, 4]  # ACPO Table 1 at the paper's seeds and budget
+    assert all(r.config.run["total_env_steps"] == 50_000 for r in table1)
+    fig1 = by_pair[("cora/fig1-matrix", "matrix/cora-mtg", "cora")]
+    assert [r.seed for r in fig1] == [0, 1]  # an override's `seeds` replaces the experiment's
+    assert all(r.config.run["total_env_steps"] == 10_000 for r in fig1)  # an override for one comparison
+    tour = by_pair[("suite:default", "matrix/cora-mtg", "mappo")]
+    assert [r.config.run["total_env_steps"] for r in tour] == [8000]
+    smoke = [r for r in plan_suite("smoke") if "suite:smoke" in r.comparisons]
+    assert smoke and all(r.config.algo_hparams["rollout_length"] == 16 for r in smoke)
+    papers = plan("papers")
+    every_paper_task = {r.config.env for r in papers.runs} | {s.env for s in papers.skipped}
+    extras = {r.config.env for r in plan_suite("extras")}
+    assert every_paper_task | extras == set(ENVIRONMENTS.names())  # each registered task is in a suite
+    assert every_paper_task >= {e for e in ENVIRONMENTS.names() if e.split("/")[0] in ("smac", "smacv2")}
+    assert not any(r.config.env.startswith("smax/") for r in papers.runs)  # stand-ins judge no claim
 
 
 def test_broken_config_files_are_reported(tmp_path, monkeypatch):
@@ -118,10 +124,11 @@ def test_algorithm_files_inherit_values_and_overrides(tmp_path, monkeypatch):
 
 def test_suites_pair_algorithms_with_their_papers_tasks():
     pairs = {(r.config.algo, r.config.env) for r in plan_suite("papers")}
+    extras = {(r.config.algo, r.config.env) for r in plan_suite("extras")}
     assert ("hatrpo", "mamujoco/ant-4x2") in pairs and ("hatrpo", "smax/3m") not in pairs  # ACPO footnote 1
     assert ("optimistic_mappo", "differential/cora-2agent") in pairs
     assert {e for a, e in pairs if a in ("centralized_ppo", "ippo_private")} == {"gridworld/as-coop-predation-2"}
-    assert {a for a, e in pairs if e == "smax/3m"} == {"mappo", "ippo", "happo", "cora"}  # CORA Fig. 5
+    assert {a for a, e in extras if e == "smax/3m"} == {"mappo", "ippo", "happo", "cora"}  # CORA Fig. 5 stand-in
     assert {a for a, e in pairs if e == "differential/cora-5agent"} >= {"cora", "cora_no_std", "cora_m10", "cora_m25"}
     assert {e for a, e in pairs if a == "acpo_no_chain"} <= {e for a, e in pairs if a == "acpo"}  # ACPO Fig. 4
     assert ("acpi", "matrix/acpo-3x3") in pairs and not any(a == "acpi" and e.startswith("rware") for a, e in pairs)

@@ -21,6 +21,7 @@ from coopbench.io import read_json, read_parquet, write_json, write_parquet
 from coopbench.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
 from leaderboard.__main__ import main
 from leaderboard.aggregate import aggregate
+from leaderboard.claims import judge_suite
 from leaderboard.figures import make_figures
 from leaderboard.site import build_site, fmt_estimate, run_page
 from leaderboard.stats import compute_stats, iqm_per_column, probability_of_improvement
@@ -111,12 +112,32 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("pipeline")
     out = root / "results" / "demo"
     paths = {"runs": make_suite(root), "scores": out / "scores.parquet", "stats": out / "stats.json"}
-    paths.update(figures=out / "figures", site=root / "site")
+    paths.update(figures=out / "figures", site=root / "site", runs_json=out / "runs.json", claims=out / "claims")
     aggregate(paths["runs"], paths["scores"], "demo")
     compute_stats(paths["scores"], paths["stats"], reps=REPS)
     make_figures(paths["stats"], paths["figures"])
-    build_site(paths["stats"], paths["scores"], paths["figures"], paths["site"], paths["runs"], "demo")
+    judge_suite("demo", paths["scores"], paths["runs_json"], root / "analyses", paths["claims"], reps=REPS)
+    build_site(paths["stats"], paths["scores"], paths["figures"], paths["site"], paths["runs_json"], paths["claims"],
+               "demo")
     return paths
+
+
+def demo_stats(path: Path) -> dict:
+    """The statistics of the synthetic suite's own runs (comparison suite:demo)."""
+    return read_json(path)["comparisons"]["suite:demo"]
+
+
+def site_of(tmp_path: Path, runs: list[Path], out: Path | None = None) -> Path:
+    """Every stage on `runs`; returns the site directory."""
+    aggregate(runs, tmp_path / "scores.parquet", "demo")
+    compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    make_figures(tmp_path / "stats.json", tmp_path / "figures")
+    judge_suite("demo", tmp_path / "scores.parquet", tmp_path / "runs.json", tmp_path / "analyses",
+                tmp_path / "claims", reps=REPS)
+    site = out or tmp_path / "site"
+    build_site(tmp_path / "stats.json", tmp_path / "scores.parquet", tmp_path / "figures", site,
+               tmp_path / "runs.json", tmp_path / "claims", "demo")
+    return site
 
 
 # ---------------------------------------------------------------- aggregate
@@ -139,6 +160,9 @@ def test_aggregate_normalizes_each_eval_point(tmp_path: Path):
     assert b["normalized_score"].tolist() == b["eval_return_mean"].tolist() == [3.5, 7.0]
     assert b["is_final"].tolist() == [False, True]
     assert set(scores["run_dir"]) == {str(minmax), str(raw)}
+    assert set(scores["comparison"]) == {"suite:demo"}
+    runs = read_json(tmp_path / "runs.json")
+    assert [r["status"] for r in runs["runs"]] == ["completed", "completed"] and runs["skipped"] == []
 
 
 def _corrupt_metrics(run_dir: Path) -> Path:
@@ -151,9 +175,9 @@ def _missing_manifest(run_dir: Path) -> Path:
     return run_dir / "manifest.json"
 
 
-def _failed_status(run_dir: Path) -> Path:
+def _unknown_status(run_dir: Path) -> Path:
     manifest = read_json(run_dir / "manifest.json")
-    write_json(run_dir / "manifest.json", {**manifest, "status": "failed"})
+    write_json(run_dir / "manifest.json", {**manifest, "status": "half-done"})
     return run_dir / "manifest.json"
 
 
@@ -163,7 +187,7 @@ def _old_schema(run_dir: Path) -> Path:
     return run_dir / "manifest.json"
 
 
-@pytest.mark.parametrize("damage", [_corrupt_metrics, _missing_manifest, _failed_status, _old_schema])
+@pytest.mark.parametrize("damage", [_corrupt_metrics, _missing_manifest, _unknown_status, _old_schema])
 def test_aggregate_rejects_a_bad_run_and_writes_nothing(tmp_path: Path, suite: list[Path], damage):
     bad_file = damage(suite[3])
     out = tmp_path / "scores.parquet"
@@ -171,6 +195,21 @@ def test_aggregate_rejects_a_bad_run_and_writes_nothing(tmp_path: Path, suite: l
         aggregate(suite, out, "demo")
     assert not out.exists()
     assert not list(tmp_path.glob(".scores.parquet*"))  # no temporary file left behind
+
+
+def test_a_run_recorded_as_failed_is_listed_not_scored_and_the_site_still_builds(tmp_path: Path, suite):
+    manifest = read_json(suite[3] / "manifest.json")
+    failure = {k: manifest[k] for k in ("schema_version", "env", "algo", "seed", "config", "config_hash", "code",
+                                        "host", "finished_at")}
+    write_json(suite[3] / "manifest.json", {**failure, "status": "failed", "reason": "RuntimeError: boom"})
+    write_parquet(suite[3] / "metrics.parquet", pd.DataFrame(columns=METRICS_COLUMNS))
+    site = site_of(tmp_path, suite)
+    runs = read_json(tmp_path / "runs.json")["runs"]
+    assert [r["reason"] for r in runs if r["status"] == "failed"] == ["RuntimeError: boom"]
+    scores = read_parquet(tmp_path / "scores.parquet")
+    assert len(scores.drop_duplicates(["env", "algo", "seed"])) == len(suite) - 1
+    index = (site / "index.html").read_text()
+    assert "RuntimeError: boom" in index and 'id="not-completed"' in index
 
 
 def test_aggregate_rejects_a_duplicate_run(tmp_path: Path, suite: list[Path]):
@@ -182,7 +221,7 @@ def test_aggregate_rejects_a_duplicate_run(tmp_path: Path, suite: list[Path]):
 
 
 def test_stats_known_answers(pipeline: dict):
-    stats = read_json(pipeline["stats"])
+    stats = demo_stats(pipeline["stats"])
     assert stats["tasks"] == ["matrix/a"]
     assert "raw returns" in stats["dropped_tasks"]["matrix/b"]  # raw scores stay out of cross-task aggregates
     for algo, expected in {"x": 1.0, "y": 0.0}.items():
@@ -217,7 +256,7 @@ def test_stats_iqm_matches_hand_computation(tmp_path: Path):
         make_run(tmp_path, "matrix/a", "x", k, [-20.0 + 40.0 * f], norm=MIN_MAX) for k, f in enumerate(finals)
     ]
     aggregate(runs, tmp_path / "scores.parquet", "demo")
-    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)["comparisons"]["suite:demo"]
     iqm = (0.2 + 0.3 + 0.5 + 0.9) / 4  # drop the lowest and highest quarter (2 of 8 each)
     assert iqm == pytest.approx(scipy_stats.trim_mean(finals, 0.25))
     assert stats["aggregate"]["x"]["iqm"]["point"] == pytest.approx(iqm)
@@ -232,7 +271,7 @@ def test_stats_handles_uneven_coverage_honestly(tmp_path: Path):
     runs += [make_run(tmp_path, "matrix/a", "y", 0, [-20.0])]  # one seed, one task
     runs += [make_run(tmp_path, "matrix/c", "y", 0, [-20.0])]
     aggregate(runs, tmp_path / "scores.parquet", "demo")
-    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)["comparisons"]["suite:demo"]
     assert stats["tasks"] == ["matrix/a"]
     assert set(stats["dropped_tasks"]) == {"matrix/b", "matrix/c"}
     assert "y" in stats["dropped_tasks"]["matrix/b"] and "x" in stats["dropped_tasks"]["matrix/c"]
@@ -246,7 +285,7 @@ def test_stats_drops_unequal_seeds_within_an_algorithm(tmp_path: Path):
     runs = [make_run(tmp_path, "matrix/a", "x", k, [20.0]) for k in range(3)]
     runs += [make_run(tmp_path, "matrix/b", "x", k, [20.0]) for k in range(2)]
     aggregate(runs, tmp_path / "scores.parquet", "demo")
-    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)["comparisons"]["suite:demo"]
     assert stats["seeds_per_algorithm"] == {"x": 2}
     assert [(r["env"], r["seed"]) for r in stats["excluded_runs"]] == [("matrix/a", 2)]
 
@@ -268,21 +307,25 @@ def test_fast_estimators_agree_with_rliable():
     assert iqm_per_column(curves) == pytest.approx(expected)
 
 
-def test_stats_rejects_mixed_configs(tmp_path: Path):
+def test_stats_rejects_mixed_configs_within_a_comparison_but_not_across(tmp_path: Path):
     runs = [make_run(tmp_path, "matrix/a", "x", 0, [20.0])]
     other = make_run(tmp_path / "old", "matrix/a", "x", 1, [20.0], config_hash="def456")
     aggregate(runs + [other], tmp_path / "scores.parquet", "demo")
     with pytest.raises(CoopbenchError, match="mixes configs"):
         compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    aggregate(runs + [other], tmp_path / "scores.parquet", "demo",
+              comparisons={runs[0]: ["acpo/x"], other: ["cora/y"]})
+    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    assert sorted(stats["comparisons"]) == ["acpo/x", "cora/y"]
 
 
 # ---------------------------------------------------------------- figures
 
 
-def test_figures_are_written_and_deterministic(pipeline: dict, tmp_path: Path):
-    names = sorted(p.name for p in pipeline["figures"].iterdir())
+def test_figures_are_written_per_comparison_and_deterministic(pipeline: dict, tmp_path: Path):
+    names = sorted(str(p.relative_to(pipeline["figures"])) for p in pipeline["figures"].rglob("*.*"))
     assert names == sorted(
-        f"{n}.{f}" for n in ("aggregate", "performance_profile", "sample_efficiency") for f in ("png", "svg")
+        f"suite_demo/{n}.{f}" for n in ("aggregate", "performance_profile", "sample_efficiency") for f in ("png", "svg")
     )
     make_figures(pipeline["stats"], tmp_path / "again")
     for name in names:
@@ -328,7 +371,7 @@ def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
     parser = _Tables()
     parser.feed(index)
     assert set(parser.tables) == {"matrix/a", "matrix/b"}
-    stats = read_json(pipeline["stats"])
+    stats = demo_stats(pipeline["stats"])
     for row in stats["per_env"]:
         cells = parser.tables[row["env"]][row["algo"]]
         assert cells[:7] == [
@@ -343,7 +386,8 @@ def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
     assert parser.tables["matrix/a"]["x"][3] == "20 [20, 20]"
     assert all(len(algos) == 2 for algos in parser.tables.values())
     assert "(return + 20) / 40: worst and best payoff" in index  # the env's normalization rule
-    assert 'src="figures/aggregate.svg"' in index and "http" not in index  # offline, relative links
+    assert 'src="figures/suite_demo/aggregate.svg"' in index and "http" not in index  # offline, relative links
+    assert 'id="verdict-counts"' in index and index.index('id="claims"') < index.index('id="comparisons"')
 
     for run_dir in pipeline["runs"]:
         manifest = read_json(run_dir / "manifest.json")
@@ -361,17 +405,18 @@ def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
 def test_site_rebuild_replaces_it_and_a_failed_build_keeps_it(pipeline: dict, tmp_path: Path):
     site = tmp_path / "site"
     args = (pipeline["stats"], pipeline["scores"])
-    build_site(*args, pipeline["figures"], site, pipeline["runs"], "demo")
+    rest = (pipeline["runs_json"], pipeline["claims"], "demo")
+    build_site(*args, pipeline["figures"], site, *rest)
     (site / "stale.html").write_text("from an older build")
-    build_site(*args, pipeline["figures"], site, pipeline["runs"], "demo")
+    build_site(*args, pipeline["figures"], site, *rest)
     assert not (site / "stale.html").exists()  # the site is replaced whole
 
     before = (site / "index.html").read_text()
     incomplete = tmp_path / "figures"
     shutil.copytree(pipeline["figures"], incomplete)
-    (incomplete / "aggregate.png").unlink()
+    (incomplete / "suite_demo" / "aggregate.png").unlink()
     with pytest.raises(CoopbenchError, match="aggregate.png"):
-        build_site(*args, incomplete, site, pipeline["runs"], "demo")
+        build_site(*args, incomplete, site, *rest)
     assert (site / "index.html").read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".site")] == []  # no staging left
 
@@ -379,22 +424,17 @@ def test_site_rebuild_replaces_it_and_a_failed_build_keeps_it(pipeline: dict, tm
 def test_site_refuses_to_replace_a_foreign_directory(pipeline: dict, tmp_path: Path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CoopbenchError, match="not a coopbench site"):
-        build_site(
-            pipeline["stats"], pipeline["scores"], pipeline["figures"], tmp_path, pipeline["runs"], "demo"
-        )
+        build_site(pipeline["stats"], pipeline["scores"], pipeline["figures"], tmp_path, pipeline["runs_json"],
+                   pipeline["claims"], "demo")
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_site_rejects_run_dirs_that_do_not_match_scores(pipeline: dict, tmp_path: Path):
+def test_site_rejects_a_runs_json_that_does_not_match_scores(pipeline: dict, tmp_path: Path):
+    runs = read_json(pipeline["runs_json"])
+    write_json(tmp_path / "runs.json", {**runs, "runs": runs["runs"][1:]})
     with pytest.raises(CoopbenchError, match="differ"):
-        build_site(
-            pipeline["stats"],
-            pipeline["scores"],
-            pipeline["figures"],
-            tmp_path / "s",
-            pipeline["runs"][1:],
-            "demo",
-        )
+        build_site(pipeline["stats"], pipeline["scores"], pipeline["figures"], tmp_path / "s", tmp_path / "runs.json",
+                   pipeline["claims"], "demo")
 
 
 # ---------------------------------------------------------------- CLI
@@ -416,20 +456,11 @@ def test_cli_runs_every_stage(tmp_path: Path, suite: list[Path]):
         ],
         ["stats", "--scores", f"{out}/scores.parquet", "--out", f"{out}/stats.json", "--reps", "50"],
         ["figures", "--stats", f"{out}/stats.json", "--out-dir", f"{out}/figures"],
-        [
-            "site",
-            "--suite",
-            "demo",
-            "--stats",
-            f"{out}/stats.json",
-            "--scores",
-            f"{out}/scores.parquet",
-            "--figures",
-            f"{out}/figures",
-            "--out",
-            f"{tmp_path}/site",
-            *map(str, suite),
-        ],
+        ["claims", "--suite", "demo", "--scores", f"{out}/scores.parquet", "--runs", f"{out}/runs.json",
+         "--analyses", f"{out}/analyses", "--out-dir", f"{out}/claims", "--reps", "50"],
+        ["site", "--suite", "demo", "--stats", f"{out}/stats.json", "--scores", f"{out}/scores.parquet",
+         "--runs", f"{out}/runs.json", "--claims", f"{out}/claims", "--figures", f"{out}/figures",
+         "--out", f"{tmp_path}/site"],
     ]
     for args in argv:
         assert main(args) == 0, args
@@ -460,19 +491,12 @@ def test_cli_missing_input_exits_2_with_one_line(tmp_path: Path):
     assert not (tmp_path / "s.json").exists()
 
 
-def test_no_shared_task_still_gives_figures_and_a_site(tmp_path: Path):
+def test_no_shared_task_gives_no_placeholder_figure_and_says_why(tmp_path: Path):
     runs = [make_run(tmp_path, "matrix/a", "x", 0, [20.0]), make_run(tmp_path, "matrix/b", "y", 0, [-20.0])]
-    aggregate(runs, tmp_path / "scores.parquet", "demo")
-    stats = compute_stats(tmp_path / "scores.parquet", tmp_path / "stats.json", reps=REPS)
+    site = site_of(tmp_path, runs)
+    stats = demo_stats(tmp_path / "stats.json")
     assert stats["tasks"] == [] and stats["aggregate"] == {} and stats["sample_efficiency"]["iqm"] == {}
     assert len(stats["per_env"]) == 2
-    make_figures(tmp_path / "stats.json", tmp_path / "figures")
-    build_site(
-        tmp_path / "stats.json",
-        tmp_path / "scores.parquet",
-        tmp_path / "figures",
-        tmp_path / "site",
-        runs,
-        "demo",
-    )
-    assert "no runs of y" in (tmp_path / "site" / "index.html").read_text()
+    assert not list((tmp_path / "figures").rglob("*.svg"))
+    index = (site / "index.html").read_text()
+    assert "no runs of y" in index and "<img" not in index

@@ -1,0 +1,394 @@
+"""Analyses: the papers' results that are exact computations, not training curves (coopbench.claims.ANALYSES).
+
+Each analysis is a function `NAME(quick: bool = False) -> dict` returning
+
+    {"analysis": registered name, "description": str, "settings": {every parameter used},
+     "values": {flat dotted key: number or list of numbers}, "details": {anything else, for a human}}
+
+and `run_analysis(name, out)` (one Snakemake job, `python -m leaderboard analysis NAME --out FILE`) runs one,
+adds its provenance and writes it atomically. Claims with `analysis:` read one key of `values`.
+
+- `acpo_table1` (ACPO Table 1): the exact tabular planners of algorithms/acpi.py on the 3x3 game from
+  pi(A) = 0.6: the converged joint action and the return of its greedy execution.
+- `cora_fig9` (CORA Fig. 9, A.10): CORA's core QP (algorithms/core_qp.py) on m sampled coalitions against
+  the full problem, n = 7 agents: violation ratio, objective gap, time per solve.
+- `acpo_fig5` (ACPO Fig. 5, App. J): time of one training iteration (collection + update) of ACPO, HAPPO and
+  HATRPO relative to MAPPO's in the same repeat, on RWARE with 2 to 12 agents.
+
+The helpers (`greedy_return`, `cora_problem`, `full_objective`, `sampled_coalition_errors`,
+`build_learner`, `time_iterations`) are shared with the scripts of benchmarks/.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coopbench.errors import CoopbenchError
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Timings on `n` torch threads (the benchmarks' setting); the caller's setting is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- ACPO Table 1 ----------------------------------------------------------------------------------------------
+ACPO_3X3 = "matrix/acpo-3x3"
+ACTION_LABELS = ("A", "B", "C")  # ACPO Table 1's names of the 3x3 game's actions
+
+
+def acpo_3x3_game(gamma: float = 0.99):
+    """The 3x3 game of ACPO Table 1 as an ExactGame (its config's parameters, the finite horizon: one step)."""
+    from algorithms.acpi import ExactGame
+    from coopbench.config import load_env_file
+    from environments.registry import make
+
+    env = make(ACPO_3X3, n_envs=1, seed=0, **load_env_file(ACPO_3X3).params)
+    return ExactGame.of(env.model(), gamma=gamma)
+
+
+def _initial_state(game) -> int:
+    state = int(game.initial.argmax())
+    if float(game.initial[state]) != 1.0:
+        raise ValueError("the game must start in one state (a deterministic initial distribution)")
+    return state
+
+
+def greedy_return(game, policies: Sequence[torch.Tensor], chained: bool) -> tuple[tuple[int, ...], float]:
+    """The joint action at step 0 in the initial state when every agent plays its most probable action, and
+    the exact expected return of executing the greedy (argmax) tables from the initial state.
+
+    `chained`: ACPI tables pi_i[T, S, A_1..A_i] (agent i conditions on the earlier agents' greedy actions),
+    else decentralized tables pi_i[T, S, A_i] (simultaneous update, iterative BR, HASPI).
+    """
+    from algorithms.acpi import chained_act, chained_evaluation, evaluate_joint, joint_from_state
+
+    s0 = _initial_state(game)
+    deterministic = [torch.nn.functional.one_hot(pi.argmax(-1), pi.shape[-1]).to(pi.dtype) for pi in policies]
+    if chained:
+        zero = torch.zeros(1, dtype=torch.long)
+        action = tuple(chained_act(deterministic, zero, torch.full((1,), s0))[0].tolist())
+        value = chained_evaluation(game, deterministic).value
+    else:
+        action = tuple(int(pi[0, s0].argmax()) for pi in deterministic)
+        value = float(game.initial @ evaluate_joint(game, joint_from_state(game, deterministic))[1][0])
+    return action, value
+
+
+def _label(action: tuple[int, ...]) -> str:
+    return "(" + ", ".join(ACTION_LABELS[a] if a < len(ACTION_LABELS) else str(a) for a in action) + ")"
+
+
+def _planner_row(game, result, chained: bool) -> tuple[dict[str, float], dict[str, Any]]:
+    s0 = _initial_state(game)
+    action, value = greedy_return(game, result.policies, chained)
+    values = {"return": value, "expected_return": result.value, "iterations": result.iterations,
+              "converged": float(result.converged)}
+    details = {"joint_action": _label(action), "converged": result.converged, "iterations": result.iterations,
+               "expected_return": result.value,
+               # step 0, initial state: agent 1's distribution; agent 2's given each action of agent 1 (ACPI)
+               "policies": [pi[0, s0].tolist() for pi in result.policies]}
+    return values, details
+
+
+def acpo_table1(quick: bool = False) -> dict:
+    """ACPO Table 1: ACPI, simultaneous update, iterative best response, HASPI (alpha 1 and 5) from pi(A) = 0.6.
+
+    Exact and cheap: `quick` changes nothing. `<planner>.return` is the return of the converged tables'
+    greedy joint action (5 for (A, A), 10 (B, B), 20 (C, C), -20 off the diagonal); `<planner>.expected_return`
+    that of the converged (for HASPI stochastic) policy itself.
+    """
+    from algorithms.acpi import (
+        acpi,
+        chained_policies,
+        first_action_distribution,
+        haspi,
+        iterative_best_response,
+        simultaneous_update,
+        state_policies,
+    )
+
+    gamma, first_prob, alphas, order, seed = 0.99, 0.6, (1.0, 5.0), "random", 0
+    game = acpo_3x3_game(gamma)
+    start = first_action_distribution(game.n_actions[0], first_prob)  # (0.6, 0.2, 0.2): the rest uniform
+    planners = {
+        "acpi": (lambda: acpi(game, chained_policies(game, start)), True),
+        "simultaneous": (lambda: simultaneous_update(game, state_policies(game, start)), False),
+        "iterative_br": (lambda: iterative_best_response(game, state_policies(game, start), order="fixed"), False),
+    }
+    for alpha in alphas:
+        planners[f"haspi_alpha{alpha:g}"] = (
+            lambda alpha=alpha: haspi(game, state_policies(game, start), alpha, order=order, seed=seed), False)
+    values: dict[str, float] = {}
+    details: dict[str, Any] = {"payoffs": game.reward[_initial_state(game)].reshape(game.n_actions).tolist(),
+                               "actions": list(ACTION_LABELS), "planners": {}}
+    for name, (plan, chained) in planners.items():
+        row, detail = _planner_row(game, plan(), chained)
+        values.update({f"{name}.{key}": value for key, value in row.items()})
+        details["planners"][name] = detail
+    # What the unstated part of the initialization does (algorithms/acpi.py's docstring): with pi(B) != pi(C)
+    # both HASPI rows of Table 1 hold, e.g. (0.6, 0.1, 0.3).
+    asymmetric = [0.6, 0.1, 0.3]
+    details["haspi_from_0.6_0.1_0.3"] = {
+        f"alpha{alpha:g}": _label(greedy_return(game, haspi(
+            game, state_policies(game, torch.tensor(asymmetric, dtype=torch.float64)), alpha, order=order,
+            seed=seed).policies, chained=False)[0]) for alpha in alphas}
+    return {
+        "analysis": "acpo-table1",
+        "description": "ACPO Table 1: exact ACPI, simultaneous update, iterative best response and HASPI on the 3x3 "
+                       "game (payoffs 5, 10, 20 on the diagonal, -20 elsewhere) from pi(A) = 0.6 (the rest uniform) "
+                       "for both agents; `<planner>.return` is the return of the converged greedy joint action",
+        "settings": {"env": ACPO_3X3, "gamma": gamma, "horizon": game.horizon, "first_action_prob": first_prob,
+                     "initial_distribution": start.tolist(), "haspi_alphas": list(alphas), "haspi_order": order,
+                     "haspi_seed": seed, "haspi_tol": 1e-12, "iterative_br_order": "fixed", "quick": quick},
+        "values": values,
+        "details": details,
+    }
+
+
+# --- CORA Fig. 9 -----------------------------------------------------------------------------------------------
+CORA_FIG9_M = (5, 10, 20, 40, 60, 80, 100, 126)
+
+
+def cora_problem(n: int, trials: int, noise: float, generator: torch.Generator):
+    """Random coalition advantages (the paper only says "randomly generated"): per trial A_N ~ N(0, 1) and,
+    for each of the 2^n - 2 proper coalitions C, A_C = |C| / n * A_N + N(0, noise^2).
+
+    Returns (A_C [trials, 2^n - 2], A_N [trials], members [2^n - 2, n]); row j of members has bitmask j + 1.
+    """
+    from algorithms.core_qp import all_proper_coalitions
+
+    members = all_proper_coalitions(n)
+    a_n = torch.randn(trials, generator=generator, dtype=torch.float64)
+    a_c = members.sum(-1) / n * a_n[:, None] + noise * torch.randn(trials, members.shape[0], generator=generator,
+                                                                   dtype=torch.float64)
+    return a_c, a_n, members
+
+
+def full_objective(credits: torch.Tensor, a_c: torch.Tensor, a_n: torch.Tensor, members: torch.Tensor,
+                   lam: float) -> torch.Tensor:
+    """J(A) of the full problem (eq. 8, all coalitions) per sample: the smallest eps that makes the credits A
+    feasible for every coalition, plus lam * sum_i (A_i - A_N / n)^2."""
+    n = credits.shape[-1]
+    eps = (a_c - credits @ members.double().T).amax(-1).clamp(min=0)
+    return eps + lam * ((credits - a_n[:, None] / n) ** 2).sum(-1)
+
+
+def sampled_coalition_errors(a_c: torch.Tensor, a_n: torch.Tensor, members: torch.Tensor, lam: float, m: int,
+                             generator: torch.Generator, j_star: torch.Tensor) -> dict[str, Any]:
+    """Each trial solves eq. 19 on m distinct coalitions drawn uniformly; against the full problem (J* its
+    optimum per trial): the fraction of ALL coalition constraints sum_{i in C} A_i >= A_C - eps violated by
+    more than 1e-9 (eps the sampled solution's own), the objective gap 100 (J(A^m) - J*) / J* (percent), the
+    relaxation gap 100 (J_m(A^m) - J*) / J* and the seconds of one single-sample solve (B = 1) per trial
+    and per sample of one batched solve of all trials."""
+    from algorithms.core_qp import sample_coalitions, solve_core_allocation
+
+    trials, n = a_c.shape[0], members.shape[-1]
+    sampled = sample_coalitions(n, m, trials, generator=generator)
+    rows = (sampled.long() * 2 ** torch.arange(n)).sum(-1) - 1  # row j of `members` has bitmask j + 1
+    sub_c = torch.gather(a_c, 1, rows)
+    single_s = []
+    for t in range(trials):
+        start = time.perf_counter()
+        solve_core_allocation(sub_c[t:t + 1], a_n[t:t + 1], sampled[t:t + 1], lam)
+        single_s.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    out = solve_core_allocation(sub_c, a_n, sampled, lam)
+    batched_s = (time.perf_counter() - start) / trials
+    violated = (a_c - out.epsilon[:, None] - out.credits @ members.double().T > 1e-9).double().mean(-1)
+    gap = 100 * (full_objective(out.credits, a_c, a_n, members, lam) - j_star) / j_star
+    own = out.epsilon + lam * ((out.credits - a_n[:, None] / n) ** 2).sum(-1)
+    return {"violation_ratio": violated.tolist(), "objective_gap": gap.tolist(),
+            "relaxation_gap": (100 * (own - j_star) / j_star).tolist(), "solve_s": single_s,
+            "batched_s_per_sample": batched_s}
+
+
+def cora_fig9(quick: bool = False) -> dict:
+    """CORA Fig. 9: the sampled core QP (eq. 19) against the full one (eq. 8), n = 7, 20 trials (quick: 5).
+
+    Lists over m (`m`, the number of sampled coalitions): `violation_ratio` (mean over trials), `objective_gap`
+    (percent, mean), `time_s` (median seconds of one single-sample solve); `*.full` at m = 2^n - 2 (all
+    coalitions). lam: cora.yaml's variance_weight (`lam0.*`: the same at lam = 0, CORA-PPO "without std").
+    """
+    from algorithms.core_qp import solve_core_allocation
+    from coopbench.config import load_algo_file
+
+    n, trials, noise, seed, threads = 7, 5 if quick else 20, 0.5, 0, 1
+    lam = float(load_algo_file("cora").hparams["variance_weight"])
+    lams = {"": lam, "lam0.": 0.0}
+    total = 2**n - 2
+    ms = [min(m, total) for m in CORA_FIG9_M]
+    values: dict[str, Any] = {"m": ms}
+    details: dict[str, Any] = {}
+    with _torch_threads(threads):
+        generator = torch.Generator().manual_seed(seed)
+        a_c, a_n, members = cora_problem(n, trials, noise, generator)
+        for prefix, weight in lams.items():
+            full = solve_core_allocation(a_c, a_n, members, weight)
+            j_star = full_objective(full.credits, a_c, a_n, members, weight)
+            if not bool((j_star > 0).all()):  # a non-empty core at lam = 0: the relative gap is undefined
+                raise CoopbenchError(f"cora_fig9: a trial's full optimum J* is 0 (lam = {weight:g}, seed {seed})",
+                                     "draw the coalition advantages with more noise or another seed")
+            rows = [sampled_coalition_errors(a_c, a_n, members, weight, m, generator, j_star) for m in ms]
+            series = {
+                "violation_ratio": [statistics.fmean(r["violation_ratio"]) for r in rows],
+                "violation_ratio.std": [statistics.stdev(r["violation_ratio"]) for r in rows],
+                "objective_gap": [statistics.fmean(r["objective_gap"]) for r in rows],
+                "objective_gap.max": [max(r["objective_gap"]) for r in rows],
+                "relaxation_gap": [statistics.fmean(r["relaxation_gap"]) for r in rows],
+                "time_s": [statistics.median(r["solve_s"]) for r in rows],
+                "time_s.batched_per_sample": [r["batched_s_per_sample"] for r in rows],
+            }
+            values.update({prefix + key: value for key, value in series.items()})
+            for key in ("violation_ratio", "objective_gap", "time_s"):
+                values[f"{prefix}{key}.full"] = series[key][-1]
+            details[f"lam={weight:g}"] = {"j_star_mean": j_star.mean().item(),
+                                          "per_trial": {str(m): r for m, r in zip(ms, rows, strict=True)}}
+    return {
+        "analysis": "cora-fig9",
+        "description": f"CORA Fig. 9 (A.10): core QP on m sampled coalitions (eq. 19) vs all {total} (eq. 8), "
+                       f"n = {n}, {trials} trials: violation ratio of all coalition constraints, objective gap "
+                       "(percent of J*), median seconds per single-sample solve",
+        "settings": {"agents": n, "trials": trials, "m": ms, "lam": lam, "lam_source": "config/algorithms/cora.yaml "
+                     "variance_weight", "lam0_prefix": "lam0.", "noise": noise, "seed": seed, "torch_threads": threads,
+                     "violation_tolerance": 1e-9, "objective_gap_unit": "percent", "quick": quick,
+                     "data": "A_N ~ N(0, 1), A_C = |C|/n A_N + N(0, noise^2)"},
+        "values": values,
+        "details": details,
+    }
+
+
+# --- ACPO Fig. 5 -----------------------------------------------------------------------------------------------
+FIG5_ALGOS = ("mappo", "happo", "hatrpo", "acpo")  # MAPPO first: the reference of every ratio
+FIG5_AGENTS = (2, 4, 8, 12)
+
+
+def build_learner(algo: str, env_name: str, seed: int):
+    """An algorithm with its papers-suite hyperparameters (`resolve(algo, env)`) and its environment, whose
+    copies step in this process (`n_workers=0`), so that nothing else competes for the cores."""
+    from algorithms.registry import ALGORITHMS
+    from coopbench.config import resolve
+    from environments.registry import ENVIRONMENTS
+
+    config = resolve(algo, env_name)
+    cls = ALGORITHMS.get(algo).load()
+    hparams = cls.Config(**config.algo_hparams)
+    env = ENVIRONMENTS.get(env_name).load()(n_envs=hparams.n_envs, seed=seed, n_workers=0, **config.env_params)
+    return cls(env.spec, hparams, torch.device("cpu")), env
+
+
+def time_iterations(env_name: str, algos: Sequence[str], repeats: int, seed: int = 0) -> dict[str, Any]:
+    """Seconds of collection and of update of one training iteration per algorithm and repeat; inside a repeat
+    the algorithms run one after another so they share the machine's load. One warm-up repeat first, not
+    counted. Returns {"collect_s": {algo: [...]}, "update_s": {...}, "total_s": {...}, "steps_per_iteration"}."""
+    from coopbench.run import seed_everything
+
+    seed_everything(seed)
+    learners = {algo: build_learner(algo, env_name, seed) for algo in algos}
+    try:
+        timesteps = {algo: env.reset() for algo, (_, env) in learners.items()}
+        collect_s: dict[str, list[float]] = {algo: [] for algo in algos}
+        update_s: dict[str, list[float]] = {algo: [] for algo in algos}
+        for repeat in range(repeats + 1):
+            for algo in algos:
+                agent, env = learners[algo]
+                start = time.perf_counter()
+                storage, timesteps[algo], _ = agent.collect(env, timesteps[algo])
+                collected = time.perf_counter()
+                agent.update(storage)
+                done = time.perf_counter()
+                if repeat:
+                    collect_s[algo].append(collected - start)
+                    update_s[algo].append(done - collected)
+        steps = {algo: agent.steps_per_iteration for algo, (agent, _) in learners.items()}
+    finally:
+        for _, env in learners.values():
+            env.close()
+    total_s = {algo: [c + u for c, u in zip(collect_s[algo], update_s[algo], strict=True)] for algo in algos}
+    return {"collect_s": collect_s, "update_s": update_s, "total_s": total_s, "steps_per_iteration": steps}
+
+
+def acpo_fig5(quick: bool = False, *, agents: Sequence[int] | None = None, repeats: int | None = None,
+              rware_map: str = "tiny") -> dict:
+    """ACPO Fig. 5 / App. J: the time of one training iteration (collection + update) of ACPO, HAPPO and HATRPO
+    relative to MAPPO's in the same repeat (median over repeats), on RWARE `<map>-<N>ag-hard`, N = 2..12.
+
+    5 repeats (quick: 1) after one warm-up, one torch thread. `ratios.<method>` (lists over `agents`) and
+    `ratio.<method>.<N>`: whole iteration; `update_ratios.<method>`: the update alone.
+    """
+    agents = list(agents or FIG5_AGENTS)
+    repeats = repeats if repeats is not None else (1 if quick else 5)
+    if repeats < 1:
+        raise CoopbenchError(f"acpo_fig5 needs at least one repeat, got {repeats}", "pass repeats >= 1")
+    seed, threads = 0, 1
+    methods = [a for a in FIG5_ALGOS if a != "mappo"]
+    values: dict[str, Any] = {"agents": agents}
+    details: dict[str, Any] = {}
+    ratios: dict[str, list[float]] = {m: [] for m in methods}
+    update_ratios: dict[str, list[float]] = {m: [] for m in methods}
+    with _torch_threads(threads):
+        for n in agents:
+            env_name = f"rware/{rware_map}-{n}ag-hard"
+            timed = time_iterations(env_name, FIG5_ALGOS, repeats, seed)
+            total, update = timed["total_s"], timed["update_s"]
+            for method in methods:
+                ratio = statistics.median(t / r for t, r in zip(total[method], total["mappo"], strict=True))
+                ratios[method].append(ratio)
+                values[f"ratio.{method}.{n}"] = ratio
+                update_ratios[method].append(
+                    statistics.median(u / r for u, r in zip(update[method], update["mappo"], strict=True)))
+            details[env_name] = timed
+    for method in methods:
+        values[f"ratios.{method}"] = ratios[method]
+        values[f"update_ratios.{method}"] = update_ratios[method]
+    return {
+        "analysis": "acpo-fig5",
+        "description": "ACPO Fig. 5 / App. J: time of one training iteration (collection + update) of ACPO, HAPPO "
+                       "and HATRPO relative to MAPPO's in the same repeat (median over repeats), RWARE with "
+                       f"{', '.join(map(str, agents))} agents",
+        "settings": {"envs": [f"rware/{rware_map}-{n}ag-hard" for n in agents], "agents": agents,
+                     "algos": list(FIG5_ALGOS), "reference": "mappo", "repeats": repeats, "warmup_repeats": 1,
+                     "seed": seed, "torch_threads": threads, "env_workers": 0, "device": "cpu",
+                     "hparams": "resolve(algo, env): config/algorithms/<algo>.yaml", "quick": quick},
+        "values": values,
+        "details": details,
+    }
+
+
+# --- the job --------------------------------------------------------------------------------------------------
+def run_analysis(name: str, out: Path, quick: bool = False) -> dict:
+    """Run the registered analysis `name` and write its result, with provenance, to `out` (atomically)."""
+    from coopbench import provenance
+    from coopbench.claims import ANALYSES, PLANNED_ANALYSES
+    from coopbench.io import write_json
+
+    if name in PLANNED_ANALYSES:
+        raise CoopbenchError(f"analysis {name!r} is not implemented yet: it needs {PLANNED_ANALYSES[name]}",
+                             f"choose one of: {', '.join(ANALYSES.names())}")
+    function = ANALYSES.get(name).load()
+    started_at = provenance.now()
+    start = time.perf_counter()
+    result = function(quick=quick)
+    wall = time.perf_counter() - start
+    if result.get("analysis") != name:
+        raise CoopbenchError(f"analysis {name!r} returned a result named {result.get('analysis')!r}",
+                             "fix the registration in coopbench/claims.py or the function's `analysis` field")
+    result["provenance"] = {
+        "code": provenance.code_version(), "packages": provenance.package_versions(), "host": provenance.host(),
+        "container_image": provenance.container_image(), "slurm_job_id": provenance.slurm_job_id(),
+        "torch_threads": torch.get_num_threads(), "started_at": started_at, "finished_at": provenance.now(),
+        "wall_time_s": round(wall, 3)}
+    write_json(out, result)
+    return result
