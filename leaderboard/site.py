@@ -1,8 +1,9 @@
-"""Stage `site`: stats, scores, figures and run manifests -> a static HTML site.
+"""Stage `site`: stats, scores, figures, runs.json, claim verdicts and run manifests -> a static HTML site.
 
-The site works offline from file://: no CDN, no JavaScript, relative links only. It is built in a
-temporary directory beside `out_dir` and swapped in whole, so a failed build leaves the previous
-site untouched.
+The landing page shows each paper's verdicts first (a table per paper, each claim with its badge and
+evidence), then the statistics per comparison, what was not run and why, and every run. The site works
+offline from file://: no CDN, no JavaScript, relative links only. It is built in a temporary directory
+beside `out_dir` and swapped in whole, so a failed build leaves the previous site untouched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pandas as pd
 from coopbench.errors import CoopbenchError
 from coopbench.io import read_json, read_parquet
 from coopbench.schema import SCORES_COLUMNS
-from leaderboard.figures import FIGURES, FORMATS
+from leaderboard.figures import FIGURES, FORMATS, comparison_dir, has_data
+from leaderboard.verdicts import VERDICTS
 
 PACKAGE_DIR = Path(__file__).parent
 MARKER = ".coopbench-site"  # marks a directory this stage may replace
@@ -32,28 +34,42 @@ CAPTIONS = {
 }
 
 
-def build_site(
-    stats_json: Path, scores_parquet: Path, figures_dir: Path, out_dir: Path, run_dirs: list[Path], suite: str
-) -> Path:
-    """Render index.html and one page per run into `out_dir`; return the index path."""
+def build_site(stats_json: Path, scores_parquet: Path, figures_dir: Path, out_dir: Path, runs_json: Path,
+               claims_dir: Path, suite: str) -> Path:
+    """Render index.html and one page per completed run into `out_dir`; return the index path."""
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
     stats = read_json(stats_json)
+    if not isinstance(stats, dict) or not isinstance(stats.get("comparisons"), dict):
+        raise CoopbenchError(f"{stats_json} is not a stats.json of this coopbench", "re-run the stats stage")
     scores = read_parquet(scores_parquet, SCORES_COLUMNS)
-    manifests = _manifests_matching(run_dirs, scores, scores_parquet)
-    figures = [Path(figures_dir) / f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
+    runs = read_json(runs_json)
+    manifests = _manifests_matching([Path(r["run_dir"]) for r in runs["runs"]], scores, scores_parquet)
+    figures = [Path(figures_dir) / comparison_dir(c) / f"{name}.{fmt}" for c, cstats in stats["comparisons"].items()
+               for name in FIGURES if has_data(cstats, name) for fmt in FORMATS]
     for path in figures:
         if not path.is_file():
             raise CoopbenchError(f"figure missing: {path}", "re-run the figures stage")
+    claims = _read_claims(Path(claims_dir))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        _render(staging, stats, scores, manifests, figures, suite)
+        _render(staging, stats, scores, manifests, runs, claims, figures, Path(figures_dir), suite)
         _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "index.html"
+
+
+def _read_claims(claims_dir: Path) -> list[dict]:
+    papers = []
+    for path in sorted(claims_dir.glob("*.json")):
+        paper = read_json(path)
+        if not isinstance(paper, dict) or not isinstance(paper.get("claims"), list) or "counts" not in paper:
+            raise CoopbenchError(f"{path} is not a verdict file of the claims stage", "re-run the claims stage")
+        papers.append(paper)
+    return papers
 
 
 def slug(name: str) -> str:
@@ -104,7 +120,8 @@ def _run_key(env, algo, config_hash, seed) -> tuple[str, str, str, int]:
 def _manifests_matching(
     run_dirs: list[Path], scores: pd.DataFrame, scores_parquet: Path
 ) -> dict[tuple, dict]:
-    """The manifest of every run in scores.parquet, keyed by (env, algo, config_hash, seed)."""
+    """The manifest of every listed run (completed or recorded as not completed), keyed by
+    (env, algo, config_hash, seed); every run in scores.parquet must be among them, completed."""
     manifests = {}
     for run_dir in map(Path, run_dirs):
         manifest = read_json(run_dir / "manifest.json")
@@ -119,12 +136,13 @@ def _manifests_matching(
     scored = {
         _run_key(*row) for row in scores[["env", "algo", "config_hash", "seed"]].drop_duplicates().to_numpy()
     }
-    not_given, not_scored = sorted(scored - manifests.keys()), sorted(manifests.keys() - scored)
+    completed = {key for key, m in manifests.items() if m.get("status") == "completed"}
+    not_given, not_scored = sorted(scored - completed), sorted(completed - scored)
     if not_given or not_scored:
         raise CoopbenchError(
             f"the run dirs given and the runs in {scores_parquet} differ: "
             f"not given {not_given}, not scored {not_scored}",
-            "pass the same run dirs to aggregate and site",
+            "re-run aggregate: runs.json and scores.parquet come from one aggregate run",
         )
     return manifests
 
@@ -151,7 +169,8 @@ def _generated_at() -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, figures: list[Path], suite: str):
+def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs_file: dict, claims: list[dict],
+            figures: list[Path], figures_dir: Path, suite: str):
     templates = _environment()
     common = {"suite": suite, "generated_at": _generated_at()}
     (site / MARKER).write_text(
@@ -159,18 +178,28 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, figu
     )
     (site / "assets").mkdir()
     shutil.copy2(PACKAGE_DIR / "assets" / "style.css", site / "assets" / "style.css")
-    (site / "figures").mkdir()
     for path in figures:
-        shutil.copy2(path, site / "figures" / path.name)
+        target = site / "figures" / path.relative_to(figures_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
 
-    runs = [_run_summary(key, manifests[key], scores) for key in sorted(manifests)]
+    completed = sorted(k for k, m in manifests.items() if m.get("status") == "completed")
+    runs = [_run_summary(key, manifests[key], scores) for key in completed]
+    not_completed = [r for r in runs_file["runs"] if r["status"] != "completed"]
+    comparisons = [_comparison_view(name, cstats, runs, figures_dir, figures) for name, cstats
+                   in stats["comparisons"].items()]
+    totals = {v: sum(p["counts"].get(v, 0) for p in claims) for v in VERDICTS}
     index = templates.get_template("index.html").render(
         root="",
         stats=stats,
         runs=runs,
-        envs=_env_tables(stats, runs),
+        claims=claims,
+        totals=totals,
+        verdicts=VERDICTS,
+        comparisons=comparisons,
+        not_completed=not_completed,
+        skipped=runs_file["skipped"],
         commits=sorted({r["commit"] for r in runs}),
-        figures=[{"name": name, "caption": CAPTIONS[name]} for name in FIGURES],
         **common,
     )
     (site / "index.html").write_text(index)
@@ -184,7 +213,7 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, figu
             run_template.render(
                 root="../" * (run["href"].count("/")),
                 m=m,
-                env_slug=slug(m["env"]),
+                comparisons=run["comparisons"],
                 fields=_manifest_fields(m),
                 curve=run["curve"].to_dict("records"),
                 config=_config_sections(m.get("config", {})),
@@ -194,18 +223,34 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, figu
         )
 
 
+def _comparison_view(name: str, cstats: dict, runs: list[dict], figures_dir: Path, figures: list[Path]) -> dict:
+    """One comparison's section: its statistics, its figures (where it has the data), its per-env tables."""
+    folder = comparison_dir(name)
+    have = {p.stem for p in figures if p.parent.name == folder}
+    return {
+        "name": name,
+        "slug": slug(name.replace(":", "-")),
+        "stats": cstats,
+        "figures": [{"path": f"figures/{folder}/{fig}", "caption": CAPTIONS[fig]} for fig in FIGURES if fig in have],
+        "envs": _env_tables(cstats, [r for r in runs if name in r["comparisons"]], name),
+    }
+
+
 def _run_summary(key: tuple, manifest: dict, scores: pd.DataFrame) -> dict:
     env, algo, config_hash, seed = key
-    curve = scores[
+    rows = scores[
         (scores["env"] == env)
         & (scores["algo"] == algo)
         & (scores["config_hash"] == config_hash)
         & (scores["seed"] == seed)
-    ].sort_values("env_steps")
+    ]
+    curve = rows[rows["comparison"] == rows["comparison"].iloc[0]].sort_values("env_steps")
+    curve.attrs["comparisons"] = sorted(set(rows["comparison"]))
     last = curve[curve["is_final"]].iloc[-1]
     code = manifest.get("code") or {}
     return {
         "key": key,
+        "comparisons": curve.attrs["comparisons"],
         "env": env,
         "algo": algo,
         "config_hash": config_hash,
@@ -231,8 +276,8 @@ def _rule_text(norm: dict) -> str:
     return "raw return (not normalized)"
 
 
-def _env_tables(stats: dict, runs: list[dict]) -> list[dict]:
-    """One table per env: the per-env rows of stats.json with links to their runs."""
+def _env_tables(stats: dict, runs: list[dict], comparison: str) -> list[dict]:
+    """One table per env of a comparison: the per-env rows of stats.json with links to their runs."""
     tables = []
     for env in stats["envs"]:
         env_runs = [r for r in runs if r["env"] == env]
@@ -243,7 +288,8 @@ def _env_tables(stats: dict, runs: list[dict]) -> list[dict]:
         ]
         rules = sorted({r["rule"] for r in env_runs})
         notes = sorted({r["env_notes"] for r in env_runs if r["env_notes"]})
-        tables.append({"name": env, "slug": slug(env), "rows": rows, "rules": rules, "notes": notes})
+        tables.append({"name": env, "slug": slug(f"{comparison}-{env}".replace(":", "-")), "rows": rows,
+                       "rules": rules, "notes": notes})
     return tables
 
 
