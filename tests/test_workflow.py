@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -58,15 +59,13 @@ def test_smoke_suite_through_snakemake(tmp_path):
 
     planned = plan_suite("smoke")
     scores = pd.read_parquet(tmp_path / "results/smoke/scores.parquet")
-    assert scores[scores.is_final].shape[0] == len(planned)
+    assert scores[scores.is_final].drop_duplicates(["env", "algo", "config_hash", "seed"]).shape[0] == len(planned)
 
+    index = (site / "index.html").read_text()
     tables = Tables()
-    tables.feed((site / "index.html").read_text())
+    tables.feed(index)
     runs_table = tables.tables["all-runs"][1:]  # minus the header row
     assert len(runs_table) == len(planned)
-    for env_name in {r.config.env for r in planned}:
-        rows = tables.tables[env_name][1:]
-        assert sorted(row[0] for row in rows) == sorted({r.config.algo for r in planned})
     for run in planned:
         run_dir = run.config.run_dir(tmp_path / "results", run.seed)
         manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -75,4 +74,50 @@ def test_smoke_suite_through_snakemake(tmp_path):
         page = site / run_page(run.config.env, run.config.algo, run.config.hash, run.seed)
         assert run.config.hash in page.read_text()
     for figure in ("aggregate", "performance_profile", "sample_efficiency"):
-        assert (site / "figures" / f"{figure}.svg").stat().st_size > 1000
+        assert (site / "figures" / "suite_smoke" / f"{figure}.svg").stat().st_size > 1000
+
+    # The site's verdicts are those of the claims stage, which are those of the rules on the results.
+    counts = tables.tables["verdict-counts"]
+    header = counts[0]
+    for paper in ("acpo", "as", "bn", "cora", "lan"):
+        judged = json.loads((tmp_path / "results/smoke/claims" / f"{paper}.json").read_text())
+        [row] = [r for r in counts if r[0] == paper.upper()]
+        assert {header[i]: int(row[i]) for i in range(1, 5)} == judged["counts"]
+        assert int(row[5]) == len(judged["claims"])
+    acpo = {c["id"]: c for c in json.loads((tmp_path / "results/smoke/claims/acpo.json").read_text())["claims"]}
+    assert acpo["table1-haspi-alpha5-return"]["verdict"] == "not reproduced"  # exact, at full size
+    assert acpo["table1-simultaneous-return"]["verdict"] == "reproduced"
+    acpi = acpo["table1-acpi-converges-to-cc"]  # ACPI's runs at 2% of the paper's budget
+    assert acpi["verdict"] == "inconclusive" and acpi["details"]["verdict_at_this_scale"] == "reproduced"
+    assert f'id="claim-acpo-{acpi["id"]}" data-verdict="inconclusive"' in index
+
+
+@pytest.mark.slow
+def test_a_failing_run_leaves_the_rest_judged_and_published(tmp_path):
+    """One run of the suite fails (ACPI on a game without a model): it is recorded `failed` with its reason,
+    and every other run is still aggregated, judged and shown."""
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    shutil.copytree(REPO / "claims", tmp_path / "claims")
+    (config / "suites" / "broken.yaml").write_text(
+        "description: one bad pairing\nenvironments: [matrix/acpo-3x3, differential/cora-2agent]\n"
+        "algorithms: [mappo, {name: acpi, envs: [differential/cora-2agent]}]\nseeds: [0]\n"
+        "run: {total_env_steps: 256, eval_interval: 128, eval_episodes: 2}\n"
+        "overrides: [{set: {algo.rollout_length: 16, algo.ppo_epochs: 1}, algos: [mappo]}]\n")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+           "COOPBENCH_CONFIG_DIR": str(config)}
+    proc = subprocess.run(
+        [str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), "--cores", "2",
+         "--config", "suite=broken", "site_dir=site", "bootstrap_reps=50"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((tmp_path / "results/broken/runs.json").read_text())["runs"]
+    failed = [r for r in runs if r["status"] != "completed"]
+    assert [(r["env"], r["algo"]) for r in failed] == [("differential/cora-2agent", "acpi")]
+    assert "acpi" in failed[0]["reason"] and "continuous" in failed[0]["reason"]
+    scores = pd.read_parquet(tmp_path / "results/broken/scores.parquet")
+    assert set(zip(scores["env"], scores["algo"], strict=True)) == {("matrix/acpo-3x3", "mappo"),
+                                                                    ("differential/cora-2agent", "mappo")}
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert failed[0]["reason"].split(" (fix")[0] in index.replace("&#39;", "'")

@@ -77,6 +77,7 @@ snake() {  # snake DIR ARGS...: the workflow of this checkout, run in DIR
 
 # The one-run suite for the scancel check (~10 s of training, a checkpoint every 1000 steps).
 cp -r "$REPO/config" "$WORK/config"
+cp -r "$REPO/claims" "$WORK/claims"  # claims/ sits beside config/ (coopbench.claims.claims_dir)
 cat >"$WORK/config/suites/slurm-retry.yaml" <<'EOF'
 description: "CI: one run, cancelled mid-run on Slurm; the retry must resume and match a local run."
 environments: [matrix/acpo-3x3]

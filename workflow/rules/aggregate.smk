@@ -1,16 +1,19 @@
-# Every run of the suite -> one table of scores (one row per run x evaluation point).
+# Every run of a suite -> scores.parquet (one row per run x evaluation point x comparison) and runs.json
+# (each planned run's status, and the pairs the plan left out). The stage plans the suite itself: no run
+# list on the command line. A run recorded as not completed is listed, not scored.
 
 
 rule aggregate:
     input:
-        manifests=[run_dir / "manifest.json" for run_dir in RUN_DIRS],
-        metrics=[run_dir / "metrics.parquet" for run_dir in RUN_DIRS],
+        manifests=lambda wildcards: [run_dir / "manifest.json" for run_dir in run_dirs(wildcards.suite)],
+        metrics=lambda wildcards: [run_dir / "metrics.parquet" for run_dir in run_dirs(wildcards.suite)],
     output:
-        SUITE_DIR / "scores.parquet",
+        scores=RESULTS / "{suite}" / "scores.parquet",
+        runs=RESULTS / "{suite}" / "runs.json",
     params:
-        suite=SUITE,
-        run_dirs=RUN_DIRS,
+        results=RESULTS,
     log:
-        RESULTS / "logs" / SUITE / "aggregate.log",
+        RESULTS / "logs" / "{suite}" / "aggregate.log",
     shell:
-        "python -m leaderboard aggregate --suite {params.suite} --out {output} {params.run_dirs} > {log} 2>&1"
+        "python -m leaderboard aggregate --suite '{wildcards.suite}' --results-dir '{params.results}' "
+        "--out '{output.scores}' > '{log}' 2>&1"

@@ -1,19 +1,60 @@
-# Shared by every rule: which suite, where results go, and the planned runs.
+# Shared by every rule: which suite, where results go, and the planned runs of every suite the DAG asks for.
 import re
 import shlex
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
-from coopbench.config import plan_suite
+from coopbench.claims import PAPERS, claims_dir
+from coopbench.config import load_suite, plan
+from coopbench.errors import CoopbenchError
 
 SUITE = config["suite"]
 RESULTS = Path(config["results_dir"])
 SITE = Path(config["site_dir"])
-SUITE_DIR = RESULTS / SUITE
-# Resolving the suite validates every config file before any job starts.
-PLAN = {run.key: run for run in plan_suite(SUITE)}
-RUN_DIRS = [run.config.run_dir(RESULTS, run.seed) for run in PLAN.values()]
+PAPER_NAMES = [p for p in PAPERS if (claims_dir() / f"{p}.yaml").is_file()]
+if not PAPER_NAMES:
+    raise CoopbenchError(f"no claims files in {claims_dir()}", "the claims/ folder must sit beside the config folder")
+# `snakemake paper_<name>` runs the suite paper-<name> (config/suites/paper-<name>.yaml) and builds site-paper-<name>.
+PAPER_SUITES = [f"paper-{p}" for p in PAPER_NAMES]
+SITES = {str(SITE): SUITE, **{f"site-{s}": s for s in PAPER_SUITES if s != SUITE}}
+
+_PLANS = {}
+_RUNS = {}
+
+
+def suite_plan(suite):
+    """The suite's plan (computed once); resolving validates every config file before any job starts."""
+    if suite not in _PLANS:
+        _PLANS[suite] = plan(suite)
+        _RUNS.update({run.key: run for run in _PLANS[suite].runs})
+    return _PLANS[suite]
+
+
+def run_dirs(suite):
+    return [run.config.run_dir(RESULTS, run.seed) for run in suite_plan(suite).runs]
+
+
+def suite_analyses(suite):
+    return [RESULTS / "analyses" / f"{name}.json" for name in load_suite(suite).analyses]
+
+
+def claim_files(suite):
+    return [RESULTS / suite / "claims" / f"{paper}.json" for paper in PAPER_NAMES]
+
+
+def site_inputs(wildcards):
+    suite = SITES[wildcards.sitedir]
+    return {
+        "stats": RESULTS / suite / "stats.json",
+        "scores": RESULTS / suite / "scores.parquet",
+        "runs": RESULTS / suite / "runs.json",
+        "figures": RESULTS / suite / "figures",
+        "claims": claim_files(suite),
+    }
+
+
+suite_plan(SUITE)
 
 
 wildcard_constraints:
@@ -21,10 +62,19 @@ wildcard_constraints:
     algo=r"[^/]+",
     hash=r"[0-9a-f]{12}",
     seed=r"\d+",
+    suite=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    name=r"[a-z0-9][a-z0-9_.-]*",
+    sitedir="|".join(re.escape(s) for s in SITES),
 
 
 def planned_run(wildcards):
-    return PLAN[(wildcards.env, wildcards.algo, wildcards.hash, int(wildcards.seed))]
+    key = (wildcards.env, wildcards.algo, wildcards.hash, int(wildcards.seed))
+    # A job started on its own (a cluster job re-reads this file) may belong to a suite not planned yet.
+    for suite in (SUITE, *PAPER_SUITES, "papers"):
+        if key in _RUNS:
+            break
+        suite_plan(suite)
+    return _RUNS[key]
 
 
 def set_args(wildcards):

@@ -1,7 +1,9 @@
 # One job per (env, algo, config hash, seed). A failed job (crashed, killed, scancel'ed, timed out)
 # is retried and resumes from the checkpoint.pt it left behind (not a declared output, so Snakemake
-# keeps it). Resources come from the env/algo configs' `resources:` (see common.smk); the slurm
-# profile turns them into sbatch options (-t, --mem, --cpus-per-task, --gpus).
+# keeps it). After the third failed attempt (at once for a missing dependency) the failure is written as
+# the run's result (status and reason), so the rest of the suite is still judged and published.
+# Resources come from the env/algo configs' `resources:` (see common.smk); the slurm profile turns them
+# into sbatch options (-t, --mem, --cpus-per-task, --gpus).
 
 
 rule run:
@@ -25,4 +27,5 @@ rule run:
         run_image
     shell:
         "{params.image_env}coopbench run {wildcards.algo} {wildcards.env} --seed {wildcards.seed} {params.sets} "
-        "--expect-hash {wildcards.hash} --results-dir {params.results} --threads {threads} > {log} 2>&1"
+        "--expect-hash {wildcards.hash} --results-dir {params.results} --threads {threads} "
+        "--record-failure-after 3 > {log} 2>&1"

@@ -1,20 +1,18 @@
-# The static leaderboard: index with a table per environment and the figures, a page per run.
+# The static leaderboard of a suite: claims and verdicts first, statistics per comparison, a page per run.
+# The configured suite's site is `site_dir`; a paper target's is site-paper-<name>.
 
 
 rule site:
     input:
-        stats=SUITE_DIR / "stats.json",
-        scores=SUITE_DIR / "scores.parquet",
-        figures=SUITE_DIR / "figures",
-        manifests=[run_dir / "manifest.json" for run_dir in RUN_DIRS],
+        unpack(site_inputs),
     output:
-        index=SITE / "index.html",
+        index="{sitedir}/index.html",
     params:
-        suite=SUITE,
-        run_dirs=RUN_DIRS,
-        site=SITE,
+        suite=lambda wildcards: SITES[wildcards.sitedir],
+        claims=lambda wildcards: RESULTS / SITES[wildcards.sitedir] / "claims",
     log:
-        RESULTS / "logs" / SUITE / "site.log",
+        RESULTS / "logs" / "site" / "{sitedir}.log",
     shell:
-        "python -m leaderboard site --suite {params.suite} --stats {input.stats} --scores {input.scores} "
-        "--figures {input.figures} --out {params.site} {params.run_dirs} > {log} 2>&1"
+        "python -m leaderboard site --suite '{params.suite}' --stats '{input.stats}' --scores '{input.scores}' "
+        "--runs '{input.runs}' --claims '{params.claims}' --figures '{input.figures}' --out '{wildcards.sitedir}' "
+        "> '{log}' 2>&1"

@@ -1,25 +1,25 @@
-# rliable statistics over the suite's scores, then the figures drawn from them.
+# rliable statistics per comparison over the suite's scores, then the figures drawn from them.
 
 
 rule stats:
     input:
-        SUITE_DIR / "scores.parquet",
+        RESULTS / "{suite}" / "scores.parquet",
     output:
-        SUITE_DIR / "stats.json",
+        RESULTS / "{suite}" / "stats.json",
     params:
         reps=config.get("bootstrap_reps", 2000),
     log:
-        RESULTS / "logs" / SUITE / "stats.log",
+        RESULTS / "logs" / "{suite}" / "stats.log",
     shell:
-        "python -m leaderboard stats --scores {input} --out {output} --reps {params.reps} > {log} 2>&1"
+        "python -m leaderboard stats --scores '{input}' --out '{output}' --reps {params.reps} > '{log}' 2>&1"
 
 
 rule figures:
     input:
-        SUITE_DIR / "stats.json",
+        RESULTS / "{suite}" / "stats.json",
     output:
-        directory(SUITE_DIR / "figures"),
+        directory(RESULTS / "{suite}" / "figures"),
     log:
-        RESULTS / "logs" / SUITE / "figures.log",
+        RESULTS / "logs" / "{suite}" / "figures.log",
     shell:
-        "python -m leaderboard figures --stats {input} --out-dir {output} > {log} 2>&1"
+        "python -m leaderboard figures --stats '{input}' --out-dir '{output}' > '{log}' 2>&1"
