@@ -136,6 +136,7 @@ def config_with_resources(tmp_path, monkeypatch):
     """A copy of config/ where acpo-3x3 wants a GPU and more memory and IPPO wants 4 CPUs and 2 hours."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
+    shutil.copytree(REPO / "claims", tmp_path / "claims")  # beside config/, as in the repository
     env_file = config / "environments" / "matrix" / "acpo-3x3.yaml"
     env_file.write_text(env_file.read_text() + "\nresources: {gpus: 1, mem_mb: 6000, runtime: 20}\n")
     algo_file = config / "algorithms" / "ippo.yaml"
@@ -177,11 +178,11 @@ def test_run_jobs_get_resources_threads_and_image(config_with_resources, tmp_pat
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-n", "-p",
          "--sdm", "apptainer", "--config", "suite=smoke", "container_image=docker://ex/coopbench@sha256:abc",
-         "container_image_cuda=build/coopbench-cuda.sif", "--", "aggregate"],
+         "container_image_cuda=build/coopbench-cuda.sif", "--", "results/smoke/scores.parquet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [block for block in proc.stdout.split("\nrule ")[1:] if block.startswith("run:")]
-    assert len(jobs) == 8
+    assert len(jobs) == len(plan_suite("smoke")) == 10
     for block in jobs:
         wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"wildcards: (.*)", block).group(1)))
         resources = dict(re.findall(r"(\w+)=([^,\s]+)", re.search(r"resources: (.*)", block).group(1)))
