@@ -179,13 +179,12 @@ class _Context:
 
 
 def _at_budget(rows: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """Each run's evaluation row at the claim's budget: the last one at or before it (the final row of a
-    shorter run)."""
-    within = rows[rows["env_steps"] <= budget]
+    """Each run's evaluation row at the claim's budget: the first at or after it (a run's last iteration may
+    overshoot its budget by less than one iteration), or the final row of a run that stopped short of it."""
     keys = ["env", "algo", "config_hash", "seed"]
-    last = within.sort_values("env_steps").groupby(keys, as_index=False).tail(1)
-    missing = rows.drop_duplicates(keys).merge(last[keys], on=keys, how="left", indicator=True)
-    if (missing["_merge"] == "left_only").any():  # a run whose first evaluation is past the budget: its first row
-        first = rows.sort_values("env_steps").groupby(keys, as_index=False).head(1)
-        last = pd.concat([last, first.merge(missing[missing["_merge"] == "left_only"][keys], on=keys)])
-    return last.reset_index(drop=True)
+    ordered = rows.sort_values("env_steps")
+    reached = ordered[ordered["env_steps"] >= budget].groupby(keys, as_index=False).head(1)
+    short = ordered.groupby(keys, as_index=False).tail(1)
+    short = short.merge(reached[keys], on=keys, how="left", indicator=True)
+    short = short[short["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([reached, short], ignore_index=True)

@@ -95,6 +95,15 @@ def fmt_estimate(e: dict) -> str:
     return f"{fmt_num(e['point'])} [{fmt_num(e['ci_low'])}, {fmt_num(e['ci_high'])}]"
 
 
+def fmt_as_published(summary: dict) -> str:
+    """Our seeds summarised as the paper reports them: mean +- standard error, or median (quartiles)."""
+    if "median" in summary:
+        return f"median {fmt_num(summary['median'])} (quartiles {fmt_num(summary['q1'])}, {fmt_num(summary['q3'])})"
+    if "mean" in summary:
+        return f"mean {fmt_num(summary['mean'])} ± {fmt_num(summary.get('se'))} (se)"
+    return ""
+
+
 def _check_replaceable(out_dir: Path) -> None:
     # Refuse to wipe a directory this stage did not write (say, a mistyped --out of ".").
     if out_dir.exists() and not (out_dir / MARKER).exists() and any(out_dir.iterdir()):
@@ -158,6 +167,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["num"] = fmt_num
     env.filters["estimate"] = fmt_estimate
+    env.filters["as_published"] = fmt_as_published
     env.filters["steps"] = lambda n: f"{int(n):,}"
     return env
 

@@ -175,6 +175,12 @@ def test_claims_stage_judges_known_answers(tmp_path):
     out = judge_suite("t", *_write(tmp_path, bad, runs), tmp_path / "analyses", tmp_path / "claims", reps=200)
     assert next(c for c in out["acpo"]["claims"] if c["id"] == claim.id)["verdict"] == "not reproduced"
 
+    # A run's last iteration overshoots the budget (ACPI: 256 steps an iteration): its evaluation there counts.
+    overshoot = _scores([(comparison, env, "acpi", k, s, 20.0) for k in seeds for s in (0, budget - 848, budget + 176)])
+    out = judge_suite("t", *_write(tmp_path, overshoot, runs), tmp_path / "analyses", tmp_path / "claims", reps=200)
+    judged = next(c for c in out["acpo"]["claims"] if c["id"] == claim.id)
+    assert judged["verdict"] == "reproduced" and judged["budget_used"] == budget + 176
+
     small = _scores([(comparison, env, "acpi", k, s, 20.0) for k in seeds for s in (0, budget // 10)])
     out = judge_suite("t", *_write(tmp_path, small, runs), tmp_path / "analyses", tmp_path / "claims", reps=200)
     judged = next(c for c in out["acpo"]["claims"] if c["id"] == claim.id)
