@@ -58,7 +58,52 @@ def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
                     written += _save(fig, Path(out_dir) / comparison_dir(comparison) / name)
                 finally:
                     plt.close(fig)
+            published = _published_returns(comparison)
+            for env, curves in cstats.get("env_curves", {}).items():
+                fig = _env_curve(env, curves, colors, published.get(env, []))
+                try:
+                    written += _save(fig, Path(out_dir) / comparison_dir(comparison) / curve_name(env))
+                finally:
+                    plt.close(fig)
     return written
+
+
+def curve_name(env: str) -> str:
+    """The file stem of a task's learning-curve figure within its comparison's folder."""
+    return "curve-" + env.replace("/", "__")
+
+
+def _published_returns(comparison: str) -> dict[str, list[tuple[str, float]]]:
+    """The numbers a paper prints for this experiment's tasks (return claims): drawn over our curves."""
+    from coopbench.claims import PAPERS, load_paper
+
+    paper, _, experiment = comparison.partition("/")
+    if paper not in PAPERS or not experiment:
+        return {}
+    out: dict[str, list[tuple[str, float]]] = {}
+    for claim in load_paper(paper).claims:
+        if (claim.experiment == experiment and claim.metric == "return" and claim.published.kind == "number"
+                and claim.tasks):
+            out.setdefault(claim.tasks[0], []).append((claim.methods[0], claim.published.value))
+    return out
+
+
+def _env_curve(env: str, curves: dict, colors: dict, published: list[tuple[str, float]]) -> plt.Figure:
+    """Mean greedy return against env steps per method, with its 95% bootstrap band; dashed: published."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for algo, curve in curves.items():
+        steps = _array(curve["env_steps"])
+        ax.plot(steps, _array(curve["point"]), color=colors[algo], label=algo, linewidth=1.8)
+        ax.fill_between(steps, _array(curve["ci_low"]), _array(curve["ci_high"]), color=colors[algo], alpha=0.2)
+    for algo, value in published:
+        ax.axhline(value, color=colors.get(algo, "black"), linestyle="--", linewidth=1.2,
+                   label=f"{algo}, published")
+    ax.set_xlabel("Environment steps")
+    ax.set_ylabel("Mean evaluation return (greedy)")
+    ax.set_title(env)
+    ax.legend(fontsize="small", frameon=False)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:

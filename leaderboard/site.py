@@ -22,7 +22,7 @@ import pandas as pd
 from coopbench.errors import CoopbenchError
 from coopbench.io import read_json, read_parquet
 from coopbench.schema import SCORES_COLUMNS
-from leaderboard.figures import FIGURES, FORMATS, comparison_dir, has_data
+from leaderboard.figures import FIGURES, FORMATS, comparison_dir, curve_name, has_data
 from leaderboard.verdicts import VERDICTS
 
 PACKAGE_DIR = Path(__file__).parent
@@ -46,7 +46,8 @@ def build_site(stats_json: Path, scores_parquet: Path, figures_dir: Path, out_di
     runs = read_json(runs_json)
     manifests = _manifests_matching([Path(r["run_dir"]) for r in runs["runs"]], scores, scores_parquet)
     figures = [Path(figures_dir) / comparison_dir(c) / f"{name}.{fmt}" for c, cstats in stats["comparisons"].items()
-               for name in FIGURES if has_data(cstats, name) for fmt in FORMATS]
+               for name in [*(f for f in FIGURES if has_data(cstats, f)), *map(curve_name, cstats["env_curves"])]
+               for fmt in FORMATS]
     for path in figures:
         if not path.is_file():
             raise CoopbenchError(f"figure missing: {path}", "re-run the figures stage")
@@ -182,12 +183,12 @@ def _generated_at() -> str:
 def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs_file: dict, claims: list[dict],
             figures: list[Path], figures_dir: Path, suite: str):
     templates = _environment()
-    common = {"suite": suite, "generated_at": _generated_at()}
     (site / MARKER).write_text(
         "written by `python -m leaderboard site`; the whole directory is replaced on rebuild\n"
     )
     (site / "assets").mkdir()
-    shutil.copy2(PACKAGE_DIR / "assets" / "style.css", site / "assets" / "style.css")
+    for asset in ("style.css", "sort.js"):
+        shutil.copy2(PACKAGE_DIR / "assets" / asset, site / "assets" / asset)
     for path in figures:
         target = site / "figures" / path.relative_to(figures_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -196,54 +197,141 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs
     completed = sorted(k for k, m in manifests.items() if m.get("status") == "completed")
     runs = [_run_summary(key, manifests[key], scores) for key in completed]
     not_completed = [r for r in runs_file["runs"] if r["status"] != "completed"]
-    comparisons = [_comparison_view(name, cstats, runs, figures_dir, figures) for name, cstats
-                   in stats["comparisons"].items()]
+    comparisons = [_comparison_view(name, cstats, runs, figures) for name, cstats in stats["comparisons"].items()]
     totals = {v: sum(p["counts"].get(v, 0) for p in claims) for v in VERDICTS}
-    index = templates.get_template("index.html").render(
-        root="",
-        stats=stats,
-        runs=runs,
-        claims=claims,
-        totals=totals,
-        verdicts=VERDICTS,
-        comparisons=comparisons,
-        not_completed=not_completed,
-        skipped=runs_file["skipped"],
-        commits=sorted({r["commit"] for r in runs}),
-        **common,
-    )
-    (site / "index.html").write_text(index)
+    methods = sorted({r["algo"] for r in runs} | {s["algo"] for s in runs_file["skipped"]}
+                     | {r["algo"] for r in not_completed})
+    tasks = sorted({r["env"] for r in runs} | {s["env"] for s in runs_file["skipped"]}
+                   | {r["env"] for r in not_completed})
+    links = {"methods": {m: f"methods/{slug(m)}.html" for m in methods},
+             "tasks": {t: f"tasks/{slug(t)}.html" for t in tasks},
+             "comparisons": {c["name"]: c["href"] for c in comparisons},
+             "papers": {p["paper"]: f"papers/{p['paper']}.html" for p in claims}}
+    downloads = _write_downloads(site, scores, runs, runs_file, claims, comparisons)
+    common = {"suite": suite, "generated_at": _generated_at(), "links": links, "verdicts": VERDICTS,
+              "downloads": downloads}
 
-    run_template = templates.get_template("run.html")
+    def page(path: str, template: str, **values) -> None:
+        target = site / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(templates.get_template(template).render(root="../" * path.count("/"), **common, **values))
+
+    def of_paper(paper: str, comparisons_of) -> bool:
+        return any(c.startswith(paper + "/") for c in comparisons_of)
+
+    page("index.html", "index.html", stats=stats, claims=claims, totals=totals, comparisons=comparisons,
+         runs=runs, not_completed=not_completed, skipped=runs_file["skipped"], methods=methods, tasks=tasks,
+         commits=sorted({r["commit"] for r in runs}))
+    page("runs.html", "runs.html", runs=runs, not_completed=not_completed, skipped=runs_file["skipped"])
+    for paper in claims:
+        name = paper["paper"]
+        page(links["papers"][name], "paper.html", paper=paper,
+             comparisons=[c for c in comparisons if of_paper(name, [c["name"]])],
+             skipped=[s for s in runs_file["skipped"] if of_paper(name, [s["comparison"]])],
+             not_completed=[r for r in not_completed if of_paper(name, r["comparisons"])])
+    for comp in comparisons:
+        page(comp["href"], "comparison.html", comp=comp, settings=stats["settings"])
+    for method in methods:
+        page(links["methods"][method], "method.html", method=method, info=_method_info(method),
+             rows=[(c, env, row) for c in comparisons for env in c["envs"] for row in env["rows"]
+                   if row["algo"] == method],
+             claims=[(p["paper"], c) for p in claims for c in p["claims"] if method in c["methods"]],
+             skipped=[s for s in runs_file["skipped"] if s["algo"] == method])
+    for task in tasks:
+        page(links["tasks"][task], "task.html", task=task, info=_task_info(task),
+             tables=[(c, env) for c in comparisons for env in c["envs"] if env["name"] == task],
+             claims=[(p["paper"], c) for p in claims for c in p["claims"] if task in c["tasks"]],
+             skipped=[s for s in runs_file["skipped"] if s["env"] == task])
     for run in runs:
-        page = site / run["href"]
-        page.parent.mkdir(parents=True, exist_ok=True)
         m = manifests[run["key"]]
-        page.write_text(
-            run_template.render(
-                root="../" * (run["href"].count("/")),
-                m=m,
-                comparisons=run["comparisons"],
-                fields=_manifest_fields(m),
-                curve=run["curve"].to_dict("records"),
-                config=_config_sections(m.get("config", {})),
-                raw_json=json.dumps(m, indent=2, sort_keys=True),
-                **common,
-            )
-        )
+        page(run["href"], "run.html", m=m, run=run, fields=_manifest_fields(m), curve=run["curve"].to_dict("records"),
+             config=_config_sections(m.get("config", {})), raw_json=json.dumps(m, indent=2, sort_keys=True))
 
 
-def _comparison_view(name: str, cstats: dict, runs: list[dict], figures_dir: Path, figures: list[Path]) -> dict:
-    """One comparison's section: its statistics, its figures (where it has the data), its per-env tables."""
+def _comparison_view(name: str, cstats: dict, runs: list[dict], figures: list[Path]) -> dict:
+    """One comparison's page: its statistics, its figures (where it has the data), its per-env tables."""
     folder = comparison_dir(name)
     have = {p.stem for p in figures if p.parent.name == folder}
+    envs = _env_tables(cstats, [r for r in runs if name in r["comparisons"]], name)
+    for env in envs:
+        stem = curve_name(env["name"])
+        env["curve"] = f"figures/{folder}/{stem}" if stem in have else None
+    page_slug = slug(name.replace(":", "-"))
     return {
         "name": name,
-        "slug": slug(name.replace(":", "-")),
+        "slug": page_slug,
+        "href": f"comparisons/{page_slug}.html",
         "stats": cstats,
         "figures": [{"path": f"figures/{folder}/{fig}", "caption": CAPTIONS[fig]} for fig in FIGURES if fig in have],
-        "envs": _env_tables(cstats, [r for r in runs if name in r["comparisons"]], name),
+        "envs": envs,
     }
+
+
+def _method_info(method: str) -> dict:
+    """The registry's summary and the algorithm's config file, shown on its page."""
+    from algorithms.registry import ALGORITHMS
+    from coopbench.claims import ANALYSIS_METHODS, PLANNED_ALGORITHMS
+    from coopbench.config import config_dir
+
+    path = config_dir() / "algorithms" / f"{method}.yaml"
+    if method in ALGORITHMS.names():
+        entry = ALGORITHMS.get(method)
+        summary, family = entry.summary, entry.family
+        source = entry.target.split(":")[0].replace(".", "/") + ".py"
+    else:
+        summary = f"not implemented yet: {PLANNED_ALGORITHMS.get(method) or ANALYSIS_METHODS.get(method, '')}"
+        family, source = "", ""
+    return {"summary": summary, "family": family, "source": source, "config_path": f"config/algorithms/{method}.yaml",
+            "config": path.read_text() if path.is_file() else ""}
+
+
+def _task_info(task: str) -> dict:
+    """The task's registry summary and config file (parameters, normalization rule, notes)."""
+    from coopbench.config import config_dir
+    from environments.registry import ENVIRONMENTS
+
+    path = config_dir() / "environments" / f"{task}.yaml"
+    summary = ENVIRONMENTS.get(task).summary if task in ENVIRONMENTS.names() else ""
+    return {"summary": summary, "config_path": f"config/environments/{task}.yaml",
+            "config": path.read_text() if path.is_file() else ""}
+
+
+def _write_downloads(site: Path, scores: pd.DataFrame, runs: list[dict], runs_file: dict, claims: list[dict],
+                     comparisons: list[dict]) -> dict:
+    """Every table as CSV and all scores as Parquet, under data/; returns their paths by name."""
+    data = site / "data"
+    data.mkdir()
+    scores.to_parquet(data / "scores.parquet", index=False)
+    run_columns = ("env", "algo", "config_hash", "seed", "status", "env_steps", "final_return", "final_normalized",
+                   "wall_time_s", "commit")
+    pd.DataFrame([{k: r[k] for k in run_columns} for r in runs], columns=run_columns).to_csv(
+        data / "runs.csv", index=False)
+    status_columns = ["env", "algo", "config_hash", "seed", "comparisons", "status", "reason"]
+    pd.DataFrame(runs_file["runs"], columns=[*status_columns, "run_dir"])[status_columns].to_csv(
+        data / "run-status.csv", index=False)
+    rows = []
+    for paper in claims:
+        for c in paper["claims"]:
+            estimate = c.get("estimate") or {}
+            rows.append({"paper": paper["paper"], "id": c["id"], "source": c["source"], "tasks": " ".join(c["tasks"]),
+                         "methods": " ".join(c["methods"]), "metric": c["metric"], "kind": c["published"]["kind"],
+                         "published_value": c["published"].get("value"), "verdict": c["verdict"],
+                         "estimate": estimate.get("point"), "ci_low": estimate.get("ci_low"),
+                         "ci_high": estimate.get("ci_high"), "seeds_used": c.get("seeds_used"),
+                         "budget_used": c.get("budget_used"), "note": c.get("note") or c.get("reason", "")})
+    pd.DataFrame(rows).to_csv(data / "claims.csv", index=False)
+    per_env = [{"comparison": comp["name"], "env": env["name"], "algo": row["algo"], "config_hash": row["config_hash"],
+                "n_seeds": row["n_seeds"],
+                **{f"{name}_{k}": row[name][k] for name in ("return_mean", "normalized_iqm")
+                   for k in ("point", "ci_low", "ci_high")}}
+               for comp in comparisons for env in comp["envs"] for row in env["rows"]]
+    pd.DataFrame(per_env).to_csv(data / "per-env.csv", index=False)
+    aggregate = [{"comparison": comp["name"], "algo": algo,
+                  **{f"{metric}_{k}": est[k] for metric, est in m.items() for k in ("point", "ci_low", "ci_high")}}
+                 for comp in comparisons for algo, m in comp["stats"]["aggregate"].items()]
+    pd.DataFrame(aggregate).to_csv(data / "aggregate.csv", index=False)
+    return {name: f"data/{name}" for name in ("scores.parquet", "runs.csv", "run-status.csv", "claims.csv",
+                                              "per-env.csv", "aggregate.csv")}
 
 
 def _run_summary(key: tuple, manifest: dict, scores: pd.DataFrame) -> dict:

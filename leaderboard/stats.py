@@ -57,6 +57,7 @@ def compute_stats(scores: Path, out_json: Path, reps: int = 2000, seed: int = 0)
             comparison: comparison_stats(group, scores, boot)
             for comparison, group in frame.groupby("comparison", sort=True)
         },
+        "head_to_head": _head_to_head(frame, boot),
     }
     write_json(out_json, stats)
     return stats
@@ -83,6 +84,7 @@ def comparison_stats(frame: pd.DataFrame, scores: Path, boot: _Bootstrap) -> dic
         "probability_of_improvement": _probability_of_improvement(final_matrices, boot),
         "per_env": _per_env(final, boot),
         "sample_efficiency": _sample_efficiency(frame, tasks, selection, boot),
+        "env_curves": _env_curves(frame, boot),
     }
 
 
@@ -311,3 +313,41 @@ def _sample_efficiency(frame: pd.DataFrame, tasks: list[str], selection: Selecti
         "env_steps": [int(s) for s in steps],
         "iqm": {algo: _estimate(points[algo], *intervals[algo]) for algo in tensors},
     }
+
+
+def _env_curves(frame: pd.DataFrame, boot: _Bootstrap) -> dict:
+    """Per env and algorithm: mean return at each evaluation point every seed has, with its bootstrap CI."""
+    curves: dict[str, dict] = {}
+    for (env, algo), group in frame.groupby(["env", "algo"], sort=True):
+        steps_per_seed = group.groupby("seed")["env_steps"].apply(set)
+        steps = sorted(set.intersection(*steps_per_seed))
+        if not steps:
+            continue
+        table = group[group["env_steps"].isin(steps)].pivot_table(
+            index="seed", columns="env_steps", values="eval_return_mean", aggfunc="first")
+        values = table[steps].to_numpy(dtype=float)  # [seeds, steps]
+        points, intervals = boot.intervals({"c": values[:, None, :]}, lambda s: s.mean(axis=(0, 1)))
+        curves.setdefault(env, {})[algo] = {"env_steps": [int(x) for x in steps],
+                                           **_estimate(points["c"], *intervals["c"])}
+    return curves
+
+
+def _head_to_head(frame: pd.DataFrame, boot: _Bootstrap) -> list[dict]:
+    """Tasks that two or more papers' experiments share: each paper's methods, under that paper's settings,
+    side by side (final normalized IQM with its CI). No paper compares with the others; coopbench can."""
+    papers = frame[~frame["comparison"].str.startswith("suite:")].copy()
+    papers["paper"] = papers["comparison"].str.split("/").str[0]
+    out = []
+    for env, group in papers[papers["is_final"]].groupby("env", sort=True):
+        if group["paper"].nunique() < 2:
+            continue
+        entries = []
+        for (paper, algo, config_hash), runs in group.groupby(["paper", "algo", "config_hash"], sort=True):
+            runs = runs.drop_duplicates("seed").sort_values("seed")
+            values = runs["normalized_score"].to_numpy(dtype=float)
+            points, intervals = boot.intervals({"x": values[:, None]}, iqm_per_column)
+            entries.append({"paper": paper, "algo": algo, "config_hash": config_hash, "n_seeds": int(len(values)),
+                            "comparisons": sorted(set(runs["comparison"])),
+                            "normalized_iqm": _estimate(points["x"][0], intervals["x"][0, 0], intervals["x"][1, 0])})
+        out.append({"env": env, "normalization": str(group["normalization"].iloc[0]), "entries": entries})
+    return out

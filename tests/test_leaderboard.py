@@ -208,8 +208,9 @@ def test_a_run_recorded_as_failed_is_listed_not_scored_and_the_site_still_builds
     assert [r["reason"] for r in runs if r["status"] == "failed"] == ["RuntimeError: boom"]
     scores = read_parquet(tmp_path / "scores.parquet")
     assert len(scores.drop_duplicates(["env", "algo", "seed"])) == len(suite) - 1
-    index = (site / "index.html").read_text()
-    assert "RuntimeError: boom" in index and 'id="not-completed"' in index
+    runs_page = (site / "runs.html").read_text()
+    assert "RuntimeError: boom" in runs_page and 'id="not-completed"' in runs_page
+    assert "1 not completed" in (site / "index.html").read_text()
 
 
 def test_aggregate_rejects_a_duplicate_run(tmp_path: Path, suite: list[Path]):
@@ -325,7 +326,8 @@ def test_stats_rejects_mixed_configs_within_a_comparison_but_not_across(tmp_path
 def test_figures_are_written_per_comparison_and_deterministic(pipeline: dict, tmp_path: Path):
     names = sorted(str(p.relative_to(pipeline["figures"])) for p in pipeline["figures"].rglob("*.*"))
     assert names == sorted(
-        f"suite_demo/{n}.{f}" for n in ("aggregate", "performance_profile", "sample_efficiency") for f in ("png", "svg")
+        f"suite_demo/{n}.{f}" for n in ("aggregate", "performance_profile", "sample_efficiency", "curve-matrix__a",
+                                         "curve-matrix__b") for f in ("png", "svg")
     )
     make_figures(pipeline["stats"], tmp_path / "again")
     for name in names:
@@ -368,8 +370,9 @@ class _Tables(HTMLParser):
 
 def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
     index = (pipeline["site"] / "index.html").read_text()
+    comparison = (pipeline["site"] / "comparisons" / "suite-demo.html").read_text()
     parser = _Tables()
-    parser.feed(index)
+    parser.feed(comparison)
     assert set(parser.tables) == {"matrix/a", "matrix/b"}
     stats = demo_stats(pipeline["stats"])
     for row in stats["per_env"]:
@@ -385,8 +388,10 @@ def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
         ]
     assert parser.tables["matrix/a"]["x"][3] == "20 [20, 20]"
     assert all(len(algos) == 2 for algos in parser.tables.values())
-    assert "(return + 20) / 40: worst and best payoff" in index  # the env's normalization rule
-    assert 'src="figures/suite_demo/aggregate.svg"' in index and "http" not in index  # offline, relative links
+    assert "(return + 20) / 40: worst and best payoff" in comparison  # the env's normalization rule
+    assert 'src="../figures/suite_demo/aggregate.svg"' in comparison
+    assert 'src="../figures/suite_demo/curve-matrix__a.svg"' in comparison  # each task's learning curves
+    assert "http" not in index and "http" not in comparison  # offline, relative links
     assert 'id="verdict-counts"' in index and index.index('id="claims"') < index.index('id="comparisons"')
 
     for run_dir in pipeline["runs"]:
@@ -395,7 +400,8 @@ def test_site_has_one_table_per_env_with_the_right_numbers(pipeline: dict):
             manifest["env"], manifest["algo"], manifest["config_hash"], manifest["seed"]
         )
         assert page.is_file()
-        assert f'href="{run_page(manifest["env"], manifest["algo"], "abc123", manifest["seed"])}"' in index
+        runs_page = (pipeline["site"] / "runs.html").read_text()
+        assert f'href="{run_page(manifest["env"], manifest["algo"], "abc123", manifest["seed"])}"' in runs_page
     html = page.read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html  # config values are escaped
     assert 'href="../../../../assets/style.css"' in html and "testhost" in html
@@ -497,6 +503,7 @@ def test_no_shared_task_gives_no_placeholder_figure_and_says_why(tmp_path: Path)
     stats = demo_stats(tmp_path / "stats.json")
     assert stats["tasks"] == [] and stats["aggregate"] == {} and stats["sample_efficiency"]["iqm"] == {}
     assert len(stats["per_env"]) == 2
-    assert not list((tmp_path / "figures").rglob("*.svg"))
-    index = (site / "index.html").read_text()
-    assert "no runs of y" in index and "<img" not in index
+    drawn = {p.stem for p in (tmp_path / "figures").rglob("*.svg")}
+    assert drawn == {"curve-matrix__a", "curve-matrix__b"}  # learning curves per task, no aggregate placeholder
+    page = (site / "comparisons" / "suite-demo.html").read_text()
+    assert "no runs of y" in page and "aggregate.svg" not in page

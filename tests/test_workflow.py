@@ -64,6 +64,7 @@ def test_smoke_suite_through_snakemake(tmp_path):
     index = (site / "index.html").read_text()
     tables = Tables()
     tables.feed(index)
+    tables.feed((site / "runs.html").read_text())
     runs_table = tables.tables["all-runs"][1:]  # minus the header row
     assert len(runs_table) == len(planned)
     for run in planned:
@@ -90,6 +91,7 @@ def test_smoke_suite_through_snakemake(tmp_path):
     acpi = acpo["table1-acpi-converges-to-cc"]  # ACPI's runs at 2% of the paper's budget
     assert acpi["verdict"] == "inconclusive" and acpi["details"]["verdict_at_this_scale"] == "reproduced"
     assert f'id="claim-acpo-{acpi["id"]}" data-verdict="inconclusive"' in index
+    assert f'id="claim-acpo-{acpi["id"]}" data-verdict="inconclusive"' in (site / "papers" / "acpo.html").read_text()
 
 
 @pytest.mark.slow
@@ -119,5 +121,5 @@ def test_a_failing_run_leaves_the_rest_judged_and_published(tmp_path):
     scores = pd.read_parquet(tmp_path / "results/broken/scores.parquet")
     assert set(zip(scores["env"], scores["algo"], strict=True)) == {("matrix/acpo-3x3", "mappo"),
                                                                     ("differential/cora-2agent", "mappo")}
-    index = (tmp_path / "site" / "index.html").read_text()
-    assert failed[0]["reason"].split(" (fix")[0] in index.replace("&#39;", "'")
+    runs_page = (tmp_path / "site" / "runs.html").read_text()
+    assert failed[0]["reason"].split(" (fix")[0] in runs_page.replace("&#39;", "'")
