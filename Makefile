@@ -26,11 +26,25 @@ leaderboard: venv
 	$(BIN)/snakemake --cores $(CORES) --config suite=$(SUITE)
 	@echo "leaderboard: file://$(abspath site/index.html)"
 
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow"
+
+# Debian's chromium for tests/test_site_browser.py (Playwright drives it; it downloads no browser). Installed
+# when missing and root (as CI runs); otherwise, or when apt-get fails, the browser tests skip with the reason.
+.PHONY: browser
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+	  echo "browser: no $(CHROMIUM) and not root with apt-get: the browser tests will be skipped"; exit 0; fi; \
+	echo "browser: installing Debian's chromium (apt-get)"; log=$$(mktemp); export DEBIAN_FRONTEND=noninteractive; \
+	if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-liberation; } \
+	    >"$$log" 2>&1 </dev/null; then \
+	  tail -n 5 "$$log"; echo "browser: apt-get could not install chromium: the browser tests will be skipped"; fi; \
+	rm -f "$$log"
 
 lint: venv
 	$(BIN)/ruff check .
