@@ -12,18 +12,48 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from coopbench.config_errors import params_error
+from coopbench.config_errors import did_you_mean, params_error
 from coopbench.errors import CoopbenchError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("env", "algo", "run")
+
+# Seeds feed numpy's and torch's seeding: unsigned 32-bit integers.
+SEED_LIMIT = 2**32
+# A suite name becomes a folder (results/<suite>/), a Snakemake wildcard and a word of shell commands: one pattern,
+# checked here (the CLI) and by the workflow (workflow/rules/common.smk uses SUITE_NAME_RE as its wildcard constraint).
+SUITE_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+def check_seed(seed: object, where: str = "--seed") -> int:
+    """`seed` as a valid seed (an integer, 0 <= seed < 2**32), or one CoopbenchError naming where it came from."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise CoopbenchError(f"{where}: seed {seed!r} is not an integer", "give seeds as integers 0 <= seed < 2**32")
+    if not 0 <= seed < SEED_LIMIT:
+        raise CoopbenchError(f"{where}: seed {seed} is out of range [0, 2**32)", "give seeds as integers 0 <= seed < 2**32")
+    return seed
+
+
+def check_suite_name(name: str) -> str:
+    if not isinstance(name, str) or not re.fullmatch(SUITE_NAME_RE, name):
+        raise CoopbenchError(f"bad suite name {name!r}: a suite name is letters, digits, '_', '.' and '-', "
+                             "starting with a letter or digit", "rename the suite file and give that name")
+    return name
+
+
+def _check_seeds(seeds: list[int] | None) -> list[int] | None:
+    for seed in seeds or []:
+        if isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+            raise ValueError(f"seed {seed} is out of range: seeds are integers 0 <= seed < 2**32")
+    return seeds
 
 
 def config_dir() -> Path:
@@ -113,6 +143,8 @@ class SuiteOverride(BaseModel):
     # Replaces the suite's seeds for the matching runs (the last matching rule that sets it wins).
     seeds: list[int] | None = Field(None, min_length=1)
 
+    _seeds_in_range = field_validator("seeds")(_check_seeds)
+
     def matches(self, env: str, algo: str, comparison: str) -> bool:
         return all(any(fnmatch.fnmatch(value, p) for p in patterns) for value, patterns in
                    ((env, self.envs), (algo, self.algos), (comparison, self.comparisons)))
@@ -142,6 +174,8 @@ class SuiteFile(BaseModel):
     run: dict[str, Any] = Field(default_factory=dict)
     overrides: list[SuiteOverride] = Field(default_factory=list)
 
+    _seeds_in_range = field_validator("seeds")(_check_seeds)
+
     @model_validator(mode="after")
     def _check(self):
         if not self.experiments and not self.environments:
@@ -162,7 +196,13 @@ def load_yaml(path: Path, model: type[BaseModel], what: str) -> BaseModel:
     except FileNotFoundError:
         raise CoopbenchError(f"no config file for {what}: {path}", f"create {path}") from None
     except yaml.YAMLError as err:
-        raise CoopbenchError(f"{path} is not valid YAML: {err}".replace("\n", " "), "fix the YAML syntax") from None
+        raise CoopbenchError(" ".join(f"{path} is not valid YAML: {err}".split()), "fix the YAML syntax") from None
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise CoopbenchError(f"config file for {what} {path} cannot be read: {type(err).__name__}",
+                             f"make {path} a YAML text file") from None
+    if not isinstance(data, dict):
+        raise CoopbenchError(f"{path} holds a YAML {type(data).__name__}, not a mapping of keys to values",
+                             "write it as `key: value` lines (see the other files beside it)")
     try:
         return model(**data)
     except ValidationError as err:
@@ -305,10 +345,11 @@ class Plan:
 
 
 def load_suite(name: str) -> SuiteFile:
+    check_suite_name(name)
     path = config_dir() / "suites" / f"{name}.yaml"
-    if not path.exists():
+    if not path.is_file():
         known = sorted(p.stem for p in (config_dir() / "suites").glob("*.yaml"))
-        raise CoopbenchError(f"unknown suite {name!r}", f"choose one of: {', '.join(known)}")
+        raise CoopbenchError(f"unknown suite {name!r}", f"{did_you_mean(name, known)}choose one of: {', '.join(known)}")
     return load_yaml(path, SuiteFile, f"suite {name!r}")
 
 

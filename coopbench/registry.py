@@ -37,10 +37,12 @@ class Registry:
     def get(self, name: str) -> Entry:
         try:
             return self._entries[name]
-        except KeyError:
+        except (KeyError, TypeError):
+            from coopbench.config_errors import did_you_mean
+
             raise CoopbenchError(
                 f"unknown {self.kind} {name!r}",
-                f"choose one of: {', '.join(self.names())} (see `coopbench list`)",
+                f"{did_you_mean(name, self.names())}choose one of: {', '.join(self.names())} (see `coopbench list`)",
             ) from None
 
     def names(self) -> list[str]:
