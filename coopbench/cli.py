@@ -5,28 +5,39 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from coopbench.errors import CoopbenchError
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from coopbench.config import parse_set, resolve
+    from coopbench.config import check_seed, parse_set, resolve
+    from coopbench.errors import RunLockedError
+    from coopbench.io import check_results_dir, run_lock
     from coopbench.run import execute, record_failure
 
-    config = resolve(args.algo, args.env, parse_set(args.set))  # every check before any file is written
+    # every check before any file is written
+    check_seed(args.seed)
+    if args.threads < 1:
+        raise CoopbenchError(f"--threads {args.threads}: needs at least 1", "give --threads a positive integer")
+    if not args.checkpoint_interval > 0:
+        raise CoopbenchError(f"--checkpoint-interval {args.checkpoint_interval}: needs a positive number of seconds",
+                             "give --checkpoint-interval SECONDS > 0")
+    results_dir = check_results_dir(args.results_dir)
+    config = resolve(args.algo, args.env, parse_set(args.set))
     if args.expect_hash and args.expect_hash != config.hash:
         raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
                              "the config files changed after the workflow was planned; re-run snakemake")
-    try:
-        run_dir = execute(config, args.seed, Path(args.results_dir), torch_threads=args.threads,
-                          checkpoint_interval_s=args.checkpoint_interval)
-    except Exception as error:
-        if args.record_failure_after and record_failure(config, args.seed, Path(args.results_dir), error,
-                                                        args.record_failure_after):
-            print(f"coopbench: run recorded as not completed: {' '.join(str(error).split())}", file=sys.stderr)
-            return
-        raise
+    # One process per run directory: a second one is told who holds it and touches nothing.
+    with run_lock(config.run_dir(results_dir, args.seed)):
+        try:
+            run_dir = execute(config, args.seed, results_dir, torch_threads=args.threads,
+                              checkpoint_interval_s=args.checkpoint_interval)
+        except Exception as error:
+            if (args.record_failure_after and not isinstance(error, RunLockedError)
+                    and record_failure(config, args.seed, results_dir, error, args.record_failure_after)):
+                print(f"coopbench: run recorded as not completed: {' '.join(str(error).split())}", file=sys.stderr)
+                return
+            raise
     print(run_dir)
 
 
@@ -43,9 +54,11 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 def _cmd_plan(args: argparse.Namespace) -> None:
     from coopbench.config import plan_suite
+    from coopbench.io import check_results_dir
 
+    results_dir = check_results_dir(args.results_dir)
     for run in plan_suite(args.suite):
-        print(run.config.run_dir(Path(args.results_dir), run.seed))
+        print(run.config.run_dir(results_dir, run.seed))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except CoopbenchError as err:
-        print(f"coopbench: error: {err}", file=sys.stderr)
+        print(f"coopbench: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
         return 2
     return 0
 

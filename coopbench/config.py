@@ -38,7 +38,8 @@ def check_seed(seed: object, where: str = "--seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise CoopbenchError(f"{where}: seed {seed!r} is not an integer", "give seeds as integers 0 <= seed < 2**32")
     if not 0 <= seed < SEED_LIMIT:
-        raise CoopbenchError(f"{where}: seed {seed} is out of range [0, 2**32)", "give seeds as integers 0 <= seed < 2**32")
+        raise CoopbenchError(f"{where}: seed {seed} is out of range [0, 2**32)",
+                             "give seeds as integers 0 <= seed < 2**32")
     return seed
 
 

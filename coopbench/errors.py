@@ -15,3 +15,17 @@ class MissingDependencyError(CoopbenchError):
 
     def __init__(self, what: str, install_hint: str):
         super().__init__(f"missing dependency: {what}", install_hint)
+
+
+class StorageError(CoopbenchError):
+    """A result file could not be written (a full disk, a read-only or missing folder); the previous file is intact.
+
+    Not final for the workflow: a retry after space is freed may succeed."""
+
+
+class NonFiniteError(CoopbenchError):
+    """Training produced a NaN or infinite loss or return; the run stops and its last good checkpoint is kept."""
+
+
+class RunLockedError(CoopbenchError):
+    """Another process holds the run directory's lock."""

@@ -10,6 +10,7 @@ metrics so far).
 
 from __future__ import annotations
 
+import io as bytes_io
 import math
 import random
 import sys
@@ -24,7 +25,7 @@ import torch
 from algorithms.registry import ALGORITHMS
 from coopbench import io, provenance
 from coopbench.config import ResolvedConfig
-from coopbench.errors import CoopbenchError, MissingDependencyError
+from coopbench.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
 from coopbench.schema import METRICS_COLUMNS, SCHEMA_VERSION
 from environments.base import TimeStep
 from environments.registry import make
@@ -106,6 +107,14 @@ class Progress:
     elapsed_s: float = 0.0  # wall time spent so far, over all attempts
 
 
+def save_torch(path: Path, obj) -> None:
+    """torch.save through memory, then an atomic write: the bytes depend on `obj` alone (saved to a path,
+    torch names the zip's root folder after the temporary file, so two identical runs differed)."""
+    buffer = bytes_io.BytesIO()
+    torch.save(obj, buffer)
+    io.write_bytes(path, buffer.getvalue())
+
+
 def _timestep_to_dict(timestep: TimeStep) -> dict:
     return {f.name: getattr(timestep, f.name) for f in fields(TimeStep)}
 
@@ -120,23 +129,38 @@ def save_checkpoint(path: Path, algorithm, env, timestep: TimeStep, progress: Pr
                 "numpy": [np.random.get_state()[0], torch.from_numpy(np.random.get_state()[1].copy()),
                           *np.random.get_state()[2:]]},
     }
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def load_checkpoint(path: Path, algorithm, env) -> tuple[TimeStep, Progress]:
+    fix = f"delete {path} to restart this run from scratch"
     try:
         state = torch.load(path, weights_only=True)
-    except Exception as err:  # a torn or foreign file: refuse rather than guess
-        raise CoopbenchError(f"corrupt checkpoint {path}: {type(err).__name__}: {err}",
-                             f"delete {path} to restart this run from scratch") from None
-    algorithm.load_state_dict(state["algorithm"])
-    env.load_state_dict(state["env"])
-    torch.set_rng_state(state["rng"]["torch"])
-    random.setstate(state["rng"]["python"])
-    kind, keys, *rest = state["rng"]["numpy"]
-    np.random.set_state((kind, keys.numpy(), *rest))
-    return TimeStep(**state["timestep"]), Progress(**state["progress"])
+    except Exception as err:  # a torn or foreign file: refuse rather than guess (torch's message is pages long)
+        raise CoopbenchError(f"corrupt checkpoint {path}: not a checkpoint coopbench wrote "
+                             f"(torch cannot read it: {type(err).__name__})", fix) from None
+    try:
+        algorithm.load_state_dict(state["algorithm"])
+        env.load_state_dict(state["env"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        kind, keys, *rest = state["rng"]["numpy"]
+        np.random.set_state((kind, keys.numpy(), *rest))
+        return TimeStep(**state["timestep"]), Progress(**state["progress"])
+    except Exception as err:  # another config's networks, another version's layout
+        raise CoopbenchError(f"checkpoint {path} does not fit this run ({type(err).__name__}: it was written by "
+                             "another config or coopbench version)", fix) from None
+
+
+def check_finite(values: dict[str, float], where: str, checkpoint: Path) -> None:
+    """Stop the run at the first NaN or infinite loss or return: the last checkpoint (saved before) stays good."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+        kept = f"the last good checkpoint {checkpoint} is kept" if checkpoint.exists() else "no checkpoint yet"
+        raise NonFiniteError(f"non-finite {shown} {where}; the run stopped ({kept})",
+                             "lower the learning rate or check the task's rewards, then delete the run directory "
+                             "and re-run")
 
 
 class ProgressReport:
@@ -170,6 +194,9 @@ class ProgressReport:
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
             checkpoint_interval_s: float = 300.0) -> Path:
     """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory."""
+    from coopbench.config import check_seed
+
+    check_seed(seed)
     run_dir = config.run_dir(results_dir, seed)
     manifest_path, metrics_path = run_dir / "manifest.json", run_dir / "metrics.parquet"
     checkpoint_path = run_dir / "checkpoint.pt"
@@ -201,8 +228,10 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
 
     def record_evaluation() -> dict:
         returns = progress.pending_returns
-        row = {"iteration": progress.iteration, "env_steps": progress.env_steps,
-               **evaluate(algorithm, config, seed, device),
+        evaluation = evaluate(algorithm, config, seed, device)
+        check_finite({k: evaluation[k] for k in ("eval_return_mean", "eval_return_std", "eval_length_mean")},
+                     f"in the evaluation at env_steps {progress.env_steps}", checkpoint_path)
+        row = {"iteration": progress.iteration, "env_steps": progress.env_steps, **evaluation,
                "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
                "train_episodes": len(returns),
                **{k: progress.last_losses.get(k, float("nan")) for k in ("policy_loss", "value_loss", "entropy")}}
@@ -217,10 +246,15 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
     last_checkpoint = time.perf_counter()
     while progress.env_steps < total:
         result = algorithm.train_iteration(env, timestep)
+        returns = result.episode_returns.cpu().tolist()
+        bad_returns = [r for r in returns if not math.isfinite(r)]
+        check_finite({**{k: float(v) for k, v in result.losses.items() if "loss" in k or k == "entropy"},
+                      **({"train_return": bad_returns[0]} if bad_returns else {})},
+                     f"at training iteration {progress.iteration + 1}", checkpoint_path)
         timestep = result.timestep
         progress.iteration += 1
         progress.env_steps += result.env_steps
-        progress.pending_returns += result.episode_returns.cpu().tolist()
+        progress.pending_returns += returns
         progress.last_losses = result.losses
         row = None
         if progress.env_steps >= progress.next_eval or progress.env_steps >= total:
@@ -270,8 +304,7 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
         raise RuntimeError(f"non-finite final evaluation in {run_dir}")
     # Metrics first, manifest last: a manifest therefore always means a complete run.
     io.write_parquet(metrics_path, metrics)
-    with io.atomic_path(run_dir / "model.pt") as tmp:
-        torch.save(algorithm.state_dict(), tmp)
+    save_torch(run_dir / "model.pt", algorithm.state_dict())
     io.write_json(manifest_path, manifest)
     checkpoint_path.unlink(missing_ok=True)
     return run_dir
@@ -290,7 +323,9 @@ def record_failure(config: ResolvedConfig, seed: int, results_dir: Path, error: 
     run_dir = config.run_dir(results_dir, seed)
     attempts_path = run_dir / "failed_attempts.json"
     attempts = (io.read_json(attempts_path)["count"] if attempts_path.exists() else 0) + 1
-    final = isinstance(error, CoopbenchError) or attempts >= after_attempts
+    # A config error, a missing dependency or a NaN (deterministic: a retry from the checkpoint meets it again) is
+    # final at once; a crash or a full disk (StorageError) may pass on a retry.
+    final = (isinstance(error, CoopbenchError) and not isinstance(error, StorageError)) or attempts >= after_attempts
     reason = " ".join(str(error).split()) or type(error).__name__
     if not isinstance(error, CoopbenchError):
         reason = f"{type(error).__name__}: {reason} (after {attempts} attempts)"
