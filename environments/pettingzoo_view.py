@@ -29,7 +29,8 @@ class ParallelEnvView(ParallelEnv):
         if spec.discrete:
             self._action_space = spaces.Discrete(spec.n_actions)
         else:
-            self._action_space = spaces.Box(-1.0, 1.0, (spec.action_dim,), np.float32)
+            # the box the task's step clips to (CORA's differential games: [-5, 5]; VMAS: [-u_range, u_range])
+            self._action_space = spaces.Box(spec.action_low, spec.action_high, (spec.action_dim,), np.float32)
         self.state_space = spaces.Box(-np.inf, np.inf, (spec.state_dim,), np.float32)
         self._state = None
 
