@@ -15,5 +15,5 @@ rule aggregate:
     log:
         RESULTS / "logs" / "{suite}" / "aggregate.log",
     shell:
-        "python -m leaderboard aggregate --suite '{wildcards.suite}' --results-dir '{params.results}' "
-        "--out '{output.scores}' > '{log}' 2>&1"
+        "python -m leaderboard aggregate --suite {wildcards.suite:q} --results-dir {params.results:q} "
+        "--out {output.scores:q} > {log:q} 2>&1"

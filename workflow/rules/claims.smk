@@ -8,7 +8,7 @@ rule analysis:
     log:
         RESULTS / "logs" / "analyses" / "{name}.log",
     shell:
-        "python -m leaderboard analysis '{wildcards.name}' --out '{output}' > '{log}' 2>&1"
+        "python -m leaderboard analysis {wildcards.name:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -25,5 +25,5 @@ rule claims:
     log:
         RESULTS / "logs" / "{suite}" / "claims.log",
     shell:
-        "python -m leaderboard claims --suite '{wildcards.suite}' --scores '{input.scores}' --runs '{input.runs}' "
-        "--analyses '{params.analyses}' --out-dir '{params.out}' --reps {params.reps} > '{log}' 2>&1"
+        "python -m leaderboard claims --suite {wildcards.suite:q} --scores {input.scores:q} --runs {input.runs:q} "
+        "--analyses {params.analyses:q} --out-dir {params.out:q} --reps {params.reps:q} > {log:q} 2>&1"

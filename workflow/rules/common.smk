@@ -1,20 +1,35 @@
 # Shared by every rule: which suite, where results go, and the planned runs of every suite the DAG asks for.
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
 
 from coopbench.claims import PAPERS, claims_dir
-from coopbench.config import load_suite, plan
+from coopbench.config import SUITE_NAME_RE, check_suite_name, load_suite, plan
 from coopbench.errors import CoopbenchError
 
-SUITE = config["suite"]
-RESULTS = Path(config["results_dir"])
-SITE = Path(config["site_dir"])
-PAPER_NAMES = [p for p in PAPERS if (claims_dir() / f"{p}.yaml").is_file()]
-if not PAPER_NAMES:
-    raise CoopbenchError(f"no claims files in {claims_dir()}", "the claims/ folder must sit beside the config folder")
+
+def config_error(err):
+    """A config error ends the workflow with the one line `coopbench` prints for it (no traceback)."""
+    print(f"coopbench: error: {' '.join(str(err).split())}", file=sys.stderr)
+    sys.exit(2)
+
+
+try:
+    SUITE = check_suite_name(str(config["suite"]))
+    for key in ("results_dir", "site_dir"):
+        if not str(config[key]).strip():
+            raise CoopbenchError(f"workflow config {key} is empty", f"give --config {key}=FOLDER")
+    RESULTS = Path(str(config["results_dir"]))
+    SITE = Path(str(config["site_dir"]))
+    PAPER_NAMES = [p for p in PAPERS if (claims_dir() / f"{p}.yaml").is_file()]
+    if not PAPER_NAMES:
+        raise CoopbenchError(f"no claims files in {claims_dir()}",
+                             "the claims/ folder must sit beside the config folder")
+except CoopbenchError as err:
+    config_error(err)
 # `snakemake paper_<name>` runs the suite paper-<name> (config/suites/paper-<name>.yaml) and builds site-paper-<name>.
 PAPER_SUITES = [f"paper-{p}" for p in PAPER_NAMES]
 SITES = {str(SITE): SUITE, **{f"site-{s}": s for s in PAPER_SUITES if s != SUITE}}
@@ -26,7 +41,10 @@ _RUNS = {}
 def suite_plan(suite):
     """The suite's plan (computed once); resolving validates every config file before any job starts."""
     if suite not in _PLANS:
-        _PLANS[suite] = plan(suite)
+        try:
+            _PLANS[suite] = plan(suite)
+        except CoopbenchError as err:
+            config_error(err)
         _RUNS.update({run.key: run for run in _PLANS[suite].runs})
     return _PLANS[suite]
 
@@ -36,7 +54,11 @@ def run_dirs(suite):
 
 
 def suite_analyses(suite):
-    return [RESULTS / "analyses" / f"{name}.json" for name in load_suite(suite).analyses]
+    try:
+        analyses = load_suite(suite).analyses
+    except CoopbenchError as err:
+        config_error(err)
+    return [RESULTS / "analyses" / f"{name}.json" for name in analyses]
 
 
 def claim_files(suite):
@@ -62,7 +84,7 @@ wildcard_constraints:
     algo=r"[^/]+",
     hash=r"[0-9a-f]{12}",
     seed=r"\d+",
-    suite=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    suite=SUITE_NAME_RE,  # the pattern the CLI checks (coopbench.config.check_suite_name)
     name=r"[a-z0-9][a-z0-9_.-]*",
     sitedir="|".join(re.escape(s) for s in SITES),
 

@@ -26,6 +26,7 @@ rule run:
     container:
         run_image
     shell:
-        "{params.image_env}coopbench run {wildcards.algo} {wildcards.env} --seed {wildcards.seed} {params.sets} "
-        "--expect-hash {wildcards.hash} --results-dir {params.results} --threads {threads} "
-        "--record-failure-after 3 > {log} 2>&1"
+        # image_env and sets are shell words already quoted (common.smk); every other value is quoted here
+        "{params.image_env}coopbench run {wildcards.algo:q} {wildcards.env:q} --seed {wildcards.seed:q} {params.sets} "
+        "--expect-hash {wildcards.hash:q} --results-dir {params.results:q} --threads {threads:q} "
+        "--record-failure-after 3 > {log:q} 2>&1"

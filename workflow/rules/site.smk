@@ -13,6 +13,6 @@ rule site:
     log:
         RESULTS / "logs" / "site" / "{sitedir}.log",
     shell:
-        "python -m leaderboard site --suite '{params.suite}' --stats '{input.stats}' --scores '{input.scores}' "
-        "--runs '{input.runs}' --claims '{params.claims}' --figures '{input.figures}' --out '{wildcards.sitedir}' "
-        "> '{log}' 2>&1"
+        "python -m leaderboard site --suite {params.suite:q} --stats {input.stats:q} --scores {input.scores:q} "
+        "--runs {input.runs:q} --claims {params.claims:q} --figures {input.figures:q} --out {wildcards.sitedir:q} "
+        "> {log:q} 2>&1"

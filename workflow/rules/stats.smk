@@ -11,7 +11,7 @@ rule stats:
     log:
         RESULTS / "logs" / "{suite}" / "stats.log",
     shell:
-        "python -m leaderboard stats --scores '{input}' --out '{output}' --reps {params.reps} > '{log}' 2>&1"
+        "python -m leaderboard stats --scores {input:q} --out {output:q} --reps {params.reps:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -22,4 +22,4 @@ rule figures:
     log:
         RESULTS / "logs" / "{suite}" / "figures.log",
     shell:
-        "python -m leaderboard figures --stats '{input}' --out-dir '{output}' > '{log}' 2>&1"
+        "python -m leaderboard figures --stats {input:q} --out-dir {output:q} > {log:q} 2>&1"
