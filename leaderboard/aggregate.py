@@ -2,15 +2,20 @@
 the run serves) and `runs.json` (every planned run's status, and the pairs the plan left out, with reasons).
 
 A run recorded as `not_run` or `failed` (its manifest says why) is listed in runs.json and left out of the
-scores: one failed run never takes the rest of the suite down.
+scores: one failed run never takes the rest of the suite down. So is a run whose metrics hold a NaN or infinite
+return (status `failed`, reason "excluded by aggregate: ..."), with a warning on stderr.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coopbench.errors import CoopbenchError
 from coopbench.io import read_json, read_parquet, write_json, write_parquet
@@ -89,6 +94,21 @@ def _check_normalization(norm: object, manifest_path: Path) -> None:
             )
 
 
+def non_finite(metrics: pd.DataFrame) -> str | None:
+    """Why a run's metrics cannot be scored (a NaN or infinite return), in words; None when they can.
+
+    The run driver stops at the first non-finite value, so such a file comes from an older coopbench or was
+    changed by hand. The win rate is NaN on tasks without `won`; infinite never."""
+    for column in ("eval_return_mean", "eval_return_std", "eval_win_rate"):
+        values = metrics[column].to_numpy(dtype=float)
+        bad = np.isinf(values) if column == "eval_win_rate" else ~np.isfinite(values)
+        if bad.any():
+            steps = metrics.loc[bad, "env_steps"].tolist()
+            return (f"non-finite {column} in {int(bad.sum())} of {len(values)} evaluations "
+                    f"(first at env_steps {steps[0]})")
+    return None
+
+
 def normalize(returns: pd.Series, norm: dict) -> pd.Series:
     if norm["method"] == "min_max":
         return (returns - norm["low"]) / (norm["high"] - norm["low"])
@@ -144,6 +164,11 @@ def aggregate(run_dirs: list[Path], out: Path, suite: str, comparisons: dict[Pat
         if manifest["status"] != "completed":
             continue
         manifest, metrics = read_run(run_dir)
+        reason = non_finite(metrics)
+        if reason is not None:  # excluded loudly: listed as failed with the reason, and said on stderr
+            statuses[-1].update(status="failed", reason=f"excluded by aggregate: {reason}")
+            print(f"aggregate: warning: {run_dir} excluded from the scores: {reason}", file=sys.stderr)
+            continue
         frames += [run_scores(run_dir, manifest, metrics, comparison) for comparison in served]
     columns = {c: pd.Series(dtype="object") for c in SCORES_COLUMNS}
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)
@@ -168,3 +193,55 @@ def aggregate_plan(suite: str, results_dir: Path, out: Path) -> pd.DataFrame:
     if not comparisons and not planned.skipped:
         raise CoopbenchError(f"suite {suite!r} plans no run", "give it experiments or environments")
     return aggregate(list(comparisons), out, suite, comparisons, [asdict(s) for s in planned.skipped])
+
+
+# -- reading runs.json back (claims, site): its shape checked on load.
+
+
+class _RunEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    env: str
+    algo: str
+    config_hash: str
+    seed: int
+    comparisons: list[str]
+    status: Literal["completed", "not_run", "failed"]
+    reason: str
+    run_dir: str
+
+
+class _SkippedEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    comparison: str
+    env: str
+    algo: str
+    reason: str
+
+
+class _RunsFile(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    schema_version: int
+    suite: str
+    runs: list[_RunEntry]
+    skipped: list[_SkippedEntry]
+
+
+def read_runs(path: Path) -> dict:
+    """runs.json as the aggregate stage writes it, checked: another shape or version is one CoopbenchError."""
+    path = Path(path)
+    data = read_json(path)
+    fix = "re-run the aggregate stage (it rewrites the file)"
+    if not isinstance(data, dict):
+        raise CoopbenchError(f"{path} is not a runs.json of the aggregate stage: a JSON {type(data).__name__}, "
+                             "not an object", fix)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise CoopbenchError(f"{path} has schema_version {data.get('schema_version')!r}, this coopbench reads "
+                             f"{SCHEMA_VERSION}", fix)
+    try:
+        _RunsFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise CoopbenchError(f"{path} is not a runs.json of the aggregate stage: {where}: {first['msg']}",
+                             fix) from None
+    return data

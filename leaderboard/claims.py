@@ -46,9 +46,9 @@ def judge_suite(suite: str, scores_parquet: Path, runs_json: Path, analyses_dir:
                 reps: int = 2000, seed: int = 0) -> dict[str, dict]:
     """Judge every paper's claims on this suite; write <out_dir>/<paper>.json each; return them."""
     scores = read_parquet(scores_parquet, SCORES_COLUMNS)
-    runs = read_json(runs_json)
-    if not isinstance(runs, dict) or not isinstance(runs.get("runs"), list) or "skipped" not in runs:
-        raise CoopbenchError(f"{runs_json} is not a runs.json of the aggregate stage", "re-run the aggregate stage")
+    from leaderboard.aggregate import read_runs
+
+    runs = read_runs(runs_json)  # its shape checked: a foreign file is one clear error
     context = _Context(suite, scores, runs, Path(analyses_dir), reps, seed)
     out = {}
     for name, paper in load_papers().items():

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
-from coopbench.io import atomic_path, read_json  # noqa: E402
+from coopbench.io import atomic_path  # noqa: E402
 
 FORMATS = ("svg", "png")
 FIGURES = ("aggregate", "performance_profile", "sample_efficiency")
@@ -40,7 +40,9 @@ def has_data(cstats: dict, name: str) -> bool:
 
 def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
     """Write <comparison>/<name>.svg and .png for every figure a comparison has data for; return the paths."""
-    stats = read_json(stats_json)
+    from leaderboard.stats import read_stats
+
+    stats = read_stats(stats_json)  # its shape checked: a foreign file is one clear error, not a KeyError
     comparisons = stats["comparisons"]
     algos = sorted({a for c in comparisons.values() for a in c["algorithms"]})
     palette = sns.color_palette("colorblind", n_colors=max(len(algos), 1))

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
 from rliable import library as rly
 from rliable import metrics
 
 from coopbench.errors import CoopbenchError
-from coopbench.io import read_parquet, write_json
+from coopbench.io import read_json, read_parquet, write_json
 from coopbench.schema import SCHEMA_VERSION, SCORES_COLUMNS
 
 CONFIDENCE = 0.95
@@ -40,6 +41,13 @@ def compute_stats(scores: Path, out_json: Path, reps: int = 2000, seed: int = 0)
     if reps < 1:
         raise CoopbenchError(f"reps must be >= 1, got {reps}")
     frame = read_parquet(scores, SCORES_COLUMNS)
+    for column in ("eval_return_mean", "normalized_score"):
+        bad = ~np.isfinite(frame[column].to_numpy(dtype=float))
+        if bad.any():
+            first = frame[bad].iloc[0]
+            raise CoopbenchError(f"{scores} has {int(bad.sum())} non-finite {column} values (first: {first['env']} "
+                                 f"{first['algo']} seed {first['seed']})",
+                                 "re-run the aggregate stage (it excludes such runs) on the suite's runs")
     boot = _Bootstrap(reps, seed)
     stats = {
         "schema_version": SCHEMA_VERSION,
@@ -351,3 +359,102 @@ def _head_to_head(frame: pd.DataFrame, boot: _Bootstrap) -> list[dict]:
                             "normalized_iqm": _estimate(points["x"][0], intervals["x"][0, 0], intervals["x"][1, 0])})
         out.append({"env": env, "normalization": str(group["normalization"].iloc[0]), "entries": entries})
     return out
+
+
+# -- reading stats.json back (figures, site): its shape checked on load, so a stale or foreign file is one clear
+# error instead of a KeyError deep in a plot. Extra keys are allowed (a newer writer may add some).
+
+_Num = float | None  # stats.json writes NaN and infinities as null
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Estimate(_Shape):
+    point: _Num
+    ci_low: _Num
+    ci_high: _Num
+
+
+class _Curve(_Shape):
+    point: list[_Num]
+    ci_low: list[_Num]
+    ci_high: list[_Num]
+
+
+class _EnvCurve(_Curve):
+    env_steps: list[float]
+
+
+class _Profile(_Shape):
+    tau: list[_Num]
+    profiles: dict[str, _Curve]
+
+
+class _Efficiency(_Shape):
+    env_steps: list[float]
+    iqm: dict[str, _Curve]
+
+
+class _PerEnvRow(_Shape):
+    env: str
+    algo: str
+    config_hash: str
+    n_seeds: int
+    seeds: list[int]
+    return_mean: _Estimate
+    normalized_mean: _Estimate
+    normalized_iqm: _Estimate
+
+
+class _ComparisonStats(_Shape):
+    algorithms: list[str]
+    envs: list[str]
+    tasks: list[str]
+    dropped_tasks: dict[str, str]
+    excluded_runs: list[dict]
+    seeds_per_algorithm: dict[str, int]
+    aggregate: dict[str, dict[str, _Estimate]]
+    performance_profile: _Profile
+    probability_of_improvement: list[dict]
+    per_env: list[_PerEnvRow]
+    sample_efficiency: _Efficiency
+    env_curves: dict[str, dict[str, _EnvCurve]]
+
+
+class _Settings(_Shape):
+    confidence: float
+    reps: int
+
+
+class _HeadToHead(_Shape):
+    env: str
+    entries: list[dict]
+
+
+class _StatsFile(_Shape):
+    schema_version: int
+    settings: _Settings
+    comparisons: dict[str, _ComparisonStats]
+    head_to_head: list[_HeadToHead]
+
+
+def read_stats(path: Path) -> dict:
+    """stats.json as the stats stage writes it, checked: a file of another shape or version is one CoopbenchError."""
+    path = Path(path)
+    stats = read_json(path)
+    fix = "re-run the stats stage (it rewrites the file)"
+    if not isinstance(stats, dict):
+        raise CoopbenchError(f"{path} is not a stats.json of this coopbench: a JSON {type(stats).__name__}, "
+                             "not an object", fix)
+    if stats.get("schema_version") != SCHEMA_VERSION:
+        raise CoopbenchError(f"{path} has schema_version {stats.get('schema_version')!r}, this coopbench reads "
+                             f"{SCHEMA_VERSION}", fix)
+    try:
+        _StatsFile.model_validate(stats)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise CoopbenchError(f"{path} is not a stats.json of this coopbench: {where}: {first['msg']}", fix) from None
+    return stats
