@@ -191,6 +191,18 @@ class ProgressReport:
             self.bar.close()
 
 
+def build(config: ResolvedConfig, seed: int, device: torch.device, n_envs: int | None = None):
+    """The environment (`n_envs` copies, default the algorithm's `n_envs`) and the freshly initialised algorithm
+    of `config`, as the driver trains them; `coopbench render` rebuilds a finished run's with this."""
+    algo_cls = ALGORITHMS.get(config.algo).load()
+    hparams = algo_cls.Config(**config.algo_hparams)
+    env = make(config.env, n_envs=hparams.n_envs if n_envs is None else n_envs, seed=seed, device=device,
+               **config.env_params)
+    algorithm = algo_cls(env.spec, hparams, device)
+    algorithm.set_budget(config.run["total_env_steps"])
+    return env, algorithm
+
+
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
             checkpoint_interval_s: float = 300.0) -> Path:
     """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory."""
@@ -207,11 +219,7 @@ def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads:
     torch.set_num_threads(torch_threads)
     device = resolve_device(config.run["device"])
     seed_everything(seed)
-    algo_cls = ALGORITHMS.get(config.algo).load()
-    hparams = algo_cls.Config(**config.algo_hparams)
-    env = make(config.env, n_envs=hparams.n_envs, seed=seed, device=device, **config.env_params)
-    algorithm = algo_cls(env.spec, hparams, device)
-    algorithm.set_budget(config.run["total_env_steps"])
+    env, algorithm = build(config, seed, device)
     norm = normalization_bounds(config, env.spec.return_bounds)
 
     if checkpoint_path.exists():
