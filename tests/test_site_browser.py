@@ -163,13 +163,15 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def browser():
-    """One headless Debian chromium for the module, or a skip that says what is missing."""
+    """One headless Debian chromium for the module, or a skip that says what is missing (a failure where
+    COOPBENCH_REQUIRE_BROWSER=1, as CI sets it: there the browser must be there)."""
+    missing = pytest.fail if os.environ.get("COOPBENCH_REQUIRE_BROWSER") == "1" else pytest.skip
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"no {CHROMIUM}: browser tests need Debian's chromium (`make browser` as root installs it)")
+        missing(f"no {CHROMIUM}: browser tests need Debian's chromium (`make browser` as root installs it)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("Playwright for Python is not installed: `make venv` installs it from requirements.lock")
+        missing("Playwright for Python is not installed: `make venv` installs it from requirements.lock")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM))
         yield chromium
