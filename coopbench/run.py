@@ -205,10 +205,18 @@ def build(config: ResolvedConfig, seed: int, device: torch.device, n_envs: int |
 
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
             checkpoint_interval_s: float = 300.0) -> Path:
-    """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory."""
+    """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory.
+
+    Holds the run directory's lock throughout (re-entrant: the CLI takes it first, to cover a recorded failure)."""
     from coopbench.config import check_seed
 
     check_seed(seed)
+    with io.run_lock(config.run_dir(results_dir, seed)):
+        return _execute(config, seed, results_dir, torch_threads, checkpoint_interval_s)
+
+
+def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int,
+             checkpoint_interval_s: float) -> Path:
     run_dir = config.run_dir(results_dir, seed)
     manifest_path, metrics_path = run_dir / "manifest.json", run_dir / "metrics.parquet"
     checkpoint_path = run_dir / "checkpoint.pt"
