@@ -22,7 +22,9 @@ import pandas as pd
 from coopbench.errors import CoopbenchError
 from coopbench.io import read_json, read_parquet
 from coopbench.schema import SCORES_COLUMNS
+from leaderboard.aggregate import read_runs
 from leaderboard.figures import FIGURES, FORMATS, comparison_dir, curve_name, has_data
+from leaderboard.stats import read_stats
 from leaderboard.verdicts import VERDICTS
 
 PACKAGE_DIR = Path(__file__).parent
@@ -39,11 +41,9 @@ def build_site(stats_json: Path, scores_parquet: Path, figures_dir: Path, out_di
     """Render index.html and one page per completed run into `out_dir`; return the index path."""
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
-    stats = read_json(stats_json)
-    if not isinstance(stats, dict) or not isinstance(stats.get("comparisons"), dict):
-        raise CoopbenchError(f"{stats_json} is not a stats.json of this coopbench", "re-run the stats stage")
+    stats = read_stats(stats_json)
     scores = read_parquet(scores_parquet, SCORES_COLUMNS)
-    runs = read_json(runs_json)
+    runs = read_runs(runs_json)
     manifests = _manifests_matching([Path(r["run_dir"]) for r in runs["runs"]], scores, scores_parquet)
     figures = [Path(figures_dir) / comparison_dir(c) / f"{name}.{fmt}" for c, cstats in stats["comparisons"].items()
                for name in [*(f for f in FIGURES if has_data(cstats, f)), *map(curve_name, cstats["env_curves"])]
