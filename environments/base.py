@@ -13,7 +13,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
+
+from coopbench.errors import CoopbenchError
 
 RewardMode = Literal["team", "private"]
 
@@ -100,6 +103,14 @@ class BatchedEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: only library adapters hold resources
         """Release library resources (processes, simulators)."""
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Optional: a picture of copy `index` as it is now, `[H, W, 3]` uint8 (same size every call).
+
+        `coopbench render` records these; a task without a renderer raises this CoopbenchError."""
+        raise CoopbenchError(f"{self.spec.name} cannot render (no picture is defined for this task)",
+                             "render a task that can: the grid worlds, the particle tasks, MPE, VMAS, MaMuJoCo "
+                             "(docs: coopbench render --help); or drop --out to print the returns only")
 
 
 def team_return(reward: torch.Tensor, reward_mode: RewardMode) -> torch.Tensor:

@@ -35,9 +35,11 @@ first agent, second agent), row-major (96 floats), plus step / max_steps when `c
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from environments import rendering as rd
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 from environments.gridworld import DOWN, LEFT, MOVES, RIGHT, STAY, UP, flat_index, unflatten_index, where_done
 
@@ -171,6 +173,16 @@ class Checkers(BatchedEnv):
             parts.append(time.unsqueeze(1).expand(n, self.n_agents, 1))
             state = torch.cat([state, time], dim=1)
         return torch.cat(parts, dim=-1), state
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index`: apples red and lemons yellow (small discs), the two agents discs in their colours."""
+        i = rd.check_index(self, index)
+        board = self.board[i].view(HEIGHT + 2, PADDED_WIDTH)[1:-1, 1:-1].cpu().numpy()
+        fruit = {APPLE: rd.APPLE, LEMON: rd.LEMON}
+        markers = [(r, c, fruit[int(board[r, c])], "disc", 0.4)
+                   for r in range(HEIGHT) for c in range(WIDTH) if int(board[r, c]) in fruit]
+        markers += [(r, c, rd.agent_colour(k), "disc", 0.75) for k, (r, c) in enumerate(self.positions[i].tolist())]
+        return rd.grid_frame((HEIGHT, WIDTH), markers=markers, cell=32)
 
     # --- contract -----------------------------------------------------------------------------------
 

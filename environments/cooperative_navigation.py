@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
+from environments import rendering as rd
 from environments.base import EnvSpec
 
 
@@ -98,6 +100,14 @@ class CooperativeNavigation(gw.TimeLimitedEnv):
 
     def _extras(self) -> dict[str, torch.Tensor]:
         return {"neighbours": self.neighbours.expand(self.n_envs, -1, -1)}
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index`: agent i a disc, its landmark a square in a lighter shade of its colour."""
+        i = rd.check_index(self, index)
+        markers = [(r, c, rd.lighter(rd.agent_colour(k)), "square", 0.8)
+                   for k, (r, c) in enumerate(self.landmarks[i].tolist())]
+        markers += [(r, c, rd.agent_colour(k), "disc", 0.6) for k, (r, c) in enumerate(self.pos[i].tolist())]
+        return rd.grid_frame(self.shape, markers=markers, cell=32)
 
     # --- scripted reference policy (tests, normalization) -----------------------------------------
     def greedy_actions(self) -> torch.Tensor:

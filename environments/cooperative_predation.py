@@ -29,10 +29,12 @@ normalization in the config uses the paper's two reference behaviours (all defec
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from environments import gridworld as gw
+from environments import rendering as rd
 from environments.base import EnvSpec
 
 
@@ -110,6 +112,19 @@ class CooperativePredation(gw.TimeLimitedEnv):
         near = gap <= self.params.neighbour_radius * self.params.domain
         near.diagonal(dim1=1, dim2=2).fill_(False)
         return {"neighbours": near}
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index`: the line [0, domain] left to right, agent k a disc on its own lane (k from the top),
+        the prey a red vertical line."""
+        i = rd.check_index(self, index)
+        n, domain = self.n_agents, self.params.domain
+        margin = 0.03 * domain
+        height = 20 + 12 * n
+        points = [(x, n - 1 - k, 0.4, rd.agent_colour(k)) for k, x in enumerate(self.pos[i].tolist())]
+        image = rd.points_frame(points, (-margin, domain + margin, -1.0, float(n)), size=(height, 480))
+        col = round((float(self.prey[i]) + margin) * (480 - 1) / (domain + 2 * margin))
+        image[:, max(col - 1, 0):col + 2] = rd.APPLE
+        return image
 
     # --- scripted policies (tests, normalization) -------------------------------------------------
     def pursue_actions(self) -> torch.Tensor:

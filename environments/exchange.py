@@ -32,10 +32,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
+from environments import rendering as rd
 from environments.base import EnvSpec
 
 OPEN = 5
@@ -129,6 +131,16 @@ class Exchange(gw.TimeLimitedEnv):
 
     def _extras(self) -> dict[str, torch.Tensor]:
         return {"neighbours": self.neighbours.expand(self.n_envs, -1, -1)}
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index`: agent i a disc; box k (agent k's food) a square in a lighter shade of k's colour
+        while closed, a grey ring once opened."""
+        i = rd.check_index(self, index)
+        markers = [(r, c, rd.lighter(rd.agent_colour(k)), "square", 0.8) if closed else (r, c, rd.WALL, "ring", 0.8)
+                   for k, ((r, c), closed) in enumerate(zip(self.boxes[i].tolist(), self.closed[i].tolist(),
+                                                            strict=True))]
+        markers += [(r, c, rd.agent_colour(k), "disc", 0.6) for k, (r, c) in enumerate(self.pos[i].tolist())]
+        return rd.grid_frame(self.shape, markers=markers, cell=32)
 
     # --- scripted policies (AS 5.3's reference totals) --------------------------------------------
     def cooperative_actions(self) -> torch.Tensor:

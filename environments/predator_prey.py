@@ -31,9 +31,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from environments import rendering as rd
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 
 DT = 0.1
@@ -138,6 +140,18 @@ class PredatorPrey(BatchedEnv):
     @property
     def landmarks(self) -> torch.Tensor:
         return torch.stack([self.lx, self.ly], dim=-1)
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index` in [-1.5, 1.5]^2: landmarks grey, prey red, predator k a disc in its colour (true
+        sizes, but at least 3 px in radius)."""
+        i = rd.check_index(self, index)
+        p = self.params
+        landmarks = zip(self.lx[i].tolist(), self.ly[i].tolist(), strict=True)
+        points = [(x, y, p.landmark_size, rd.WALL) for x, y in landmarks]
+        xs, ys = self.x[i].tolist(), self.y[i].tolist()
+        points += [(xs[k], ys[k], p.prey_size, rd.APPLE) for k in range(p.n_predators, self.n_movers)]
+        points += [(xs[k], ys[k], p.predator_size, rd.agent_colour(k)) for k in range(p.n_predators)]
+        return rd.points_frame(points, (-1.5, 1.5, -1.5, 1.5), size=(400, 400))
 
     # --- episode start --------------------------------------------------------------------------
     def _spawn(self) -> tuple[torch.Tensor, ...]:

@@ -45,10 +45,12 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Literal
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
+from environments import rendering as rd
 from environments.base import EnvSpec
 
 CLEANUP_MAP = (
@@ -231,6 +233,22 @@ class _SocialDilemma(gw.TimeLimitedEnv):
         self._write_extra_state(state[:, offset + n_agents * cells:])
         return obs, state, None
 
+    # Map layers in the picture, bottom to top: static ones by name, dynamic ones by attribute.
+    RENDER_LAYERS: tuple[tuple[str, tuple[int, int, int]], ...] = ()
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """Copy `index`: walls dark grey, the task's map layers (`RENDER_LAYERS`), apples red discs,
+        agents discs in their colours."""
+        i = rd.check_index(self, index)
+        layers = [(self.walls.cpu().numpy(), rd.WALL)]
+        for name, colour in self.RENDER_LAYERS:
+            layer = self._static_layer(name) if name in self.STATIC else getattr(self, name)[i]
+            layers.append((layer.cpu().numpy(), colour))
+        apples = self.apples[i].nonzero().tolist()
+        markers = [(r, c, rd.APPLE, "disc", 0.45) for r, c in apples]
+        markers += [(r, c, rd.agent_colour(k), "disc", 0.8) for k, (r, c) in enumerate(self.pos[i].tolist())]
+        return rd.grid_frame((self.height, self.width), layers, markers, cell=20)
+
     def _regrow(self, probability: torch.Tensor) -> None:
         """Apples appear on the free apple cells (no apple, no agent) with `probability`: `[B, K]` per
         apple cell (in `self._apple_index` order) or `[B, 1]`. One draw per apple cell and step."""
@@ -254,6 +272,7 @@ class Harvest(_SocialDilemma):
     CHANNELS = ("wall", "orchard", "apple", "agent")  # 4 one-byte layers: gathered as one word per cell
     STATIC = ("wall", "orchard")
     N_ACTIONS = 5
+    RENDER_LAYERS = (("orchard", rd.ORCHARD),)
     NAME = "social_dilemma/as-harvest"
     DESCRIPTION = "AS 5.1 Harvest 7x38, private rewards (+1 per apple), 100 steps"
     ACTION_NAMES = ("stay", "up", "down", "left", "right")
@@ -295,6 +314,8 @@ class Cleanup(_SocialDilemma):
     STATIC = ("wall", "river", "stream", "orchard")
     N_ACTIONS = 8
     TURN_CW, TURN_CCW, CLEAN = 5, 6, 7
+    RENDER_LAYERS = (("river", rd.WATER), ("stream", rd.STREAM), ("orchard", rd.ORCHARD), ("waste", rd.WASTE),
+                     ("beam", rd.BEAM))
     NAME = "social_dilemma/as-cleanup"
     DESCRIPTION = "AS 5.1 Cleanup 11x18, private rewards (+1 per apple), 100 steps"
     ACTION_NAMES = ("stay", "up", "down", "left", "right", "turn_cw", "turn_ccw", "clean")
