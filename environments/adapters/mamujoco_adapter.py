@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopbench.errors import MissingDependencyError
+from coopbench.errors import CoopbenchError, MissingDependencyError
 from environments.adapters import install_hint
 from environments.adapters.process_pool import CopyEnv, CopyObs, CopyStep, PooledEnv
 from environments.base import EnvSpec
@@ -247,6 +248,22 @@ class RobotCopy(CopyEnv):
             getattr(d, field)[...] = value
         self.time_limit._elapsed_steps = int(state["elapsed"])
         self.robot.np_random.bit_generator.state = state["rng"]
+
+    def render_rgb(self) -> np.ndarray:
+        """Gymnasium's picture of the robot (its default tracking camera), 480 x 480, drawn off-screen by
+        MuJoCo: with EGL unless `MUJOCO_GL` names another backend (osmesa, glfw)."""
+        backend = os.environ.setdefault("MUJOCO_GL", "egl")
+        try:
+            self.robot.render_mode = "rgb_array"
+            frame = self.robot.render()
+        except Exception as err:  # mujoco.FatalError, PyOpenGL's import errors, ...
+            robot, detail = self.robot.spec.id if self.robot.spec else "robot", " ".join(str(err).split())[:200]
+            raise CoopbenchError(
+                f"MaMuJoCo {robot} cannot render here: MuJoCo found no OpenGL context with MUJOCO_GL={backend} "
+                f"({type(err).__name__}: {detail})",
+                "install EGL (apt-get install libegl1 libgl1-mesa-dri; MUJOCO_GL=egl, the default here) or "
+                "OSMesa (apt-get install libosmesa6; MUJOCO_GL=osmesa); unset MUJOCO_GL to use EGL") from None
+        return np.ascontiguousarray(frame)
 
     def close(self) -> None:
         self.env.close()

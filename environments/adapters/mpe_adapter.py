@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -164,6 +165,12 @@ class SpreadCopy(CopyEnv):
             agent.state.c = np.array(state["comm"][k], dtype=np.float64)
         self.raw.steps = int(state["steps"])
         self.raw.np_random.bit_generator.state = state["rng"]
+
+    def render_rgb(self) -> np.ndarray:
+        """MPE2's own picture (pygame, drawn off-screen: `rgb_array` needs no display), 700 x 700."""
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # in case pygame opens its video subsystem
+        self.raw.render_mode = "rgb_array"
+        return np.ascontiguousarray(self.raw.render())
 
     def close(self) -> None:
         self.env.close()

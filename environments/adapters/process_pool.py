@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from coopbench.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 WORKERS_ENV_VAR = "COOPBENCH_ENV_WORKERS"
@@ -100,6 +101,12 @@ class CopyEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+    def render_rgb(self) -> np.ndarray | None:
+        """Optional: a picture of this copy as it is now, `[H, W, 3]` uint8 (`BatchedEnv.render_rgb`); None
+        where the library draws nothing. A CoopbenchError raised here reaches the caller as itself, also from a
+        worker process."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,13 @@ class _Runner:
             self._write_view(i, ob)
         return infos
 
+    def render(self, index: int) -> np.ndarray | tuple[str, str, str | None]:
+        """Copy `index`'s picture, or ("error", problem, fix) for a CoopbenchError (it crosses the pipe as data)."""
+        try:
+            return self.copies[index - self.first].render_rgb()
+        except CoopbenchError as err:
+            return ("error", err.problem, err.fix)
+
     def get_state(self) -> dict:
         snapshots = [copy.get_state() for copy in self.copies] if self.supports_snapshot else None
         return {"episodes": list(self.episodes), "returns": list(self.returns), "lengths": list(self.lengths),
@@ -285,6 +299,8 @@ def _worker_main(conn, make_copy, first: int, count: int, seed: int, shm_path: s
                 conn.send(("ok", None))
             elif cmd == "get_state":
                 conn.send(("ok", runner.get_state()))
+            elif cmd == "render":
+                conn.send(("ok", runner.render(arg)))
             elif cmd == "set_state":
                 runner.set_state(arg)
                 conn.send(("ok", None))
@@ -518,6 +534,22 @@ class ProcessPool:
             infos.update(part)
         return self._read(infos)
 
+    def render(self, index: int) -> np.ndarray | None:
+        """The picture of copy `index` (`CopyEnv.render_rgb`; None: it draws none), asked of the one worker that
+        holds it."""
+        if not 0 <= index < self.n_envs:
+            raise ValueError(f"copy index {index} out of range: the pool holds {self.n_envs} copies")
+        if self._runner is not None:
+            result = self._runner.render(index)
+        else:
+            bounds = np.linspace(0, self.n_envs, self.n_workers + 1).round().astype(int)
+            w = int(np.searchsorted(bounds, index, side="right")) - 1
+            self._conns[w].send(("render", index))
+            result = self._receive(w)
+        if isinstance(result, tuple):
+            raise CoopbenchError(result[1], result[2])
+        return result
+
     def state_dict(self) -> dict:
         """Episode counters and (where the copies can) their simulator snapshots, as tensors/scalars."""
         parts = self._broadcast("get_state")
@@ -597,6 +629,10 @@ class PooledEnv(BatchedEnv):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.pool.load_state_dict(state["pool"])
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        frame = self.pool.render(index)
+        return super().render_rgb(index) if frame is None else frame  # None: the base class's "cannot render"
 
     def close(self) -> None:
         self.pool.close()

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopbench.errors import MissingDependencyError
+from coopbench.errors import CoopbenchError, MissingDependencyError
 from environments.adapters import install_hint
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep, team_return
 
@@ -222,6 +222,20 @@ class VmasEnv(BatchedEnv):
         episode_return, episode_length = self.tracker.update(team, done)
         return TimeStep(obs, obs.flatten(1), None, reward, terminated, truncated, final_obs, final_obs.flatten(1),
                         episode_return, episode_length)
+
+    def render_rgb(self, index: int = 0) -> np.ndarray:
+        """VMAS's own picture of copy `index` (pyglet/OpenGL, headless: an EGL context, no display), 700 x 700."""
+        if not 0 <= index < self.n_envs:
+            raise ValueError(f"copy index {index} out of range: {self.spec.name} has {self.n_envs} copies")
+        try:
+            frame = self.env.render(mode="rgb_array", env_index=index, visualize_when_rgb=False)
+        except Exception as err:  # pyglet raises its own types (no GL library, no display, no EGL device)
+            raise CoopbenchError(
+                f"{self.spec.name} cannot render here: VMAS draws with pyglet/OpenGL, which found no usable "
+                f"OpenGL context ({type(err).__name__}: {' '.join(str(err).split())[:200]})",
+                "install an EGL library (apt-get install libegl1 libgl1) for headless rendering, or run under a "
+                "virtual display: xvfb-run -a coopbench render ...") from None
+        return np.ascontiguousarray(frame)
 
     # --- resume ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
