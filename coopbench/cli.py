@@ -61,6 +61,16 @@ def _cmd_plan(args: argparse.Namespace) -> None:
         print(run.config.run_dir(results_dir, run.seed))
 
 
+def _cmd_render(args: argparse.Namespace) -> None:
+    import json
+
+    from coopbench.render import render_run
+
+    report = render_run(args.run_dir, episodes=args.episodes, stochastic=args.stochastic, out=args.out,
+                        fps=args.fps, max_frames=args.max_frames, seed=args.seed, device=args.device)
+    print(json.dumps(report))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coopbench", description="Cooperative MARL reproducibility harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("suite")
     plan.add_argument("--results-dir", default="results")
     plan.set_defaults(func=_cmd_plan)
+
+    render = sub.add_parser(
+        "render", help="replay a completed run's trained policy: per-episode returns, optionally an animation",
+        description="Rebuild a completed run's environment and algorithm from RUN_DIR/manifest.json, load "
+                    "RUN_DIR/model.pt and play --episodes episodes as the run's evaluation does (greedy; environment "
+                    "seed = the run's seed + 1000003): with --episodes equal to the run's run.eval_episodes the "
+                    "returns are those of its final evaluation. Prints one JSON line (returns, their mean and std). "
+                    "--out FILE.gif (or .webp) records the first episode (grid worlds, particle tasks, MPE, VMAS, "
+                    "MaMuJoCo with EGL; other tasks say they cannot render).")
+    render.add_argument("run_dir", metavar="RUN_DIR", help="results/runs/<env>/<algo>/<hash>/seed-<n>")
+    render.add_argument("--episodes", type=int, default=4, help="episodes to play, one per copy (default 4)")
+    render.add_argument("--stochastic", action="store_true",
+                        help="sample actions from the policy (seeded with --seed) instead of taking the greedy ones")
+    render.add_argument("--seed", type=int, help="seed of the episodes (default: the run's own seed)")
+    render.add_argument("--out", metavar="FILE.gif", help="write an animation of the first episode (.gif or .webp)")
+    render.add_argument("--fps", type=float, default=10.0, help="animation frames per second (default 10)")
+    render.add_argument("--max-frames", type=int, default=500, help="record at most this many steps (default 500)")
+    render.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="torch device (default cpu)")
+    render.set_defaults(func=_cmd_render)
     return parser
 
 
