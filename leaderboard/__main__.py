@@ -45,6 +45,12 @@ def _analysis(args):
     run_analysis(args.name, args.out, quick=args.quick)
 
 
+def _animations(args):
+    from leaderboard.animations import make_animations
+
+    make_animations(args.suite, args.results_dir, args.out_dir)
+
+
 def _claims(args):
     from leaderboard.claims import judge_suite
 
@@ -66,7 +72,8 @@ def _figures(args):
 def _site(args):
     from leaderboard.site import build_site
 
-    build_site(args.stats, args.scores, args.figures, args.out, args.runs, args.claims, args.suite)
+    build_site(args.stats, args.scores, args.figures, args.out, args.runs, args.claims, args.suite,
+               animations_dir=args.animations)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
     ana.add_argument("--quick", action="store_true", help="fewer trials/repeats (tests, demos)")
     ana.set_defaults(func=_analysis)
 
+    an = sub.add_parser("animations", help="a GIF of a trained policy per task that can render -> a folder")
+    an.add_argument("--suite", required=True)
+    an.add_argument("--results-dir", required=True, type=Path)
+    an.add_argument("--out-dir", required=True, type=Path)
+    an.set_defaults(func=_animations)
+
     cl = sub.add_parser("claims", help="scores, runs.json, analyses -> one verdict JSON per paper")
     cl.add_argument("--suite", required=True)
     cl.add_argument("--scores", required=True, type=Path)
@@ -115,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     site.add_argument("--runs", required=True, type=Path, help="runs.json of the aggregate stage")
     site.add_argument("--claims", required=True, type=Path, help="directory of the claims stage's JSON files")
     site.add_argument("--figures", required=True, type=Path, help="directory the figures stage wrote")
+    site.add_argument("--animations", type=Path, help="directory the animations stage wrote (optional)")
     site.add_argument("--out", required=True, type=Path, help="site directory (replaced whole)")
     site.set_defaults(func=_site)
     return p

@@ -37,7 +37,7 @@ CAPTIONS = {
 
 
 def build_site(stats_json: Path, scores_parquet: Path, figures_dir: Path, out_dir: Path, runs_json: Path,
-               claims_dir: Path, suite: str) -> Path:
+               claims_dir: Path, suite: str, animations_dir: Path | None = None) -> Path:
     """Render index.html and one page per completed run into `out_dir`; return the index path."""
     out_dir = Path(out_dir)
     _check_replaceable(out_dir)
@@ -52,15 +52,36 @@ def build_site(stats_json: Path, scores_parquet: Path, figures_dir: Path, out_di
         if not path.is_file():
             raise CoopbenchError(f"figure missing: {path}", "re-run the figures stage")
     claims = _read_claims(Path(claims_dir))
+    animations = _read_animations(animations_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
-        _render(staging, stats, scores, manifests, runs, claims, figures, Path(figures_dir), suite)
+        _render(staging, stats, scores, manifests, runs, claims, figures, Path(figures_dir), suite, animations)
         _swap_in(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir / "index.html"
+
+
+def _read_animations(animations_dir: Path | None) -> dict:
+    """task -> {file (absolute path of the GIF) or error, algo, seed, ...} from the animations stage's index.json."""
+    if animations_dir is None:
+        return {}
+    index = read_json(Path(animations_dir) / "index.json")
+    entries = index.get("animations") if isinstance(index, dict) else None
+    if not isinstance(entries, dict):
+        raise CoopbenchError(f"{animations_dir}/index.json is not an index of the animations stage",
+                             "re-run the animations stage")
+    out = {}
+    for task, entry in entries.items():
+        if "file" in entry:
+            path = Path(animations_dir) / entry["file"]
+            if not path.is_file():
+                raise CoopbenchError(f"animation missing: {path}", "re-run the animations stage")
+            entry = {**entry, "path": path}
+        out[task] = entry
+    return out
 
 
 def _read_claims(claims_dir: Path) -> list[dict]:
@@ -181,7 +202,7 @@ def _generated_at() -> str:
 
 
 def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs_file: dict, claims: list[dict],
-            figures: list[Path], figures_dir: Path, suite: str):
+            figures: list[Path], figures_dir: Path, suite: str, animations: dict):
     templates = _environment()
     (site / MARKER).write_text(
         "written by `python -m leaderboard site`; the whole directory is replaced on rebuild\n"
@@ -193,6 +214,11 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs
         target = site / "figures" / path.relative_to(figures_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
+
+    for entry in animations.values():
+        if "path" in entry:
+            (site / "animations").mkdir(exist_ok=True)
+            shutil.copy2(entry["path"], site / "animations" / entry["file"])
 
     completed = sorted(k for k, m in manifests.items() if m.get("status") == "completed")
     runs = [_run_summary(key, manifests[key], scores) for key in completed]
@@ -238,7 +264,7 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs
              claims=[(p["paper"], c) for p in claims for c in p["claims"] if method in c["methods"]],
              skipped=[s for s in runs_file["skipped"] if s["algo"] == method])
     for task in tasks:
-        page(links["tasks"][task], "task.html", task=task, info=_task_info(task),
+        page(links["tasks"][task], "task.html", task=task, info=_task_info(task), animation=animations.get(task),
              tables=[(c, env) for c in comparisons for env in c["envs"] if env["name"] == task],
              claims=[(p["paper"], c) for p in claims for c in p["claims"] if task in c["tasks"]],
              skipped=[s for s in runs_file["skipped"] if s["env"] == task])

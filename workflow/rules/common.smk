@@ -72,8 +72,17 @@ def site_inputs(wildcards):
         "scores": RESULTS / suite / "scores.parquet",
         "runs": RESULTS / suite / "runs.json",
         "figures": RESULTS / suite / "figures",
+        "animations": RESULTS / suite / "animations",
         "claims": claim_files(suite),
     }
+
+
+def animated_runs(wildcards):
+    """The manifests of the runs whose policies the suite's task pages animate (leaderboard/animations.py)."""
+    from leaderboard.animations import chosen_runs
+
+    runs = chosen_runs(suite_plan(wildcards.suite).runs).values()
+    return [run.config.run_dir(RESULTS, run.seed) / "manifest.json" for run in runs]
 
 
 suite_plan(SUITE)
