@@ -305,7 +305,7 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     commands = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines()
                 if line.startswith("Shell command: ") and line != "Shell command: None"]  # None: rule all
     stages = {words[3] if words[0] == "python" else words[1] for words in map(shlex.split, commands)}
-    assert stages == {"run", "aggregate", "stats", "figures", "claims", "analysis", "site"}
+    assert stages == {"run", "aggregate", "stats", "figures", "claims", "analysis", "animations", "site"}
     for command in commands:
         words = shlex.split(command)
         assert words[-2:] == ["2>&1"] or words[-1] == "2>&1"

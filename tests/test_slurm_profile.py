@@ -52,7 +52,7 @@ def test_slurm_profile_defaults(monkeypatch):
     assert "slurm-qos" not in profile
     # Clusters without accounting: poll squeue, not sacct.
     assert profile["slurm-status-command"] == "squeue"
-    assert {"aggregate", "stats", "figures", "site"} == {g.split("=")[0] for g in profile["groups"]}
+    assert {"aggregate", "stats", "figures", "claims", "site"} == {g.split("=")[0] for g in profile["groups"]}
 
 
 def test_slurm_profile_user_settings(monkeypatch):
