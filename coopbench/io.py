@@ -211,3 +211,24 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             return
+
+
+def read_checked_json(path: str | os.PathLike, shape, what: str, version: int, fix: str) -> dict:
+    """A JSON object written by a stage, checked against its pydantic `shape` and schema `version`:
+    another shape or version is one CoopbenchError naming the first field that differs."""
+    from pydantic import ValidationError
+
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise CoopbenchError(f"{path} is not {what}: a JSON {type(data).__name__}, not an object", fix)
+    if data.get("schema_version") != version:
+        raise CoopbenchError(f"{path} has schema_version {data.get('schema_version')!r}, this coopbench reads "
+                             f"{version}", fix)
+    try:
+        shape.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the top level"
+        raise CoopbenchError(f"{path} is not {what}: {where}: {first['msg']}", fix) from None
+    return data

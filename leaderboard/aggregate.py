@@ -15,10 +15,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet, write_json, write_parquet
+from coopbench.io import read_checked_json, read_json, read_parquet, write_json, write_parquet
 from coopbench.schema import (
     FAILURE_MANIFEST_KEYS,
     MANIFEST_KEYS,
@@ -228,20 +228,5 @@ class _RunsFile(BaseModel):
 
 def read_runs(path: Path) -> dict:
     """runs.json as the aggregate stage writes it, checked: another shape or version is one CoopbenchError."""
-    path = Path(path)
-    data = read_json(path)
-    fix = "re-run the aggregate stage (it rewrites the file)"
-    if not isinstance(data, dict):
-        raise CoopbenchError(f"{path} is not a runs.json of the aggregate stage: a JSON {type(data).__name__}, "
-                             "not an object", fix)
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise CoopbenchError(f"{path} has schema_version {data.get('schema_version')!r}, this coopbench reads "
-                             f"{SCHEMA_VERSION}", fix)
-    try:
-        _RunsFile.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
-        raise CoopbenchError(f"{path} is not a runs.json of the aggregate stage: {where}: {first['msg']}",
-                             fix) from None
-    return data
+    return read_checked_json(path, _RunsFile, "a runs.json of the aggregate stage", SCHEMA_VERSION,
+                             "re-run the aggregate stage (it rewrites the file)")

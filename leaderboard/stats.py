@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from rliable import library as rly
 from rliable import metrics
 
 from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet, write_json
+from coopbench.io import read_checked_json, read_parquet, write_json
 from coopbench.schema import SCHEMA_VERSION, SCORES_COLUMNS
 
 CONFIDENCE = 0.95
@@ -442,19 +442,5 @@ class _StatsFile(_Shape):
 
 def read_stats(path: Path) -> dict:
     """stats.json as the stats stage writes it, checked: a file of another shape or version is one CoopbenchError."""
-    path = Path(path)
-    stats = read_json(path)
-    fix = "re-run the stats stage (it rewrites the file)"
-    if not isinstance(stats, dict):
-        raise CoopbenchError(f"{path} is not a stats.json of this coopbench: a JSON {type(stats).__name__}, "
-                             "not an object", fix)
-    if stats.get("schema_version") != SCHEMA_VERSION:
-        raise CoopbenchError(f"{path} has schema_version {stats.get('schema_version')!r}, this coopbench reads "
-                             f"{SCHEMA_VERSION}", fix)
-    try:
-        _StatsFile.model_validate(stats)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the top level"
-        raise CoopbenchError(f"{path} is not a stats.json of this coopbench: {where}: {first['msg']}", fix) from None
-    return stats
+    return read_checked_json(path, _StatsFile, "a stats.json of this coopbench", SCHEMA_VERSION,
+                             "re-run the stats stage (it rewrites the file)")
