@@ -1,38 +1,58 @@
-"""Every algorithm coopbench can run, by name."""
+"""Every algorithm coopbench can run, by name, with what it can run on: its Capabilities, declared here, one per
+registration (the plan and `coopbench run` check them against the task before anything is built)."""
 
+from algorithms.capabilities import Capabilities
 from coopbench.registry import Registry
 
 ALGORITHMS = Registry("algorithm")
+_CAPABILITIES: dict[str, Capabilities] = {}
+# The on-policy family: discrete and continuous actions, team and private rewards, MLP or GRU torsos.
+ON_POLICY = Capabilities()
 
-ALGORITHMS.register("mappo", "on_policy", "algorithms.mappo:MAPPO",
-                    "PPO with a centralized critic on the global state (Yu et al. 2022)")
-ALGORITHMS.register("ippo", "on_policy", "algorithms.ippo:IPPO",
-                    "PPO with per-agent critics on local observations (de Witt et al. 2020)")
-ALGORITHMS.register("ippo_private", "on_policy", "algorithms.ippo:IPPO",
-                    "IPPO where each agent learns from its own reward only (AS Fig. 6's independent reference)")
-ALGORITHMS.register("happo", "on_policy", "algorithms.happo:HAPPO",
-                    "agents updated in turn, weighted by earlier agents' ratios (Kuba et al. 2022)")
-ALGORITHMS.register("hatrpo", "on_policy", "algorithms.hatrpo:HATRPO",
-                    "HAPPO's sequential scheme with a KL-constrained trust-region step per agent (Kuba et al. 2022)")
-ALGORITHMS.register("optimistic_mappo", "on_policy", "algorithms.optimistic_mappo:OptimisticMAPPO",
-                    "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)")
-ALGORITHMS.register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",
-                    "one PPO policy over the joint action space on the global state (AS Fig. 6)")
+
+def register(name: str, family: str, target: str, summary: str, capabilities: Capabilities) -> None:
+    ALGORITHMS.register(name, family, target, summary)
+    _CAPABILITIES[name] = capabilities
+
+
+def capabilities(name: str) -> Capabilities:
+    """What algorithm `name` can run on (an unknown name: the registry's one-line error)."""
+    return _CAPABILITIES[ALGORITHMS.get(name).name]
+
+
+register("mappo", "on_policy", "algorithms.mappo:MAPPO",
+         "PPO with a centralized critic on the global state (Yu et al. 2022)", ON_POLICY)
+register("ippo", "on_policy", "algorithms.ippo:IPPO",
+         "PPO with per-agent critics on local observations (de Witt et al. 2020)", ON_POLICY)
+register("ippo_private", "on_policy", "algorithms.ippo:IPPO",
+         "IPPO where each agent learns from its own reward only (AS Fig. 6's independent reference)",
+         Capabilities(needs_private_rewards=True))
+register("happo", "on_policy", "algorithms.happo:HAPPO",
+         "agents updated in turn, weighted by earlier agents' ratios (Kuba et al. 2022)", ON_POLICY)
+register("hatrpo", "on_policy", "algorithms.hatrpo:HATRPO",
+         "HAPPO's sequential scheme with a KL-constrained trust-region step per agent (Kuba et al. 2022)", ON_POLICY)
+register("optimistic_mappo", "on_policy", "algorithms.optimistic_mappo:OptimisticMAPPO",
+         "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)", ON_POLICY)
+register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",
+         "one PPO policy over the joint action space on the global state (AS Fig. 6)",
+         Capabilities(continuous=False, joint_action_limit="max_joint_actions"))
 # Paper methods (issue 6). CORA: core advantage decomposition (CORA paper, sec. 4); the variants share the class
 # and differ in their config files (config/algorithms/<name>.yaml).
-ALGORITHMS.register("cora", "on_policy", "algorithms.cora:CORA",
-                    "PPO with per-agent credits from the strong epsilon-core QP of coalitional advantages (CORA eq. 8)")
-ALGORITHMS.register("cora_no_std", "on_policy", "algorithms.cora:CORA",
-                    "CORA-PPO without the variance term of eq. 8 (CORA Fig. 2f, Fig. 8)")
-ALGORITHMS.register("cora_qc", "on_policy", "algorithms.cora:CORA",
-                    "CORA-PPO with the quadratic critic and closed-form coalition values (CORA 6.1)")
+CORA = Capabilities(coalition_limit="max_coalitions", team_advantage=True)
+register("cora", "on_policy", "algorithms.cora:CORA",
+         "PPO with per-agent credits from the strong epsilon-core QP of coalitional advantages (CORA eq. 8)", CORA)
+register("cora_no_std", "on_policy", "algorithms.cora:CORA",
+         "CORA-PPO without the variance term of eq. 8 (CORA Fig. 2f, Fig. 8)", CORA)
+register("cora_qc", "on_policy", "algorithms.cora:CORA",
+         "CORA-PPO with the quadratic critic and closed-form coalition values (CORA 6.1)", CORA)
 for _m in (10, 15, 20, 25):
-    ALGORITHMS.register(f"cora_m{_m}", "on_policy", "algorithms.cora:CORA",
-                        f"CORA-PPO with {_m} sampled coalitions per sample (CORA eq. 19, Fig. 8 right)")
+    register(f"cora_m{_m}", "on_policy", "algorithms.cora:CORA",
+             f"CORA-PPO with {_m} sampled coalitions per sample (CORA eq. 19, Fig. 8 right)", CORA)
 # ACPO: agent-chained policy optimization (ACPO paper, sec. 6 and App. L); ACPI: its exact policy iteration.
-ALGORITHMS.register("acpo", "on_policy", "algorithms.acpo:ACPO",
-                    "serialized agents with beliefs over preceding actions and chained advantages (ACPO sec. 6)")
-ALGORITHMS.register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
-                    "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)")
-ALGORITHMS.register("acpi", "tabular", "algorithms.acpi:ACPI",
-                    "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)")
+register("acpo", "on_policy", "algorithms.acpo:ACPO",
+         "serialized agents with beliefs over preceding actions and chained advantages (ACPO sec. 6)", ON_POLICY)
+register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
+         "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)", ON_POLICY)
+register("acpi", "tabular", "algorithms.acpi:ACPI",
+         "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)",
+         Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False))

@@ -319,14 +319,25 @@ def load_papers() -> dict[str, PaperFile]:
     return {name: load_paper(name) for name in PAPERS if (claims_dir() / f"{name}.yaml").is_file()}
 
 
+def experiment_settings_layers(paper: PaperFile, experiment: Experiment, env: str,
+                               algo: str) -> list[tuple[str, dict, dict]]:
+    """The paper's and then the experiment's settings rules matching (env, algo), in order, each as (origin,
+    hparams, env params); the origin names the file, the rule and its source (`coopbench config` shows it)."""
+    layers = []
+    for where, rules in (("settings", paper.settings), (f"experiment {experiment.id} settings", experiment.settings)):
+        for index, rule in enumerate(rules):
+            if rule.matches(env, algo):
+                layers.append((f"claims/{paper.paper}.yaml {where}[{index}] ({rule.source})", rule.hparams, rule.env))
+    return layers
+
+
 def experiment_settings(paper: PaperFile, experiment: Experiment, env: str, algo: str) -> tuple[dict, dict]:
     """The paper's and then the experiment's settings matching (env, algo): (hparams, env params)."""
     hparams: dict[str, Any] = {}
     env_params: dict[str, Any] = {}
-    for rule in (*paper.settings, *experiment.settings):
-        if rule.matches(env, algo):
-            hparams.update(rule.hparams)
-            env_params.update(rule.env)
+    for _, rule_hparams, rule_env in experiment_settings_layers(paper, experiment, env, algo):
+        hparams.update(rule_hparams)
+        env_params.update(rule_env)
     return hparams, env_params
 
 

@@ -1,4 +1,5 @@
-"""`coopbench run | list | plan`: the command line, and the only place that turns errors into exit codes."""
+"""`coopbench run | list | plan | config | render`: the command line, and the only place that turns errors into exit
+codes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from coopbench.errors import CoopbenchError
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from coopbench.config import check_seed, parse_set, resolve
+    from coopbench.config import check_compatible, check_seed, parse_set, resolve
     from coopbench.errors import RunLockedError
     from coopbench.io import check_results_dir, run_lock
     from coopbench.run import execute, record_failure
@@ -24,6 +25,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
                              "give --checkpoint-interval SECONDS > 0")
     results_dir = check_results_dir(args.results_dir)
     config = resolve(args.algo, args.env, parse_set(args.set))
+    check_compatible(config)  # before anything is built: the algorithm's Capabilities against the task
     if args.expect_hash and args.expect_hash != config.hash:
         raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
                              "the config files changed after the workflow was planned; re-run snakemake")
@@ -59,6 +61,27 @@ def _cmd_plan(args: argparse.Namespace) -> None:
     results_dir = check_results_dir(args.results_dir)
     for run in plan_suite(args.suite):
         print(run.config.run_dir(results_dir, run.seed))
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    import json
+
+    from coopbench.config import explain
+
+    config, which = explain(args.algo, args.env, suite=args.suite, experiment=args.experiment, set_items=args.set)
+    sections = {"env.params": config.env_params, "algo.hparams": config.algo_hparams, "run": config.run}
+    if args.json:
+        print(json.dumps({"algo": config.algo, "env": config.env, "hash": config.hash, "which": which,
+                          "config": config.to_dict(), "origins": config.origins}))
+        return
+    print(f"# {config.algo} on {config.env}: {which}")
+    print(f"hash: {config.hash}")
+    for title, values in sections.items():
+        section = title.split(".")[0]
+        print(f"{title}:")
+        width = max((len(f"{k}: {json.dumps(v)}") for k, v in values.items()), default=0)
+        for key, value in values.items():
+            print(f"  {f'{key}: {json.dumps(value)}':<{width}}  # {config.origins[f'{section}.{key}']}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -100,6 +123,24 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("suite")
     plan.add_argument("--results-dir", default="results")
     plan.set_defaults(func=_cmd_plan)
+
+    cfg = sub.add_parser(
+        "config", help="print a run's resolved config with the origin of every value, and its hash",
+        description="Resolve ALGO on ENV as the plan does (with --suite: as that suite plans it; with --experiment "
+                    "PAPER/ID: in that experiment of claims/<paper>.yaml, or in that comparison of the suite) and "
+                    "print every env parameter, hyperparameter and run value with where it came from: class default, "
+                    "config/algorithms/<algo>.yaml (and the file `inherits:` took it from), an override pattern and "
+                    "its source, the paper's settings, the experiment's budget, the suite's overrides, the command "
+                    "line. The hash is the one `coopbench plan` and the workflow use for that run.")
+    cfg.add_argument("algo")
+    cfg.add_argument("env")
+    cfg.add_argument("--suite", help="as this suite plans the pair")
+    cfg.add_argument("--experiment", metavar="PAPER/ID",
+                     help="in this experiment (or suite:NAME, the suite's own runs)")
+    cfg.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a config value on top (sections: env, algo, run); repeatable")
+    cfg.add_argument("--json", action="store_true", help="one JSON line: config, hash, origins")
+    cfg.set_defaults(func=_cmd_config)
 
     render = sub.add_parser(
         "render", help="replay a completed run's trained policy: per-episode returns, optionally an animation",

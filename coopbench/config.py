@@ -1,14 +1,18 @@
 """Config is data: YAML under config/, validated on load, resolved into one hashed dict per run.
 
 Precedence, lowest first: the algorithm's built-in defaults < config/algorithms/<algo>.yaml
-`hparams` < its `overrides` whose `envs` pattern matches the environment < the suite's `run` and
-`overrides` < `--set` on the command line. The resolved config (env, algo, run) is hashed; the
-hash names the run directory, so a changed hyperparameter never reuses an old result.
+`hparams` < its `overrides` whose `envs` pattern matches the environment < the paper's and the experiment's
+`settings` and budget < the suite's `run` and `overrides` < `--set` on the command line. The resolved config
+(env, algo, run) is hashed; the hash names the run directory, so a changed hyperparameter never reuses an old
+result. Resolution records where every value came from (`ResolvedConfig.origins`, `coopbench config`): the plan,
+the run and the explanation all go through `_pair_config` and `resolve`, so values and origins cannot drift.
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from coopbench.config_errors import did_you_mean, params_error
 from coopbench.errors import CoopbenchError
@@ -122,6 +126,8 @@ class HparamOverride(BaseModel):
     envs: list[str] = Field(min_length=1, description="glob patterns of environment names")
     source: str = Field(min_length=1, description="where the values come from (paper, table)")
     hparams: dict[str, Any]
+    # The algorithm files from the one resolved down its `inherits:` chain to the one declaring this rule.
+    _chain: tuple[str, ...] = PrivateAttr(default=())
 
 
 class AlgoFile(BaseModel):
@@ -132,6 +138,8 @@ class AlgoFile(BaseModel):
     hparams: dict[str, Any] = Field(default_factory=dict)
     overrides: list[HparamOverride] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
+    # Per hparam, the algorithm files from the one resolved down its `inherits:` chain to the one setting it.
+    _hparam_chains: dict[str, tuple[str, ...]] = PrivateAttr(default_factory=dict)
 
 
 class SuiteOverride(BaseModel):
@@ -191,9 +199,15 @@ class SuiteFile(BaseModel):
         return self
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_yaml(text: str) -> Any:
+    """The YAML `text` parsed (cached by the text itself: planning reads the same few files for every run)."""
+    return yaml.safe_load(text)
+
+
 def load_yaml(path: Path, model: type[BaseModel], what: str) -> BaseModel:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = copy.deepcopy(_parse_yaml(path.read_text())) or {}
     except FileNotFoundError:
         raise CoopbenchError(f"no config file for {what}: {path}", f"create {path}") from None
     except yaml.YAMLError as err:
@@ -241,6 +255,8 @@ class ResolvedConfig:
     env_notes: str = ""
     # Scheduler resources (runtime, mem_mb, cpus_per_task, gpus); not hashed, not in to_dict().
     resources: dict[str, int] = field(default_factory=dict)
+    # Where each value came from, by "env.KEY", "algo.KEY", "run.KEY"; not hashed, not in to_dict().
+    origins: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"env": {"name": self.env, "params": self.env_params},
@@ -269,40 +285,94 @@ def load_env_file(env: str) -> EnvFile:
 
 
 def load_algo_file(algo: str, _children: tuple[str, ...] = ()) -> AlgoFile:
-    """`config/algorithms/<algo>.yaml` with its `inherits:` chain merged in."""
+    """`config/algorithms/<algo>.yaml` with its `inherits:` chain merged in (each value and rule remembers the
+    file it came from: `_hparam_chains`, `HparamOverride._chain`)."""
     file = load_yaml(config_dir() / "algorithms" / f"{algo}.yaml", AlgoFile, f"algorithm {algo!r}")
+    file._hparam_chains = dict.fromkeys(file.hparams, (algo,))
+    for rule in file.overrides:
+        rule._chain = (algo,)
     if file.inherits is None:
         return file
     if file.inherits in (algo, *_children):
         chain = " -> ".join((*_children, algo, file.inherits))
         raise CoopbenchError(f"algorithm configs inherit in a cycle: {chain}", "remove one `inherits:` of the cycle")
     base = load_algo_file(file.inherits, (*_children, algo))
-    return AlgoFile(source=file.source or base.source, hparams={**base.hparams, **file.hparams},
-                    overrides=[*base.overrides, *file.overrides],
-                    resources=file.resources if "resources" in file.model_fields_set else base.resources)
+    inherited = [rule.model_copy() for rule in base.overrides]
+    for rule in inherited:
+        rule._chain = (algo, *rule._chain)
+    merged = AlgoFile(source=file.source or base.source, hparams={**base.hparams, **file.hparams},
+                      overrides=[*inherited, *file.overrides],
+                      resources=file.resources if "resources" in file.model_fields_set else base.resources)
+    merged._hparam_chains = {**{k: (algo, *c) for k, c in base._hparam_chains.items()}, **file._hparam_chains}
+    return merged
 
 
-def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = None) -> ResolvedConfig:
-    """The full, validated config of one (algo, env) pair; `overrides` as returned by parse_set."""
+def _algo_file_origin(chain: tuple[str, ...]) -> str:
+    """`config/algorithms/mappo.yaml (inherits: happo.yaml -> mappo.yaml)` for a value `happo` takes from mappo's."""
+    where = f"config/algorithms/{chain[-1]}.yaml"
+    return where if len(chain) == 1 else f"{where} (inherits: {' -> '.join(f'{a}.yaml' for a in chain)})"
+
+
+COMMAND_LINE = "command line (--set)"
+
+
+def _class_default(cls: type) -> str:
+    return f"class default ({cls.__module__}.{cls.__qualname__})"
+
+
+def resolve(algo: str, env: str, overrides: dict[str, dict[str, Any]] | None = None,
+            override_origins: dict[str, str] | None = None) -> ResolvedConfig:
+    """The full, validated config of one (algo, env) pair; `overrides` as returned by parse_set.
+
+    `override_origins` names where each override ("algo.lr_actor") came from (default: the command line); the
+    result's `origins` says it for every value."""
     from algorithms.registry import ALGORITHMS
     from environments.registry import ENVIRONMENTS, validate_params
 
     overrides = overrides or {s: {} for s in SECTIONS}
+    override_origins = override_origins or {}
     algo_entry, env_entry = ALGORITHMS.get(algo), ENVIRONMENTS.get(env)
     env_file = load_env_file(env)
     algo_file = load_algo_file(algo)
+    origins: dict[str, str] = {}
 
-    hparams = dict(algo_file.hparams)
+    def layer(section: str, values: dict[str, Any], origin) -> dict[str, Any]:
+        origins.update({f"{section}.{key}": origin(key) if callable(origin) else origin for key in values})
+        return values
+
+    hparams = dict(layer("algo", algo_file.hparams, lambda key: _algo_file_origin(algo_file._hparam_chains[key])))
     for rule in algo_file.overrides:
         if any(fnmatch.fnmatch(env, pattern) for pattern in rule.envs):
-            hparams.update(rule.hparams)
-    hparams.update(overrides.get("algo", {}))
-    algo_hparams = _validate(algo_entry.load().Config, hparams, "algo", f"algorithm {algo!r}")
-    env_params = validate_params(env, {**env_file.params, **overrides.get("env", {})})
+            hparams.update(layer("algo", rule.hparams, f"{_algo_file_origin(rule._chain)} override envs "
+                                                       f"{rule.envs} ({rule.source})"))
+    env_values = dict(layer("env", env_file.params, f"config/environments/{env}.yaml"))
+    for section, target in (("algo", hparams), ("env", env_values), ("run", {})):
+        values = overrides.get(section, {})
+        layer(section, values, lambda key, s=section: override_origins.get(f"{s}.{key}", COMMAND_LINE))
+        target.update(values)
+    algo_cls, env_cls = algo_entry.load(), env_entry.load()
+    algo_hparams = _validate(algo_cls.Config, hparams, "algo", f"algorithm {algo!r}")
+    env_params = validate_params(env, env_values)
     run = _validate(RunConfig, overrides.get("run", {}), "run", "the run")
+    for section, values, model in (("env", env_params, env_cls.Params), ("algo", algo_hparams, algo_cls.Config),
+                                   ("run", run, RunConfig)):
+        for key in values:
+            origins.setdefault(f"{section}.{key}", _class_default(model))
     return ResolvedConfig(env, algo, env_params, algo_hparams, run, env_file.normalization.model_dump(),
                           algo_entry.family, env_entry.family, env_file.notes,
-                          combine_resources(env_file.resources, algo_file.resources))
+                          combine_resources(env_file.resources, algo_file.resources),
+                          {key: origins[key] for key in sorted(origins)})
+
+
+def check_compatible(config: ResolvedConfig, where: str = "") -> None:
+    """One CoopbenchError naming the algorithm and the task if the algorithm cannot run on it (its Capabilities,
+    algorithms/registry.py); `where` says which suite or paper paired them."""
+    from algorithms.capabilities import incompatibility
+
+    reason = incompatibility(config.algo, config.env, config.algo_hparams, config.env_params)
+    if reason is not None:
+        raise CoopbenchError(f"{where}{reason}", f"pair {config.algo} only with tasks it can run on "
+                             "(its Capabilities in algorithms/registry.py)")
 
 
 @dataclass(frozen=True)
@@ -358,9 +428,25 @@ def _flat_sets(section: str, values: dict[str, Any]) -> dict[str, Any]:
     return {f"{section}.{key}": value for key, value in values.items()}
 
 
+def _experiment_pairs(paper, exp):
+    """(comparison, env, algo, layers, seeds) of one experiment of claims/<paper>.yaml; `layers` are the paper's
+    and the experiment's settings and the experiment's budget, each (origin, {"section.key": value})."""
+    from coopbench.claims import comparison_id, experiment_settings_layers
+
+    comparison = comparison_id(paper.paper, exp.id)
+    budget = (f"claims/{paper.paper}.yaml experiment {exp.id} budget ({exp.run.source})",
+              _flat_sets("run", exp.run.model_dump(exclude={"source"})))
+    for env in exp.envs:
+        for algo in exp.algos:
+            layers = [(origin, {**_flat_sets("env", env_params), **_flat_sets("algo", hparams)})
+                      for origin, hparams, env_params in experiment_settings_layers(paper, exp, env, algo)]
+            yield comparison, env, algo, [*layers, budget], list(range(exp.seeds))
+
+
 def _suite_pairs(suite: SuiteFile, name: str):
-    """(comparison, env, algo, base --set values, seeds) for every pair the suite asks for, experiments first."""
-    from coopbench.claims import comparison_id, experiment_settings, load_papers
+    """(comparison, env, algo, layers, seeds) for every pair the suite asks for, experiments first; `layers`
+    are its base values before the suite's overrides, each (origin, {"section.key": value})."""
+    from coopbench.claims import comparison_id, load_papers
 
     papers = load_papers()
     matched = set()
@@ -370,25 +456,57 @@ def _suite_pairs(suite: SuiteFile, name: str):
             if not any(fnmatch.fnmatch(comparison, p) for p in suite.experiments):
                 continue
             matched.add(comparison)
-            budget = _flat_sets("run", exp.run.model_dump(exclude={"source"}))
-            for env in exp.envs:
-                for algo in exp.algos:
-                    hparams, env_params = experiment_settings(paper, exp, env, algo)
-                    sets = {**_flat_sets("env", env_params), **_flat_sets("algo", hparams), **budget}
-                    yield comparison, env, algo, sets, list(range(exp.seeds))
+            yield from _experiment_pairs(paper, exp)
     for pattern in suite.experiments:
         if not any(fnmatch.fnmatch(c, pattern) for c in matched):
             raise CoopbenchError(f"suite {name!r}: no experiment matches {pattern!r}",
                                  "write PAPER/EXPERIMENT as in claims/<paper>.yaml (globs allowed, e.g. acpo/*)")
     selections = [a if isinstance(a, AlgoSelection) else AlgoSelection(name=a, envs=["*"]) for a in suite.algorithms]
+    run = [(f"config/suites/{name}.yaml run", _flat_sets("run", suite.run))] if suite.run else []
     for env in suite.environments:
         for algo in (s.name for s in selections if any(fnmatch.fnmatch(env, p) for p in s.envs)):
-            yield f"suite:{name}", env, algo, _flat_sets("run", suite.run), list(suite.seeds)
+            yield f"suite:{name}", env, algo, run, list(suite.seeds)
+
+
+def _pair_where(comparison: str) -> str:
+    """Who paired them, for the one-line refusal of an incompatible pair."""
+    if not comparison:
+        return ""
+    if comparison.startswith("suite:"):
+        return f"suite {comparison.removeprefix('suite:')!r} (its own runs): "
+    paper, _, experiment = comparison.partition("/")
+    return f"claims/{paper}.yaml experiment {experiment!r} (a registry error): "
+
+
+def _pair_config(suite: SuiteFile | None, name: str | None, comparison: str, env: str, algo: str,
+                 layers: list[tuple[str, dict[str, Any]]], seeds: list[int],
+                 command_line: dict[str, Any] | None = None) -> tuple[ResolvedConfig, tuple[str, ...], list[int]]:
+    """One pair's resolved config, its --set arguments and seeds: its layers, then the suite's matching overrides,
+    then `command_line` ({"section.key": value}); refused in one line if the algorithm cannot run on the task.
+    The plan and `coopbench config` both call this, so the hash and the origins are the planned run's."""
+    sets: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for origin, values in layers:
+        sets.update(values)
+        origins.update(dict.fromkeys(values, origin))
+    for index, rule in enumerate(suite.overrides if suite is not None else []):
+        if rule.matches(env, algo, comparison):
+            sets.update(rule.set)
+            origins.update(dict.fromkeys(rule.set, f"config/suites/{name}.yaml overrides[{index}] (envs {rule.envs}, "
+                                                   f"algos {rule.algos}, comparisons {rule.comparisons})"))
+            seeds = rule.seeds or seeds
+    sets.update(command_line or {})
+    origins.update(dict.fromkeys(command_line or {}, COMMAND_LINE))
+    set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
+    config = resolve(algo, env, parse_set(list(set_args)), origins)
+    check_compatible(config, _pair_where(comparison))
+    return config, set_args, seeds
 
 
 def plan(name: str) -> Plan:
     """Every run of suite `name` (deduplicated: a run serving several comparisons is planned once), and the
-    pairs left out with their reason. Resolving validates every config file before any job starts."""
+    pairs left out with their reason. Resolving validates every config file, and refuses any pair whose algorithm
+    cannot run on its task, before any job starts."""
     from algorithms.registry import ALGORITHMS
     from coopbench.claims import PLANNED_ALGORITHMS
     from environments.registry import missing_requirement
@@ -397,28 +515,69 @@ def plan(name: str) -> Plan:
     runs: dict[tuple, PlannedRun] = {}
     skipped: list[SkippedPair] = []
     missing: dict[str, str | None] = {}
-    for comparison, env, algo, sets, seeds in _suite_pairs(suite, name):
+    for comparison, env, algo, layers, seeds in _suite_pairs(suite, name):
         if algo not in ALGORITHMS.names():
             skipped.append(SkippedPair(comparison, env, algo, f"method {algo} is not implemented yet: "
                                        f"{PLANNED_ALGORITHMS.get(algo, 'not planned')}"))
             continue
+        # Resolved and checked even where the task's simulator is missing here: a bad config or an incompatible
+        # pair is an error on every machine, with or without StarCraft II.
+        config, set_args, seeds = _pair_config(suite, name, comparison, env, algo, layers, seeds)
         if env not in missing:
             missing[env] = missing_requirement(env)
         if missing[env] is not None:
             skipped.append(SkippedPair(comparison, env, algo, missing[env]))
             continue
-        for rule in suite.overrides:
-            if rule.matches(env, algo, comparison):
-                sets.update(rule.set)
-                seeds = rule.seeds or seeds
-        set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
-        config = resolve(algo, env, parse_set(list(set_args)))
         for seed in seeds:
             key = (env, algo, config.hash, seed)
             known = runs.get(key)
             comparisons = (*known.comparisons, comparison) if known else (comparison,)
             runs[key] = PlannedRun(config, seed, set_args, tuple(dict.fromkeys(comparisons)))
     return Plan(name, list(runs.values()), skipped)
+
+
+def explain(algo: str, env: str, suite: str | None = None, experiment: str | None = None,
+            set_items: list[str] | None = None) -> tuple[ResolvedConfig, str]:
+    """The config `coopbench config` prints, and which run it is: (algo, env) as suite `suite` plans it (in the
+    comparison `experiment`: "PAPER/ID" or "suite:NAME", needed where the suite pairs them with different configs),
+    as experiment `experiment` alone defines it (no suite overrides), or bare; then `set_items` (--set). The same
+    `_pair_config` as the plan: the hash is the planned run's (with no --set)."""
+    from coopbench.claims import comparison_id, load_papers, split_comparison
+
+    command_line = {f"{section}.{key}": value for section, values in parse_set(set_items or []).items()
+                    for key, value in values.items()}
+    if suite is None and experiment is None:
+        config, _, _ = _pair_config(None, None, "", env, algo, [], [], command_line)
+        return config, "no suite or experiment: config files and --set only (as `coopbench run` resolves it)"
+    if suite is not None:
+        suite_file = load_suite(suite)
+        pairs = [p for p in _suite_pairs(suite_file, suite) if p[1] == env and p[2] == algo]
+        where = f"suite {suite!r}"
+    else:
+        paper_name, exp_id = split_comparison(experiment)
+        paper = load_papers().get(paper_name)
+        exp = next((e for e in paper.experiments if e.id == exp_id), None) if paper else None
+        if exp is None:
+            raise CoopbenchError(f"unknown experiment {experiment!r}",
+                                 "give --experiment PAPER/ID as in claims/<paper>.yaml, e.g. acpo/table1-matrix")
+        suite_file, pairs, where = None, [p for p in _experiment_pairs(paper, exp) if p[1] == env and p[2] == algo], \
+            f"experiment {comparison_id(paper_name, exp_id)}"
+    if experiment is not None:
+        pairs = [p for p in pairs if p[0] == experiment]
+    if not pairs:
+        raise CoopbenchError(f"{where} does not run {algo} on {env}" + (f" in {experiment}" if experiment else ""),
+                             "choose a pair the suite or experiment runs (coopbench plan SUITE lists them)")
+    configs = {}
+    for comparison, _, _, layers, seeds in pairs:
+        config, _, _ = _pair_config(suite_file, suite, comparison, env, algo, layers, seeds, command_line)
+        configs.setdefault(config.hash, (config, comparison))
+    if len(configs) > 1:
+        listed = ", ".join(f"{comparison} ({h})" for h, (_, comparison) in configs.items())
+        raise CoopbenchError(f"{where} runs {algo} on {env} with {len(configs)} configs: {listed}",
+                             "choose one with --experiment PAPER/ID (or suite:NAME for the suite's own runs)")
+    config, comparison = next(iter(configs.values()))
+    comparisons = sorted({p[0] for p in pairs})
+    return config, f"{where}, comparison{'s' if len(comparisons) > 1 else ''} {', '.join(comparisons)}"
 
 
 def plan_suite(name: str) -> list[PlannedRun]:

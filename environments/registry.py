@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 from pydantic import ValidationError
 
 from coopbench.config_errors import params_error
@@ -135,3 +138,65 @@ def missing_requirement(name: str) -> str | None:
         except CoopbenchError as error:
             return str(error)
     return None
+
+
+# --- what a task offers an algorithm, known before anything runs (algorithms/capabilities.py checks it) --------
+@dataclass(frozen=True)
+class EnvTraits:
+    """What the plan checks an algorithm against: the parts of a task's spec known without running it.
+
+    `n_agents`/`n_actions` are None where only the library could tell (the adapters' tasks)."""
+
+    name: str
+    discrete: bool
+    reward_mode: str  # "team" or "private"
+    has_model: bool  # the exact model, env.model() (matrix and coordination games)
+    n_agents: int | None = None
+    n_actions: int | None = None  # discrete actions per agent; 0 for continuous
+
+    @property
+    def actions(self) -> str:
+        return "discrete" if self.discrete else "continuous"
+
+
+# The library adapters' action type and reward mode, as their specs state them once built (building one needs the
+# library and, for StarCraft II or MuJoCo, a simulator). VMAS's depends on its `continuous_actions` parameter.
+_LIBRARY_DISCRETE = {"mamujoco": False, "mpe": True, "rware": True, "magent2": True, "smax": True, "smac": True,
+                     "smacv2": True, "gfootball": True}
+
+
+def traits_of_spec(spec, env_class=None) -> EnvTraits:
+    """The traits of a built task's `spec`; the model is the class's (`env_class`, else the registered one)."""
+    if env_class is None and spec.name in ENVIRONMENTS.names():
+        env_class = ENVIRONMENTS.get(spec.name).load()
+    return EnvTraits(spec.name, spec.discrete, spec.reward_mode, callable(getattr(env_class, "model", None)),
+                     spec.n_agents, spec.n_actions)
+
+
+def env_traits(name: str, params: dict | None = None) -> EnvTraits:
+    """The traits of task `name` with (validated) `params`, cheaply: a native task is built with one copy
+    (milliseconds); a library task is described by its family without importing the library."""
+    import json
+
+    params = validate_params(name, params or {})
+    return _env_traits(name, json.dumps(params, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=512)
+def _env_traits(name: str, params_json: str) -> EnvTraits:
+    import json
+
+    entry = ENVIRONMENTS.get(name)
+    params = json.loads(params_json)
+    if entry.target.startswith(_ADAPTERS):
+        if entry.family == "vmas":
+            discrete = not params.get("continuous_actions", True)
+        else:
+            discrete = _LIBRARY_DISCRETE[entry.family]
+        return EnvTraits(name, discrete, "team", False)
+    cls = entry.load()
+    env = cls(n_envs=1, seed=0, device="cpu", **params)
+    try:
+        return traits_of_spec(env.spec, cls)
+    finally:
+        env.close()

@@ -132,3 +132,89 @@ def test_suites_pair_algorithms_with_their_papers_tasks():
     assert {a for a, e in pairs if e == "differential/cora-5agent"} >= {"cora", "cora_no_std", "cora_m10", "cora_m25"}
     assert {e for a, e in pairs if a == "acpo_no_chain"} <= {e for a, e in pairs if a == "acpo"}  # ACPO Fig. 4
     assert ("acpi", "matrix/acpo-3x3") in pairs and not any(a == "acpi" and e.startswith("rware") for a, e in pairs)
+
+
+# --- `coopbench config`: the resolved config with the origin of every value (issue 21) ------------------------------
+def _planned(suite: str, comparison: str, env: str, algo: str):
+    return next(r for r in plan_suite(suite)
+                if comparison in r.comparisons and (r.config.env, r.config.algo) == (env, algo))
+
+
+def test_config_explains_a_suite_run_with_the_planned_hash_and_origins():
+    from coopbench.config import COMMAND_LINE, explain
+
+    config, which = explain("mappo", "matrix/acpo-3x3", suite="smoke")
+    planned = _planned("smoke", "suite:smoke", "matrix/acpo-3x3", "mappo")
+    assert config.hash == planned.config.hash and "suite:smoke" in which
+    assert config.origins == planned.config.origins  # one code path: the plan's run carries the same origins
+    origins = config.origins
+    assert origins["algo.rollout_length"].startswith("config/suites/smoke.yaml overrides[0] (envs ['*']")
+    assert origins["run.total_env_steps"] == "config/suites/smoke.yaml run"
+    assert origins["algo.clip_eps"].startswith("config/algorithms/mappo.yaml override envs ['matrix/*'] (CORA Table 1")
+    assert origins["algo.entropy_coef"] == "config/algorithms/mappo.yaml"
+    assert origins["algo.value_clip_eps"].startswith("class default (")
+    assert origins["run.device"] == "class default (coopbench.config.RunConfig)"
+    assert set(origins) == {f"{s}.{k}" for s, values in (("env", config.env_params), ("algo", config.algo_hparams),
+                                                           ("run", config.run)) for k in values}
+    # the experiment the smoke suite runs, with the suite's override of its budget
+    acpi, _ = explain("acpi", "matrix/acpo-3x3", suite="smoke", experiment="acpo/table1-matrix")
+    assert acpi.hash == _planned("smoke", "acpo/table1-matrix", "matrix/acpo-3x3", "acpi").config.hash
+    assert acpi.origins["run.total_env_steps"].startswith("config/suites/smoke.yaml overrides[1]")
+    assert acpi.origins["run.eval_episodes"].startswith("claims/acpo.yaml experiment table1-matrix budget (")
+    assert acpi.origins["algo.first_action_prob"].startswith("config/algorithms/acpi.yaml override envs "
+                                                             "['matrix/acpo-3x3'] (ACPO Table 1")
+    # the command line comes last and changes the hash
+    changed, _ = explain("mappo", "matrix/acpo-3x3", suite="smoke", set_items=["algo.gamma=0.9"])
+    assert changed.origins["algo.gamma"] == COMMAND_LINE and changed.algo_hparams["gamma"] == 0.9
+    assert changed.hash != config.hash
+    bare, _ = explain("mappo", "matrix/acpo-3x3", set_items=["algo.gamma=0.9"])
+    assert bare.hash == resolve("mappo", "matrix/acpo-3x3", parse_set(["algo.gamma=0.9"])).hash  # as `coopbench run`
+
+
+def test_config_explains_an_experiment_run_with_the_planned_hash_and_origins():
+    from coopbench.config import explain
+
+    env = "mamujoco/hopper-3x1"
+    mappo, _ = explain("mappo", env, experiment="acpo/fig3-mamujoco")
+    assert mappo.hash == _planned("papers", "acpo/fig3-mamujoco", env, "mappo").config.hash
+    assert mappo.hash == explain("mappo", env, suite="paper-acpo")[0].hash
+    assert mappo.algo_hparams["hidden_sizes"] == [128, 128, 128]
+    assert mappo.origins["algo.hidden_sizes"].startswith("claims/acpo.yaml settings[")
+    assert "Table 3" in mappo.origins["algo.hidden_sizes"]
+    assert mappo.origins["algo.lr_critic"].startswith("config/algorithms/mappo.yaml override envs ['mamujoco/*'] "
+                                                      "(CORA Table 1, row Multi-Agent MuJoCo")
+    assert mappo.origins["run.total_env_steps"].startswith("claims/acpo.yaml experiment fig3-mamujoco budget (")
+    assert mappo.origins["env.agent_obsk"] == f"config/environments/{env}.yaml"
+    happo, _ = explain("happo", env, experiment="acpo/fig3-mamujoco")
+    assert happo.hash == _planned("papers", "acpo/fig3-mamujoco", env, "happo").config.hash
+    assert happo.origins["algo.share_parameters"] == "config/algorithms/happo.yaml"
+    assert happo.origins["algo.lr_critic"].startswith(
+        "config/algorithms/mappo.yaml (inherits: happo.yaml -> mappo.yaml) override envs ['mamujoco/*']")
+    assert happo.origins["algo.entropy_coef"] == "config/algorithms/mappo.yaml (inherits: happo.yaml -> mappo.yaml)"
+    # the same task and method in CORA's experiment: another config, another hash; the papers suite asks which
+    cora = explain("mappo", env, suite="papers", experiment="cora/fig4-mamujoco")[0]
+    assert cora.hash == _planned("papers", "cora/fig4-mamujoco", env, "mappo").config.hash != mappo.hash
+    with pytest.raises(CoopbenchError, match="2 configs: acpo/fig3-mamujoco"):
+        explain("mappo", env, suite="papers")
+    with pytest.raises(CoopbenchError, match="does not run"):
+        explain("mappo", "matrix/acpo-3x3", experiment="acpo/fig3-mamujoco")
+    with pytest.raises(CoopbenchError, match="unknown experiment"):
+        explain("mappo", env, experiment="acpo/nope")
+
+
+def test_coopbench_config_prints_every_value_its_origin_and_the_hash(capsys):
+    import json
+
+    from coopbench.cli import main
+
+    assert main(["config", "happo", "mamujoco/hopper-3x1", "--experiment", "acpo/fig3-mamujoco"]) == 0
+    out = capsys.readouterr().out
+    planned = _planned("papers", "acpo/fig3-mamujoco", "mamujoco/hopper-3x1", "happo").config
+    assert f"hash: {planned.hash}" in out
+    assert "  share_parameters: false" in out and "# config/algorithms/happo.yaml" in out
+    assert main(["config", "mappo", "matrix/acpo-3x3", "--suite", "smoke", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["hash"] == _planned("smoke", "suite:smoke", "matrix/acpo-3x3", "mappo").config.hash
+    assert report["origins"]["run.total_env_steps"] == "config/suites/smoke.yaml run"
+    assert main(["config", "acpi", "differential/cora-2agent"]) == 2
+    assert "acpi cannot run on differential/cora-2agent" in capsys.readouterr().err

@@ -96,16 +96,19 @@ def test_smoke_suite_through_snakemake(tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_run_leaves_the_rest_judged_and_published(tmp_path):
-    """One run of the suite fails (ACPI on a game without a model): it is recorded `failed` with its reason,
-    and every other run is still aggregated, judged and shown."""
+    """One run of the suite fails at run time (ACPI on the 3x3 game with max_model_size between its 9 joint
+    actions, which the plan checks, and its 2 x 9 (state, joint action) pairs, which only its model built in the
+    run tells): it is recorded `failed` with its reason, and every other run is still aggregated, judged and shown.
+    (An ACPI on a continuous game no longer gets this far: the plan refuses it, tests/test_capabilities.py.)"""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)
     shutil.copytree(REPO / "claims", tmp_path / "claims")
     (config / "suites" / "broken.yaml").write_text(
         "description: one bad pairing\nenvironments: [matrix/acpo-3x3, differential/cora-2agent]\n"
-        "algorithms: [mappo, {name: acpi, envs: [differential/cora-2agent]}]\nseeds: [0]\n"
+        "algorithms: [mappo, {name: acpi, envs: [matrix/acpo-3x3]}]\nseeds: [0]\n"
         "run: {total_env_steps: 256, eval_interval: 128, eval_episodes: 2}\n"
-        "overrides: [{set: {algo.rollout_length: 16, algo.ppo_epochs: 1}, algos: [mappo]}]\n")
+        "overrides: [{set: {algo.rollout_length: 16, algo.ppo_epochs: 1}, algos: [mappo]},\n"
+        "            {set: {algo.max_model_size: 10}, algos: [acpi]}]\n")
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "COOPBENCH_CONFIG_DIR": str(config)}
@@ -116,8 +119,8 @@ def test_a_failing_run_leaves_the_rest_judged_and_published(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads((tmp_path / "results/broken/runs.json").read_text())["runs"]
     failed = [r for r in runs if r["status"] != "completed"]
-    assert [(r["env"], r["algo"]) for r in failed] == [("differential/cora-2agent", "acpi")]
-    assert "acpi" in failed[0]["reason"] and "continuous" in failed[0]["reason"]
+    assert [(r["env"], r["algo"]) for r in failed] == [("matrix/acpo-3x3", "acpi")]
+    assert "acpi" in failed[0]["reason"] and "max_model_size=10" in failed[0]["reason"]
     scores = pd.read_parquet(tmp_path / "results/broken/scores.parquet")
     assert set(zip(scores["env"], scores["algo"], strict=True)) == {("matrix/acpo-3x3", "mappo"),
                                                                     ("differential/cora-2agent", "mappo")}
