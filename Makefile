@@ -48,6 +48,7 @@ browser:
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint
 
 # Re-pin requirements.lock from the current venv (after changing pyproject.toml dependencies). gfootball (built by

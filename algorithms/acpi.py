@@ -66,7 +66,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from algorithms.base import Algorithm, IterationResult
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 from environments.tabular_model import TabularModel
 

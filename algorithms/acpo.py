@@ -23,10 +23,10 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
+from algorithms.blocks.networks import with_agent_ids
+from algorithms.blocks.rollout import RolloutStorage
 from algorithms.mappo import MAPPO
-from algorithms.networks import with_agent_ids
 from algorithms.on_policy import OnPolicyConfig, PolicyStep
-from algorithms.rollout import RolloutStorage
 from environments.base import EnvSpec, TimeStep
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.networks import CategoricalHead
+from algorithms.blocks.networks import CategoricalHead
 from algorithms.on_policy import OnPolicyAlgorithm, OnPolicyConfig
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 from environments.base import EnvSpec, TimeStep
 
 

@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from algorithms.adam import Adam
+from algorithms.blocks.adam import Adam
+from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP
+from algorithms.blocks.rollout import RolloutStorage, minibatch_indices
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
 from algorithms.mappo import MAPPO
-from algorithms.networks import ACTIVATIONS, AgentLinear, AgentMLP
 from algorithms.on_policy import OnPolicyConfig
-from algorithms.rollout import RolloutStorage, minibatch_indices
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 from environments.base import EnvSpec
 
 # Largest intermediate (elements) of one coalition-value pass; larger rollouts are cut into sample chunks.

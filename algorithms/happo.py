@@ -13,10 +13,10 @@ from abc import abstractmethod
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.adam import AgentwiseAdam
+from algorithms.blocks.adam import AgentwiseAdam
+from algorithms.blocks.ppo_loss import ppo_clip_loss
 from algorithms.mappo import MAPPO
 from algorithms.on_policy import OnPolicyConfig
-from algorithms.ppo_loss import ppo_clip_loss
 
 
 class SequentialUpdateConfig(OnPolicyConfig):

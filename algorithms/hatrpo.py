@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from algorithms.blocks.trust_region import trust_region_step
 from algorithms.happo import SequentialUpdate, SequentialUpdateConfig
-from algorithms.trust_region import trust_region_step
 
 
 class HATRPOConfig(SequentialUpdateConfig):

@@ -19,13 +19,13 @@ from typing import ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from algorithms.adam import Adam
 from algorithms.base import Algorithm, IterationResult
-from algorithms.gae import compute_gae
-from algorithms.networks import Actor, CategoricalHead, Critic, GaussianHead, Torso, with_agent_ids
-from algorithms.ppo_loss import ppo_clip_loss, value_loss
-from algorithms.rollout import RolloutStorage, minibatch_indices
-from algorithms.value_norm import ValueNormalizer
+from algorithms.blocks.adam import Adam
+from algorithms.blocks.gae import compute_gae
+from algorithms.blocks.networks import Actor, CategoricalHead, Critic, GaussianHead, Torso, with_agent_ids
+from algorithms.blocks.ppo_loss import ppo_clip_loss, value_loss
+from algorithms.blocks.rollout import RolloutStorage, minibatch_indices
+from algorithms.blocks.value_norm import ValueNormalizer
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 

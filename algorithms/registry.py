@@ -2,7 +2,7 @@
 registration (the plan and `coopbench run` check them against the task before anything is built)."""
 
 from algorithms.capabilities import Capabilities
-from coopbench.registry import Registry
+from coopbench.base.registry import Registry
 
 ALGORITHMS = Registry("algorithm")
 _CAPABILITIES: dict[str, Capabilities] = {}

@@ -43,7 +43,7 @@ import warnings
 import numpy as np
 import torch
 
-from coopbench.errors import MissingDependencyError
+from coopbench.base.errors import MissingDependencyError
 from environments.adapters.process_pool import episode_seed
 
 # name -> (adapter "module:Class", params, raw-loop factory name, default copies)

@@ -44,7 +44,7 @@ def main() -> None:
     result = cora_fig9(quick=args.quick)
     print_table(result)
     if args.json:
-        from coopbench.io import write_json
+        from coopbench.base.io import write_json
 
         write_json(args.json, result)
 

@@ -165,7 +165,7 @@ def main() -> None:
               f">= {TARGET_RATIO:g}x vs Clarabel direct: {'met' if ok_direct else 'MISSED'}", flush=True)
         results["lams"][str(lam)] = entry
     if args.json:
-        from coopbench.io import write_json
+        from coopbench.base.io import write_json
 
         write_json(args.json, results)
 

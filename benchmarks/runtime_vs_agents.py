@@ -51,7 +51,7 @@ def main() -> None:
     result = acpo_fig5(args.quick, agents=args.agents, repeats=args.repeats, rware_map=args.map)
     print_table(result)
     if args.json:
-        from coopbench.io import write_json
+        from coopbench.base.io import write_json
 
         write_json(args.json, result)
 

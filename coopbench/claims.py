@@ -26,8 +26,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from coopbench.errors import CoopbenchError
-from coopbench.registry import Registry
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.registry import Registry
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 PAPERS = ("acpo", "as", "bn", "cora", "lan")

@@ -7,13 +7,13 @@ import argparse
 import os
 import sys
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
+    from coopbench.base.errors import RunLockedError
+    from coopbench.base.io import check_results_dir, run_lock
     from coopbench.config import check_compatible, check_seed, parse_set, resolve
-    from coopbench.errors import RunLockedError
-    from coopbench.io import check_results_dir, run_lock
     from coopbench.run import execute, record_failure
 
     # every check before any file is written
@@ -55,8 +55,8 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_plan(args: argparse.Namespace) -> None:
+    from coopbench.base.io import check_results_dir
     from coopbench.config import plan_suite
-    from coopbench.io import check_results_dir
 
     results_dir = check_results_dir(args.results_dir)
     for run in plan_suite(args.suite):

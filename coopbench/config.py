@@ -24,10 +24,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from coopbench.config_errors import did_you_mean, params_error
-from coopbench.errors import CoopbenchError
+from coopbench.base.config_errors import did_you_mean, params_error
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("env", "algo", "run")
 
 # Seeds feed numpy's and torch's seeding: unsigned 32-bit integers.

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coopbench import io
+from coopbench.base import io
+from coopbench.base.errors import CoopbenchError
 from coopbench.config import ResolvedConfig
-from coopbench.errors import CoopbenchError
 
 ANIMATION_SUFFIXES = (".gif", ".webp")
 

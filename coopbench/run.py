@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 
 from algorithms.registry import ALGORITHMS
-from coopbench import io, provenance
+from coopbench.base import io, provenance
+from coopbench.base.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
+from coopbench.base.schema import METRICS_COLUMNS, SCHEMA_VERSION
 from coopbench.config import ResolvedConfig
-from coopbench.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
-from coopbench.schema import METRICS_COLUMNS, SCHEMA_VERSION
 from environments.base import TimeStep
 from environments.registry import make
 

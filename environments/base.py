@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 RewardMode = Literal["team", "private"]
 

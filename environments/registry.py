@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from coopbench.config_errors import params_error
-from coopbench.errors import CoopbenchError
-from coopbench.registry import Registry
+from coopbench.base.config_errors import params_error
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.registry import Registry
 
 ENVIRONMENTS = Registry("environment")
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 def _run_dirs(args: argparse.Namespace) -> list[Path]:

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_checked_json, read_json, read_parquet, write_json, write_parquet
-from coopbench.schema import (
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_checked_json, read_json, read_parquet, write_json, write_parquet
+from coopbench.base.schema import (
     FAILURE_MANIFEST_KEYS,
     MANIFEST_KEYS,
     METRICS_COLUMNS,

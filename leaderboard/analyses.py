@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 @contextmanager
@@ -370,9 +370,9 @@ def acpo_fig5(quick: bool = False, *, agents: Sequence[int] | None = None, repea
 # --- the job --------------------------------------------------------------------------------------------------
 def run_analysis(name: str, out: Path, quick: bool = False) -> dict:
     """Run the registered analysis `name` and write its result, with provenance, to `out` (atomically)."""
-    from coopbench import provenance
+    from coopbench.base import provenance
+    from coopbench.base.io import write_json
     from coopbench.claims import ANALYSES, PLANNED_ANALYSES
-    from coopbench.io import write_json
 
     if name in PLANNED_ANALYSES:
         raise CoopbenchError(f"analysis {name!r} is not implemented yet: it needs {PLANNED_ANALYSES[name]}",

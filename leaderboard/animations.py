@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coopbench.errors import CoopbenchError
-from coopbench.io import write_json
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import write_json
 
 ADAPTERS_THAT_RENDER = ("mpe", "vmas", "mamujoco")  # their libraries draw; the other adapters have no picture
 EPISODES, FPS, MAX_FRAMES = 1, 8, 120

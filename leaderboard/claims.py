@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet, write_json
+from coopbench.base.schema import SCHEMA_VERSION, SCORES_COLUMNS
 from coopbench.claims import (
     PLANNED_ALGORITHMS,
     PLANNED_ANALYSES,
@@ -24,9 +27,6 @@ from coopbench.claims import (
     comparison_id,
     load_papers,
 )
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet, write_json
-from coopbench.schema import SCHEMA_VERSION, SCORES_COLUMNS
 from leaderboard.verdicts import (
     VERDICTS,
     Judgement,

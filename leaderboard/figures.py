@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from rliable import plot_utils  # noqa: E402
 
-from coopbench.io import atomic_path  # noqa: E402
+from coopbench.base.io import atomic_path  # noqa: E402
 
 FORMATS = ("svg", "png")
 FIGURES = ("aggregate", "performance_profile", "sample_efficiency")

@@ -19,9 +19,9 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet
-from coopbench.schema import SCORES_COLUMNS
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet
+from coopbench.base.schema import SCORES_COLUMNS
 from leaderboard.aggregate import read_runs
 from leaderboard.figures import FIGURES, FORMATS, comparison_dir, curve_name, has_data
 from leaderboard.stats import read_stats

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from rliable import library as rly
 from rliable import metrics
 
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_checked_json, read_parquet, write_json
-from coopbench.schema import SCHEMA_VERSION, SCORES_COLUMNS
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_checked_json, read_parquet, write_json
+from coopbench.base.schema import SCHEMA_VERSION, SCORES_COLUMNS
 
 CONFIDENCE = 0.95
 AGGREGATE_METRICS = {

@@ -26,9 +26,9 @@ from algorithms.acpi import (
     simultaneous_update,
     state_policies,
 )
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet
 from coopbench.config import config_dir, parse_set, resolve
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet
 from coopbench.run import execute
 from environments import make
 

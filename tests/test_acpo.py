@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from algorithms.acpo import ACPO, ACPOConfig, chained_advantages
-from algorithms.gae import compute_gae
+from algorithms.blocks.gae import compute_gae
+from coopbench.base.io import read_parquet
 from coopbench.config import parse_set, resolve
-from coopbench.io import read_parquet
 from coopbench.run import execute, seed_everything
 from environments import make
 

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from algorithms.adam import Adam
+from algorithms.blocks.adam import Adam
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -58,7 +58,7 @@ def test_resume_from_state_dict_continues_bitwise():
 
 
 def test_does_not_import_dynamo():
-    code = ("import sys, torch\nfrom algorithms.adam import Adam\n"
+    code = ("import sys, torch\nfrom algorithms.blocks.adam import Adam\n"
             "m = torch.nn.Linear(3, 2); o = Adam(m.parameters(), lr=0.1)\n"
             "m(torch.ones(1, 3)).sum().backward(); torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)\n"
             "o.step(); o.zero_grad(); o.load_state_dict(o.state_dict())\n"
@@ -68,7 +68,7 @@ def test_does_not_import_dynamo():
 
 def test_agentwise_adam_equals_a_separate_adam_per_agent():
     """HAPPO/HATRPO step one agent's rows: same as torch.optim.Adam over that agent's own tensors, others untouched."""
-    from algorithms.adam import AgentwiseAdam
+    from algorithms.blocks.adam import AgentwiseAdam
 
     torch.manual_seed(0)
     weight, bias = torch.nn.Parameter(torch.randn(3, 4, 2)), torch.nn.Parameter(torch.randn(3, 2))

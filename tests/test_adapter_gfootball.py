@@ -10,9 +10,9 @@ from importlib.util import find_spec
 import pytest
 import torch
 
-from coopbench.config import REPO_ROOT as REPO
+from coopbench.base.errors import MissingDependencyError
+from coopbench.base.paths import REPO_ROOT as REPO
 from coopbench.config import EnvFile, load_yaml
-from coopbench.errors import MissingDependencyError
 from environments.adapters import gfootball_adapter as ga
 from tests.test_process_pool import register_for_test, run_random_episodes, same_timesteps
 

@@ -10,9 +10,9 @@ from importlib.util import find_spec
 import numpy as np
 import pytest
 
-from coopbench.config import REPO_ROOT as REPO
+from coopbench.base.errors import MissingDependencyError
+from coopbench.base.paths import REPO_ROOT as REPO
 from coopbench.config import EnvFile, load_yaml
-from coopbench.errors import MissingDependencyError
 from environments.adapters.mpe_adapter import SimpleSpread3, SimpleSpread6, SimpleSpread9
 from tests.test_process_pool import check_resume, register_for_test, run_random_episodes, same_timesteps
 

@@ -9,9 +9,9 @@ from importlib.util import find_spec
 import pytest
 import torch
 
-from coopbench.config import REPO_ROOT as REPO
+from coopbench.base.errors import MissingDependencyError
+from coopbench.base.paths import REPO_ROOT as REPO
 from coopbench.config import EnvFile, load_yaml
-from coopbench.errors import MissingDependencyError
 from environments.adapters import rware_adapter as ra
 from tests.test_process_pool import check_resume, register_for_test, run_random_episodes, same_timesteps
 

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from coopbench.errors import CoopbenchError, MissingDependencyError
+from coopbench.base.errors import CoopbenchError, MissingDependencyError
 from environments.adapters import smac_adapter
 from environments.adapters.smac_adapter import SMAC_CLASSES, SMAC_MAPS, SMACV2_CLASSES, missing_requirements
 

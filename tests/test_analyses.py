@@ -5,9 +5,9 @@ import math
 
 import pytest
 
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json
 from coopbench.claims import ANALYSES
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json
 from leaderboard.analyses import CORA_FIG9_M, acpo_fig5, acpo_table1, cora_fig9, run_analysis
 
 

@@ -4,8 +4,8 @@ import shutil
 
 from PIL import Image
 
+from coopbench.base.io import read_json
 from coopbench.config import plan
-from coopbench.io import read_json
 from coopbench.run import execute
 from leaderboard.animations import animation_file, can_render, chosen_runs, make_animations
 from tests.conftest import REPO

@@ -27,11 +27,11 @@ import pandas as pd
 import pytest
 import torch
 
-from coopbench import io as cio
+from coopbench.base import io as cio
+from coopbench.base.errors import CoopbenchError, NonFiniteError, StorageError
+from coopbench.base.schema import METRICS_COLUMNS, SCORES_COLUMNS
 from coopbench.cli import main as coopbench_main
 from coopbench.config import parse_set, resolve
-from coopbench.errors import CoopbenchError, NonFiniteError, StorageError
-from coopbench.schema import METRICS_COLUMNS, SCORES_COLUMNS
 from leaderboard.__main__ import main as leaderboard_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -356,7 +356,7 @@ def test_the_lock_excludes_another_process_and_is_reentrant_within_one(tmp_path)
         with cio.run_lock(tmp_path / "run"):  # the CLI and execute both take it
             pass
         assert (tmp_path / "run" / cio.LOCK_NAME).exists()
-        probe = subprocess.run([sys.executable, "-c", "import sys; from coopbench.io import run_lock\n"
+        probe = subprocess.run([sys.executable, "-c", "import sys; from coopbench.base.io import run_lock\n"
                                 "with run_lock(sys.argv[1]): pass", str(tmp_path / "run")],
                                capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert probe.returncode != 0 and f"in use by pid {os.getpid()}" in probe.stderr
@@ -478,7 +478,7 @@ def test_nan_stops_the_run_keeping_the_last_good_checkpoint(tmp_path, monkeypatc
 
 
 def test_aggregate_excludes_non_finite_runs_loudly(tmp_path, capsys):
-    from coopbench.schema import SCHEMA_VERSION
+    from coopbench.base.schema import SCHEMA_VERSION
     from leaderboard.aggregate import aggregate, read_runs
 
     good_manifest = {"schema_version": SCHEMA_VERSION, "env": "matrix/acpo-3x3", "algo": "mappo", "seed": 0,
@@ -509,7 +509,7 @@ def test_aggregate_excludes_non_finite_runs_loudly(tmp_path, capsys):
 def test_a_run_killed_while_holding_the_lock_leaves_no_stale_lock(tmp_path):
     """flock dies with its process: after kill -9 the next run is not refused."""
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom coopbench.io import run_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom coopbench.base.io import run_lock\n"
                                "with run_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)",
                                str(run_dir)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO)})

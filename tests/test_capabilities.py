@@ -8,9 +8,9 @@ import pytest
 
 from algorithms.capabilities import incompatibility
 from algorithms.registry import ALGORITHMS, capabilities
+from coopbench.base.errors import CoopbenchError
 from coopbench.cli import main
 from coopbench.config import plan
-from coopbench.errors import CoopbenchError
 from environments.base import BatchedEnv
 from environments.registry import ENVIRONMENTS, env_traits, make
 

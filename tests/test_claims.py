@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import write_json, write_parquet
+from coopbench.base.schema import SCORES_COLUMNS
 from coopbench.claims import PAPERS, experiment_settings, load_paper, load_papers
 from coopbench.config import plan, resolve
-from coopbench.errors import CoopbenchError
-from coopbench.io import write_json, write_parquet
-from coopbench.schema import SCORES_COLUMNS
 from leaderboard.claims import judge_suite
 from tests.conftest import REPO
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from coopbench.base.errors import CoopbenchError
 from coopbench.config import RunConfig, parse_set, plan, plan_suite, resolve
-from coopbench.errors import CoopbenchError
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 

@@ -14,9 +14,9 @@ from algorithms.cora import CORA, CORAConfig, MLPQCritic, QuadraticQCritic
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
 from algorithms.mappo import MAPPO
 from algorithms.registry import ALGORITHMS
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet
 from coopbench.config import parse_set, resolve
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet
 from coopbench.run import execute, seed_everything
 from environments import make
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
+from coopbench.base.io import read_json, read_parquet
 from coopbench.config import parse_set, resolve
-from coopbench.io import read_json, read_parquet
 from coopbench.run import execute
 from environments.registry import ENVIRONMENTS
 

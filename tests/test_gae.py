@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from algorithms.gae import compute_gae
+from algorithms.blocks.gae import compute_gae
 
 
 def _col(*values, dtype=torch.float32):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from pydantic import BaseModel
 
+from algorithms.blocks.networks import GaussianHead, Torso
 from algorithms.ippo import IPPO
 from algorithms.mappo import MAPPO
-from algorithms.networks import GaussianHead, Torso
 from algorithms.on_policy import OnPolicyConfig
 from coopbench.run import seed_everything
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep

@@ -16,9 +16,9 @@ import pytest
 from rliable import metrics
 from scipy import stats as scipy_stats
 
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet, write_json, write_parquet
-from coopbench.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet, write_json, write_parquet
+from coopbench.base.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
 from leaderboard.__main__ import main
 from leaderboard.aggregate import aggregate
 from leaderboard.claims import judge_suite

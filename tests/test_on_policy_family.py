@@ -5,18 +5,18 @@ import pytest
 import torch
 from pydantic import BaseModel, ValidationError
 
+from algorithms.blocks.networks import AgentGRUCell, Torso
+from algorithms.blocks.rollout import RolloutStorage
+from algorithms.blocks.trust_region import conjugate_gradient
+from algorithms.blocks.value_norm import ValueNormalizer
 from algorithms.centralized_ppo import CentralizedPPO, CentralizedPPOConfig
 from algorithms.happo import HAPPO, SequentialUpdateConfig
 from algorithms.hatrpo import HATRPO, HATRPOConfig
 from algorithms.mappo import MAPPO
-from algorithms.networks import AgentGRUCell, Torso
 from algorithms.on_policy import OnPolicyConfig
 from algorithms.optimistic_mappo import OptimisticMAPPO, OptimisticMAPPOConfig
-from algorithms.rollout import RolloutStorage
-from algorithms.trust_region import conjugate_gradient
-from algorithms.value_norm import ValueNormalizer
+from coopbench.base.errors import CoopbenchError
 from coopbench.config import resolve
-from coopbench.errors import CoopbenchError
 from coopbench.run import seed_everything
 from environments import make
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep

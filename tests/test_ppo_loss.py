@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from algorithms.ppo_loss import ppo_clip_loss, value_loss
+from algorithms.blocks.ppo_loss import ppo_clip_loss, value_loss
 
 
 def test_clip_loss_values_and_gradients():

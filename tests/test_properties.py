@@ -11,6 +11,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json, read_parquet
 from coopbench.config import (
     SEED_LIMIT,
     SuiteFile,
@@ -20,8 +22,6 @@ from coopbench.config import (
     parse_set,
     resolve,
 )
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json, read_parquet
 from leaderboard.aggregate import read_manifest, read_runs
 from leaderboard.stats import read_stats
 

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from coopbench import cli
+from coopbench.base.errors import CoopbenchError
+from coopbench.base.io import read_json
 from coopbench.config import parse_set, resolve
-from coopbench.errors import CoopbenchError
-from coopbench.io import read_json
 from coopbench.render import config_of, load_weights, render_run
 from coopbench.run import build, evaluate, execute, record_failure
 from environments.registry import ENVIRONMENTS, make

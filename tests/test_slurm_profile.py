@@ -15,8 +15,8 @@ import pytest
 import yaml
 from snakemake.profiles import ProfileConfigFileParser
 
+from coopbench.base.errors import CoopbenchError
 from coopbench.config import AlgoFile, EnvFile, Resources, combine_resources, plan_suite
-from coopbench.errors import CoopbenchError
 from tests.conftest import REPO
 
 PROFILES = REPO / "workflow" / "profiles"

@@ -34,7 +34,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopbench.errors import MissingDependencyError
+from coopbench.base.errors import MissingDependencyError
 from environments.adapters.process_pool import CopyEnv, CopyObs, CopyStep, PooledEnv
 from environments.base import EnvSpec
 

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 WORKERS_ENV_VAR = "COOPBENCH_ENV_WORKERS"

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
-from coopbench.errors import MissingDependencyError
+from coopbench.base.errors import MissingDependencyError
 from environments.adapters import install_hint
 from environments.adapters.process_pool import CopyEnv, CopyObs, CopyStep, PooledEnv
 from environments.base import EnvSpec

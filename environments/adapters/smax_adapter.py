@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopbench.errors import MissingDependencyError
+from coopbench.base.errors import MissingDependencyError
 from environments.adapters import install_hint
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 

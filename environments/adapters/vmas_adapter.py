@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from coopbench.errors import CoopbenchError, MissingDependencyError
+from coopbench.base.errors import CoopbenchError, MissingDependencyError
 from environments.adapters import install_hint
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep, team_return
 

@@ -8,7 +8,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from coopbench.claims import PAPERS, claims_dir
 from coopbench.config import SUITE_NAME_RE, check_suite_name, load_suite, plan
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 def config_error(err):

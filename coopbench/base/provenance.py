@@ -8,7 +8,7 @@ import subprocess
 from datetime import UTC, datetime
 from importlib import metadata
 
-from coopbench.config import REPO_ROOT
+from coopbench.base.paths import REPO_ROOT
 
 TRACKED_PACKAGES = ["coopbench", "torch", "numpy", "pandas", "pyarrow", "pydantic", "pettingzoo",
                     "gymnasium", "snakemake", "rliable", "seaborn"]

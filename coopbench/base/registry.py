@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Registry:
         try:
             return self._entries[name]
         except (KeyError, TypeError):
-            from coopbench.config_errors import did_you_mean
+            from coopbench.base.config_errors import did_you_mean
 
             raise CoopbenchError(
                 f"unknown {self.kind} {name!r}",

@@ -8,7 +8,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from coopbench.errors import CoopbenchError
+from coopbench.base.errors import CoopbenchError
 
 
 def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:

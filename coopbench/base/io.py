@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from coopbench.errors import CoopbenchError, RunLockedError, StorageError
+from coopbench.base.errors import CoopbenchError, RunLockedError, StorageError
 
 
 def _storage_error(path: Path, err: OSError) -> StorageError:
@@ -152,7 +152,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
 
     A second process asking for a held lock fails at once with RunLockedError naming the holder (pid, host,
     since when). The lock file holds that owner record and is removed on release."""
-    from coopbench import provenance
+    from coopbench.base import provenance
 
     path = Path(run_dir) / LOCK_NAME
     key = path.resolve() if path.parent.exists() else path.absolute()
