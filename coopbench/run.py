@@ -25,6 +25,7 @@ import torch
 from algorithms.registry import ALGORITHMS
 from coopbench.base import io, provenance
 from coopbench.base.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
+from coopbench.base.normalization import normalized_score, resolve
 from coopbench.base.schema import METRICS_COLUMNS, SCHEMA_VERSION
 from coopbench.config import ResolvedConfig
 from environments.base import TimeStep
@@ -44,22 +45,6 @@ def resolve_device(name: str) -> torch.device:
         raise CoopbenchError("run.device=cuda but no CUDA device is visible to torch",
                              "run on a GPU node, or set run.device=cpu")
     return torch.device(name)
-
-
-def normalization_bounds(config: ResolvedConfig, return_bounds) -> dict:
-    norm = dict(config.normalization)
-    if norm["method"] == "env_bounds":
-        if return_bounds is None:
-            raise CoopbenchError(f"{config.env} has no known return bounds for env_bounds normalization",
-                                 "give min_max with low/high in its config file")
-        norm.update(method="min_max", low=float(return_bounds[0]), high=float(return_bounds[1]))
-    return norm
-
-
-def normalized(value: float, norm: dict) -> float:
-    if norm["method"] == "raw":
-        return value
-    return (value - norm["low"]) / (norm["high"] - norm["low"])
 
 
 @torch.no_grad()
@@ -228,7 +213,7 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
     device = resolve_device(config.run["device"])
     seed_everything(seed)
     env, algorithm = build(config, seed, device)
-    norm = normalization_bounds(config, env.spec.return_bounds)
+    norm = resolve(config.normalization, config.env, env.spec.return_bounds)
 
     if checkpoint_path.exists():
         timestep, progress = load_checkpoint(checkpoint_path, algorithm, env)
@@ -314,7 +299,7 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
         "resumes": progress.resumes,
         "final": {"env_steps": final["env_steps"], "eval_return_mean": final["eval_return_mean"],
                   "eval_return_std": final["eval_return_std"],
-                  "normalized_score": normalized(final["eval_return_mean"], norm)},
+                  "normalized_score": normalized_score(final["eval_return_mean"], norm)},
     }
     if not all(math.isfinite(v) for v in (final["eval_return_mean"], manifest["final"]["normalized_score"])):
         raise RuntimeError(f"non-finite final evaluation in {run_dir}")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_checked_json, read_json, read_parquet, write_json, write_parquet
+from coopbench.base.normalization import RECORDED_METHODS, normalized_score
 from coopbench.base.schema import (
     FAILURE_MANIFEST_KEYS,
     MANIFEST_KEYS,
@@ -27,8 +28,6 @@ from coopbench.base.schema import (
     SCHEMA_VERSION,
     SCORES_COLUMNS,
 )
-
-NORMALIZATION_METHODS = ("min_max", "raw")
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -77,10 +76,10 @@ def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
 
 
 def _check_normalization(norm: object, manifest_path: Path) -> None:
-    if not isinstance(norm, dict) or norm.get("method") not in NORMALIZATION_METHODS:
+    if not isinstance(norm, dict) or norm.get("method") not in RECORDED_METHODS:
         raise CoopbenchError(
             f"{manifest_path}: normalization must be a dict with method in "
-            f"{NORMALIZATION_METHODS}, got {norm!r}",
+            f"{RECORDED_METHODS}, got {norm!r}",
             "fix the normalization rule in the environment's config and re-run",
         )
     if norm["method"] == "min_max":
@@ -109,12 +108,6 @@ def non_finite(metrics: pd.DataFrame) -> str | None:
     return None
 
 
-def normalize(returns: pd.Series, norm: dict) -> pd.Series:
-    if norm["method"] == "min_max":
-        return (returns - norm["low"]) / (norm["high"] - norm["low"])
-    return returns.astype(float)
-
-
 def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame, comparison: str) -> pd.DataFrame:
     """The scores rows of one validated run, for one comparison it serves."""
     frame = pd.DataFrame(
@@ -129,7 +122,7 @@ def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame, comparison:
             "eval_return_mean": metrics["eval_return_mean"].astype(float),
             "eval_return_std": metrics["eval_return_std"].astype(float),
             "eval_win_rate": metrics["eval_win_rate"].astype(float),
-            "normalized_score": normalize(metrics["eval_return_mean"], manifest["normalization"]),
+            "normalized_score": normalized_score(metrics["eval_return_mean"].astype(float), manifest["normalization"]),
             "normalization": manifest["normalization"]["method"],
             "is_final": False,
             "run_dir": str(run_dir),

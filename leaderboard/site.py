@@ -21,6 +21,7 @@ import pandas as pd
 
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_json, read_parquet
+from coopbench.base.normalization import rule_text
 from coopbench.base.schema import SCORES_COLUMNS
 from leaderboard.aggregate import read_runs
 from leaderboard.figures import FIGURES, FORMATS, comparison_dir, curve_name, has_data
@@ -386,18 +387,10 @@ def _run_summary(key: tuple, manifest: dict, scores: pd.DataFrame) -> dict:
         "final_normalized": last["normalized_score"],
         "wall_time_s": manifest.get("wall_time_s"),
         "commit": f"{str(code.get('commit'))[:12]}{' (dirty)' if code.get('dirty') else ''}",
-        "rule": _rule_text(manifest.get("normalization") or {}),
+        "rule": rule_text(manifest.get("normalization") or {}),
         "env_notes": manifest.get("env_notes", ""),
         "curve": curve,
     }
-
-
-def _rule_text(norm: dict) -> str:
-    if norm.get("rule"):
-        return str(norm["rule"])
-    if norm.get("method") == "min_max":
-        return f"(return - {norm.get('low')}) / ({norm.get('high')} - {norm.get('low')})"
-    return "raw return (not normalized)"
 
 
 def _env_tables(stats: dict, runs: list[dict], comparison: str) -> list[dict]:
@@ -444,7 +437,7 @@ def _manifest_fields(m: dict) -> list[tuple[str, str]]:
             f"return {fmt_num(final.get('eval_return_mean'))} ± {fmt_num(final.get('eval_return_std'))}, "
             f"normalized {fmt_num(final.get('normalized_score'))} at {final.get('env_steps')} env steps",
         ),
-        ("Normalization", _rule_text(norm)),
+        ("Normalization", rule_text(norm)),
     ]
 
 

@@ -18,6 +18,7 @@ from scipy import stats as scipy_stats
 
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_json, read_parquet, write_json, write_parquet
+from coopbench.base.normalization import normalized_score, resolve, rule_text
 from coopbench.base.schema import MANIFEST_KEYS, METRICS_COLUMNS, SCHEMA_VERSION, SCORES_COLUMNS
 from leaderboard.__main__ import main
 from leaderboard.aggregate import aggregate
@@ -163,6 +164,22 @@ def test_aggregate_normalizes_each_eval_point(tmp_path: Path):
     assert set(scores["comparison"]) == {"suite:demo"}
     runs = read_json(tmp_path / "runs.json")
     assert [r["status"] for r in runs["runs"]] == ["completed", "completed"] and runs["skipped"] == []
+
+
+def test_one_normalization_for_the_manifest_the_scores_and_the_site():
+    """The run driver's final score (a float) and aggregate's column (a Series) are one formula; env_bounds is
+    resolved into numbers before a manifest records it."""
+    assert normalized_score(10.0, MIN_MAX) == 0.75
+    assert normalized_score(pd.Series([-20.0, 10.0]), MIN_MAX).tolist() == [0.0, 0.75]
+    assert normalized_score(3.5, RAW) == 3.5
+    with pytest.raises(ValueError, match="env_bounds"):
+        normalized_score(1.0, {"method": "env_bounds"})
+    resolved = resolve({"method": "env_bounds"}, "matrix/x", (-2, 6))
+    assert resolved == {"method": "min_max", "low": -2.0, "high": 6.0} and normalized_score(4.0, resolved) == 0.75
+    with pytest.raises(CoopbenchError, match="matrix/x has no known return bounds"):
+        resolve({"method": "env_bounds"}, "matrix/x", None)
+    assert rule_text({"method": "min_max", "low": -2.0, "high": 6.0}) == "(return - -2.0) / (6.0 - -2.0)"
+    assert rule_text(MIN_MAX) == MIN_MAX["rule"] and rule_text({"method": "raw"}) == "raw return (not normalized)"
 
 
 def _corrupt_metrics(run_dir: Path) -> Path:
