@@ -66,6 +66,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from algorithms.base import Algorithm, IterationResult
+from coopbench.base.backward_induction import backward_induction
 from coopbench.base.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 from environments.tabular_model import TabularModel
@@ -222,20 +223,20 @@ def evaluate_joint(game: ExactGame, joint: torch.Tensor,
     """
     r, p, live = game.reward, game.transitions, game.live
     bonus = torch.zeros(game.steps, game.n_states, dtype=DTYPE) if bonus is None else bonus
-    q = torch.empty(game.steps, game.n_states, game.n_joint, dtype=DTYPE)
-    v = torch.empty(game.steps, game.n_states, dtype=DTYPE)
     if game.horizon == "finite":
-        following = torch.zeros(game.n_states, dtype=DTYPE)
-        for t in reversed(range(game.steps)):
-            q[t] = r + game.gamma * p @ following
-            v[t] = ((joint[t] * q[t]).sum(-1) + bonus[t]) * live
-            following = v[t]
-    else:
-        r_pi = ((joint[0] * r).sum(-1) + bonus[0]) * live
-        p_pi = torch.einsum("sj,sjk->sk", joint[0], p) * live.unsqueeze(-1)
-        v[0] = torch.linalg.solve(torch.eye(game.n_states, dtype=DTYPE) - game.gamma * p_pi, r_pi)
-        q[0] = r + game.gamma * p @ v[0]
-    return q, v
+        return backward_induction(r, p, live, game.gamma, game.steps,
+                                  lambda t, q: (joint[t] * q).sum(-1) + bonus[t])
+    r_pi, p_pi = _on_policy(game, joint[0], bonus[0])
+    v = torch.linalg.solve(torch.eye(game.n_states, dtype=DTYPE) - game.gamma * p_pi, r_pi).unsqueeze(0)
+    return (r + game.gamma * p @ v[0]).unsqueeze(0), v
+
+
+def _on_policy(game: ExactGame, joint: torch.Tensor, bonus: torch.Tensor | float = 0.0):
+    """The expected reward r_pi(s) (+ bonus) `[S]` and transitions P_pi(s' | s) `[S, S]` of a stationary joint
+    policy `[S, J]`, zero out of terminal states: V = r_pi + gamma P_pi V is its discounted value."""
+    r_pi = ((joint * game.reward).sum(-1) + bonus) * game.live
+    p_pi = torch.einsum("sj,sjk->sk", joint, game.transitions) * game.live.unsqueeze(-1)
+    return r_pi, p_pi
 
 
 @dataclass
@@ -259,29 +260,24 @@ def chained_evaluation(game: ExactGame, policies: Sequence[torch.Tensor]) -> Cha
     r, p, live = game.reward, game.transitions, game.live
     shape = (game.n_states, *game.n_actions)
     qs = [torch.empty(game.steps, *shape[: i + 2], dtype=DTYPE) for i in range(n)]
-    v1 = torch.empty(game.steps, game.n_states, dtype=DTYPE)
 
-    def chain_back(t: int, following_v1: torch.Tensor) -> None:
-        q = (r + gp * p @ following_v1).reshape(shape)  # Q^(N): reward, then agent 1 of the next step
+    def chain_back(t: int, q_joint: torch.Tensor) -> torch.Tensor:
+        """Q^(N) = `q_joint` [S, J] (the reward, then agent 1 of the next step) back to Q^(1); returns V^(1)."""
+        q = q_joint.reshape(shape)
         qs[n - 1][t] = q
         for i in range(n - 2, -1, -1):  # Q^(i) = gamma' E_{a_{i+1} ~ pi_{i+1}} Q^(i+1)
             q = gp * (policies[i + 1][t] * q).sum(-1)
             qs[i][t] = q
+        return (policies[0][t] * q).sum(-1)
 
-    if game.horizon == "finite":
-        following = torch.zeros(game.n_states, dtype=DTYPE)
-        for t in reversed(range(game.steps)):
-            chain_back(t, following)
-            v1[t] = (policies[0][t] * qs[0][t]).sum(-1) * live
-            following = v1[t]
-    else:
-        joint = joint_from_chained(game, policies)[0]
-        r_pi = (joint * r).sum(-1) * live
-        p_pi = torch.einsum("sj,sjk->sk", joint, p) * live.unsqueeze(-1)
-        eye = torch.eye(game.n_states, dtype=DTYPE)
-        v1[0] = torch.linalg.solve(eye - gp**n * p_pi, gp ** (n - 1) * r_pi)
-        chain_back(0, v1[0])
     joint = joint_from_chained(game, policies)
+    if game.horizon == "finite":  # within each step t, over the agents N, ..., 1 (the micro-steps)
+        _, v1 = backward_induction(r, p, live, gp, game.steps, chain_back)
+    else:
+        r_pi, p_pi = _on_policy(game, joint[0])
+        v1 = torch.linalg.solve(torch.eye(game.n_states, dtype=DTYPE) - gp**n * p_pi, gp ** (n - 1) * r_pi)
+        v1 = v1.unsqueeze(0)
+        chain_back(0, r + gp * p @ v1[0])
     v = (joint * qs[n - 1].reshape(game.steps, game.n_states, game.n_joint)).sum(-1) * live
     return ChainedValues(qs, v1, v, float(game.initial @ v[0]))
 
@@ -426,14 +422,8 @@ def joint_optimum(game: ExactGame, max_iterations: int = 10_000) -> JointOptimum
     evaluation by a linear solve, where value iteration would need about log(tol) / log(gamma) sweeps).
     ACPI must reach its value."""
     r, p, live = game.reward, game.transitions, game.live
-    values = torch.zeros(game.steps, game.n_states, dtype=DTYPE)
-    q = torch.empty(game.steps, game.n_states, game.n_joint, dtype=DTYPE)
     if game.horizon == "finite":
-        following = torch.zeros(game.n_states, dtype=DTYPE)
-        for t in reversed(range(game.steps)):
-            q[t] = r + game.gamma * p @ following
-            values[t] = q[t].max(-1).values * live
-            following = values[t]
+        q, values = backward_induction(r, p, live, game.gamma, game.steps, lambda t, q: q.max(-1).values)
     else:
         policy = greedy(r, torch.zeros_like(r)).unsqueeze(0)  # [1, S, J] one-hot
         for _ in range(max_iterations):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from coopbench.base.backward_induction import backward_induction
+
 
 @dataclass
 class TabularModel:
@@ -91,15 +93,10 @@ class TabularModel:
         Backward induction over time; the policy may depend on the time step, so this bounds every
         policy, including ones that see only the state.
         """
-        r = self.team_rewards().double()
-        p = self.transitions.double()
-        live = (~self.terminal).double()
-        value = torch.zeros(self.n_states, dtype=torch.float64)
-        for _ in range(self.horizon):
-            q = r + p @ value  # [S, J]
-            best = q.max(-1).values if maximize else q.min(-1).values
-            value = best * live
-        return value
+        best = (lambda t, q: q.max(-1).values) if maximize else (lambda t, q: q.min(-1).values)
+        _, values = backward_induction(self.team_rewards().double(), self.transitions.double(),
+                                       (~self.terminal).double(), 1.0, self.horizon, best)
+        return values[0]
 
     def return_bounds(self) -> tuple[float, float]:
         """(lowest, highest) expected team return from the initial distribution."""

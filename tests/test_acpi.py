@@ -26,6 +26,7 @@ from algorithms.acpi import (
     simultaneous_update,
     state_policies,
 )
+from coopbench.base.backward_induction import backward_induction
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_json, read_parquet
 from coopbench.config import config_dir, parse_set, resolve
@@ -62,6 +63,20 @@ def one_hot(*shape_and_action):
 
 
 # --- ACPO Table 1 -----------------------------------------------------------------------------------------------
+def test_backward_induction_by_hand():
+    """Two states, action 0 stays and action 1 switches; R = [[1, 0], [0, 2]], gamma = 0.5, two steps, greedy.
+    t = 1: V = max R = (1, 2). t = 0: from state 0, stay 1 + 0.5 * 1 = 1.5 or switch 0 + 0.5 * 2 = 1 -> 1.5;
+    from state 1, stay 0 + 0.5 * 2 = 1 or switch 2 + 0.5 * 1 = 2.5 -> 2.5. A terminal state 1 is worth 0."""
+    reward = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    stay_or_switch = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]], dtype=torch.float64)
+    best = lambda t, q: q.max(-1).values  # noqa: E731
+    q, v = backward_induction(reward, stay_or_switch, torch.ones(2, dtype=torch.float64), 0.5, 2, best)
+    assert v.tolist() == [[1.5, 2.5], [1.0, 2.0]]
+    assert q[0].tolist() == [[1.5, 1.0], [1.0, 2.5]] and torch.equal(q[1], reward)
+    _, v = backward_induction(reward, stay_or_switch, torch.tensor([1.0, 0.0], dtype=torch.float64), 0.5, 2, best)
+    assert v.tolist() == [[1.5, 0.0], [1.0, 0.0]]
+
+
 def test_table1_acpi_converges_to_the_optimum_c_c_from_pi_a_0_6(game_3x3):
     result = acpi(game_3x3, chained_policies(game_3x3, first_action_distribution(3, 0.6)))
     assert result.converged and result.iterations == 3  # A + identity map, then C, then stable
