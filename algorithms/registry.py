@@ -56,3 +56,12 @@ register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
 register("acpi", "tabular", "algorithms.acpi:ACPI",
          "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)",
          Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False))
+# The value-based family (issue 14): discrete actions, recurrent agent Q-networks on episode replay (algorithms/
+# value_based.py); each method's file holds its networks and its TD loss.
+VALUE_BASED = Capabilities(continuous=False)
+register("iql", "value_based", "algorithms.iql:IQL",
+         "independent Q-learning with recurrent agents and episode replay (Tampuu et al. 2015; PyMARL)", VALUE_BASED)
+register("vdn", "value_based", "algorithms.vdn:VDN",
+         "value decomposition: Q_tot is the sum of the agents' Q (Sunehag et al. 2018)", VALUE_BASED)
+register("qmix", "value_based", "algorithms.qmix:QMIX",
+         "monotonic mixing of agent Q-values by state-conditioned hypernetworks (Rashid et al. 2018)", VALUE_BASED)

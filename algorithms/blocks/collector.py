@@ -1,0 +1,80 @@
+"""Whole episodes from B batched environment copies, written straight into an episode buffer.
+
+Each copy fills its own slot of an `EpisodeStore` at its own time index (`t[b]`): one indexed write per
+field and step serves every copy and agent, with no Python loop over either. A copy whose episode ends
+(the environment resets it in `step`) writes the view it ended on at index `t + 1` (so a truncated
+episode can bootstrap from it), hands its slot to the replay buffer and starts again at `t = 0`.
+Episodes in progress carry over from one training iteration to the next; `state_dict` holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from algorithms.blocks.replay import EpisodeBuffer, EpisodeStore, episode_fields
+from environments.base import BatchedEnv, EnvSpec, TimeStep, team_return
+
+
+@dataclass
+class Collected:
+    timestep: TimeStep  # where collection stopped
+    env_steps: int  # summed over copies
+    episode_returns: torch.Tensor  # [K] team returns of the episodes that finished
+
+
+class EpisodeCollector:
+    def __init__(self, spec: EnvSpec, n_envs: int, device: torch.device):
+        self.spec = spec
+        self.episodes = EpisodeStore(n_envs, spec.episode_limit + 1, episode_fields(spec), device)
+        self.t = torch.zeros(n_envs, dtype=torch.long, device=device)
+        self.rows = torch.arange(n_envs, device=device)
+        self.all_available = torch.ones(n_envs, spec.n_agents, spec.n_actions, dtype=torch.bool, device=device)
+
+    def _write_view(self, rows, t, obs, state, avail) -> None:
+        self.episodes["obs"][rows, t] = obs
+        self.episodes["state"][rows, t] = state
+        self.episodes["avail"][rows, t] = avail
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep, act: Callable[[TimeStep], torch.Tensor],
+                buffer: EpisodeBuffer, min_episodes: int) -> Collected:
+        """Step every copy with `act` until `min_episodes` episodes have finished (with B copies and
+        `min_episodes = B`, at most `episode_limit` steps); finished episodes go to `buffer`."""
+        e, rows = self.episodes, self.rows
+        finished, steps, returns = 0, 0, []
+        while finished < min_episodes:
+            avail = self.all_available if timestep.avail_actions is None else timestep.avail_actions
+            self._write_view(rows, self.t, timestep.obs, timestep.state, avail)
+            actions = act(timestep)
+            timestep = env.step(actions)
+            e["actions"][rows, self.t] = actions
+            e["reward"][rows, self.t] = team_return(timestep.reward, self.spec.reward_mode)
+            e["terminated"][rows, self.t] = timestep.terminated
+            e["filled"][rows, self.t] = True
+            self.t += 1
+            steps += len(rows)
+            done = timestep.done
+            if bool(done.any()):
+                ended = done.nonzero().squeeze(1)
+                final_avail = timestep.extras.get("final_avail", self.all_available)
+                # The view the episode ended on (the environment has already reset the copy): for bootstrapping.
+                self._write_view(ended, self.t[ended], timestep.final_obs[ended], timestep.final_state[ended],
+                                 final_avail[ended])
+                buffer.insert({name: tensor[ended] for name, tensor in e.data.items()})
+                for tensor in e.data.values():
+                    tensor[ended] = 0
+                self.t[ended] = 0
+                returns.append(timestep.episode_return[ended])
+                finished += len(ended)
+        episode_returns = torch.cat(returns) if returns else torch.zeros(0)
+        return Collected(timestep, steps, episode_returns)
+
+    def state_dict(self) -> dict:
+        return {"t": self.t.clone(), "data": {name: tensor.clone() for name, tensor in self.episodes.data.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t.copy_(state["t"])
+        for name, tensor in self.episodes.data.items():
+            tensor.copy_(state["data"][name])

@@ -1,0 +1,33 @@
+"""Epsilon-greedy exploration with linear annealing, restricted to the available actions.
+
+PyMARL's `DecayThenFlatSchedule` (linear) and `EpsilonGreedyActionSelector`: with probability epsilon an
+agent takes an action drawn uniformly from its available ones, otherwise its greedy one. LAN App. B:
+epsilon from 1 to 0.05 over the first 50k timesteps.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from algorithms.blocks.q_targets import masked_argmax, with_fallback
+
+
+def linear_epsilon(env_steps: int, start: float, finish: float, anneal_steps: int) -> float:
+    """Epsilon after `env_steps` environment steps: linear from `start` to `finish`, then flat."""
+    if anneal_steps <= 0:
+        return finish
+    fraction = min(env_steps / anneal_steps, 1.0)
+    return start + fraction * (finish - start)
+
+
+def epsilon_greedy(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float) -> torch.Tensor:
+    """Actions `[..., N]` from `q [..., N, A]`: uniform over the available actions with probability `epsilon`,
+    else the greedy available action. Draws from the global torch RNG (checkpointed by the driver)."""
+    greedy = masked_argmax(q, avail)
+    if epsilon <= 0.0:
+        return greedy
+    allowed = with_fallback(avail, q).to(q.dtype)
+    flat = allowed.reshape(-1, allowed.shape[-1])
+    uniform = torch.multinomial(flat, 1).view(greedy.shape)
+    explore = torch.rand(greedy.shape, device=q.device) < epsilon
+    return torch.where(explore, uniform, greedy)

@@ -1,0 +1,130 @@
+"""Mixers: how the agents' chosen utilities Q_a combine into the team's Q_tot (and QTRAN's joint networks).
+
+Every mixer takes `qs [..., N]` (each agent's Q of its action) and the global state `[..., S]` and returns
+`[...]`, batched over any leading dims (episodes and time). Sizes default to the PyMARL / official code
+values, set by the methods' configs.
+
+- `SumMixer`: VDN (Sunehag et al. 2018, eq. in sec. 3): Q_tot = sum_a Q_a.
+- `QMixer`: QMIX (Rashid et al. 2018, sec. 4.3): a mixing network whose weights come from hypernetworks of
+  the state, made non-negative by an absolute value, so dQ_tot/dQ_a >= 0 (monotonicity, eq. 5).
+- `DuplexMixer`: QPLEX (Wang et al. 2021, sec. 3 and eq. 9-11): per-agent transformation Q_a -> w_a(s) Q_a +
+  b_a(s) (w_a > 0), then Q_tot = sum_a V_a + sum_a lambda_a(s, u) A_a with A_a = Q_a - max Q_a <= 0 and
+  lambda_a > 0 from a multi-head attention over (state, joint action): the joint argmax is the agents' own
+  (IGM).
+- `QTranJoint`: QTRAN-base (Son et al. 2019, sec. 3.2): joint action-value Q_jt(s, u) and state value
+  V_jt(s) on the agents' hidden states (and actions) summed after a shared encoding (PyMARL's
+  `qtran_paper` architecture).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(in_features: int, hidden: int, out_features: int, layers: int) -> nn.Module:
+    """`layers` = 1: one linear map; 2: linear-ReLU-linear; 3: two hidden layers (PyMARL's hypernet_layers)."""
+    if layers == 1:
+        return nn.Linear(in_features, out_features)
+    widths = [in_features] + [hidden] * (layers - 1)
+    modules: list[nn.Module] = []
+    for i, o in zip(widths[:-1], widths[1:], strict=True):
+        modules += [nn.Linear(i, o), nn.ReLU()]
+    return nn.Sequential(*modules, nn.Linear(widths[-1], out_features))
+
+
+class SumMixer(nn.Module):
+    """VDN: Q_tot = sum_a Q_a (no parameters, no state)."""
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return qs.sum(-1)
+
+
+class QMixer(nn.Module):
+    """QMIX's monotonic mixing network (Rashid et al. 2018, sec. 4.3 and Fig. 2a; PyMARL's QMixer).
+
+    Q_tot = W_2^T elu(W_1^T Q + b_1) + V(s), W_1 = |hyper_w_1(s)| [N x E], W_2 = |hyper_w_final(s)| [E],
+    b_1 = hyper_b_1(s), V(s) a 2-layer network. Non-negative weights and a monotonic activation: Q_tot is
+    monotonic in every Q_a (eq. 5)."""
+
+    def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_layers: int = 2,
+                 hypernet_embed: int = 64):
+        super().__init__()
+        self.n_agents, self.embed_dim = n_agents, embed_dim
+        self.hyper_w_1 = mlp(state_dim, hypernet_embed, embed_dim * n_agents, hypernet_layers)
+        self.hyper_w_final = mlp(state_dim, hypernet_embed, embed_dim, hypernet_layers)
+        self.hyper_b_1 = nn.Linear(state_dim, embed_dim)
+        self.V = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        lead = qs.shape[:-1]
+        w_1 = self.hyper_w_1(state).abs().view(*lead, self.n_agents, self.embed_dim)
+        b_1 = self.hyper_b_1(state).unsqueeze(-2)
+        hidden = F.elu(qs.unsqueeze(-2) @ w_1 + b_1)  # [..., 1, E]
+        w_final = self.hyper_w_final(state).abs().unsqueeze(-1)  # [..., E, 1]
+        return (hidden @ w_final).view(lead) + self.V(state).squeeze(-1)
+
+
+class DuplexMixer(nn.Module):
+    """QPLEX's duplex dueling mixer (Wang et al. 2021; the official `DMAQer` with `DMAQ_SI_Weight`).
+
+    Transformation (eq. 9): Q_a <- w_a(s) Q_a + b_a(s) with w_a = |.| + 1e-10, likewise V_a = w_a max Q_a + b_a.
+    Duplex dueling (eq. 10-11): Q_tot = sum_a Q_a + sum_a (lambda_a(s, u) - 1) A_a, A_a = Q_a - V_a, written
+    as the official code does so that the advantage term trains only lambda (A_a is detached in it);
+    lambda_a = sum_k |key_k(s)| sigmoid(agents_k(s))_a sigmoid(action_k(s, u))_a over `n_heads` heads."""
+
+    def __init__(self, n_agents: int, n_actions: int, state_dim: int, hypernet_embed: int = 64, n_heads: int = 10,
+                 adv_hypernet_layers: int = 3, adv_hypernet_embed: int = 64):
+        super().__init__()
+        self.n_agents = n_agents
+        self.hyper_w_final = mlp(state_dim, hypernet_embed, n_agents, 2)
+        self.V = mlp(state_dim, hypernet_embed, n_agents, 2)
+        state_action = state_dim + n_agents * n_actions
+        self.key = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, 1, adv_hypernet_layers) for _ in range(n_heads))
+        self.agents = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, n_agents, adv_hypernet_layers)
+                                    for _ in range(n_heads))
+        self.action = nn.ModuleList(mlp(state_action, adv_hypernet_embed, n_agents, adv_hypernet_layers)
+                                    for _ in range(n_heads))
+
+    def lambdas(self, state: torch.Tensor, actions_onehot: torch.Tensor) -> torch.Tensor:
+        """lambda_a(s, u) > 0, `[..., N]` (the official DMAQ_SI_Weight)."""
+        state_action = torch.cat([state, actions_onehot.flatten(-2)], dim=-1)
+        weights = 0
+        for key, agents, action in zip(self.key, self.agents, self.action, strict=True):
+            weights = weights + (key(state).abs() + 1e-10) * torch.sigmoid(agents(state)) \
+                * torch.sigmoid(action(state_action))
+        return weights
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor, max_qs: torch.Tensor,
+                actions_onehot: torch.Tensor) -> torch.Tensor:
+        """`qs` the agents' Q of the actions `actions_onehot [..., N, A]`, `max_qs` their max over actions."""
+        w = self.hyper_w_final(state).abs() + 1e-10
+        b = self.V(state)
+        q, v = w * qs + b, w * max_qs + b
+        advantage = (q - v).detach()
+        return q.sum(-1) + ((self.lambdas(state, actions_onehot) - 1.0) * advantage).sum(-1)
+
+
+class QTranJoint(nn.Module):
+    """QTRAN-base's joint networks (Son et al. 2019, sec. 3.2; PyMARL's QTranBase, `qtran_paper` architecture).
+
+    Q_jt(s, u) = MLP([s, sum_a enc([h_a, onehot(u_a)])]) and V_jt(s) = MLP([s, sum_a enc_h(h_a)]), the
+    encoders shared between agents, the MLPs with two hidden layers of `embed_dim`."""
+
+    def __init__(self, n_actions: int, state_dim: int, hidden_size: int, embed_dim: int = 64):
+        super().__init__()
+        ae = hidden_size + n_actions
+        self.action_encoding = nn.Sequential(nn.Linear(ae, ae), nn.ReLU(), nn.Linear(ae, ae))
+        self.hidden_encoding = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+                                             nn.Linear(hidden_size, hidden_size))
+        self.Q = mlp(state_dim + ae, embed_dim, 1, 3)
+        self.V = mlp(state_dim + hidden_size, embed_dim, 1, 3)
+
+    def forward(self, state: torch.Tensor, hidden: torch.Tensor,
+                actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`state [..., S]`, `hidden [..., N, H]`, `actions_onehot [..., N, A]` -> Q_jt `[...]`, V_jt `[...]`."""
+        joint = self.action_encoding(torch.cat([hidden, actions_onehot], dim=-1)).sum(-2)
+        q = self.Q(torch.cat([state, joint], dim=-1)).squeeze(-1)
+        v = self.V(torch.cat([state, self.hidden_encoding(hidden).sum(-2)], dim=-1)).squeeze(-1)
+        return q, v

@@ -1,0 +1,69 @@
+"""IQL: independent Q-learning (Tan 1993; Tampuu et al. 2015), as the value-based baselines run it
+(PyMARL's iql: recurrent agents with shared parameters, episode replay, double-Q targets).
+
+Every agent learns its own Q_a(tau_a, u_a) from the team reward, treating the others as part of the
+environment: y_a = r + gamma Q_a^target(tau_a', argmax_u Q_a(tau_a', u)), no mixing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+
+
+class IQLConfig(ValueBasedConfig):
+    pass
+
+
+class IQL(Algorithm):
+    name = "iql"
+    family = "value_based"
+    Config = IQLConfig
+    config: IQLConfig
+
+    def __init__(self, spec, config: IQLConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        self.learner = EpisodicQLearning(spec, config, device)
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
+        return self.config.n_envs * self.spec.episode_limit
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.learner.initial_memory(n_envs)
+
+    def act(self, timestep, memory, deterministic: bool):
+        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
+
+    def train_iteration(self, env, timestep) -> IterationResult:
+        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
+        losses: dict[str, float] = {}
+        for batch in self.learner.batches():
+            losses = self.update(batch)
+        return self.learner.result(collected, losses)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c, filled = self.config, batch["filled"][:, :-1]
+        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        with torch.no_grad():
+            target_q, _ = self.learner.unroll(batch, target=True)
+            next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), batch["avail"][:, 1:], c.double_q)
+            rewards = batch["reward"][:, :-1, None].expand_as(next_q)  # each agent learns from the team reward
+            targets = lambda_returns(rewards, batch["terminated"][:, :-1], filled, next_q, c.gamma, c.td_lambda)
+        chosen = gather_actions(q[:, :-1], batch["actions"][:, :-1])  # Q_a(tau_a, u_a), [S, L, N]
+        loss = masked_mse(chosen - targets, filled)
+        grad_norm = self.learner.optimize(loss)
+        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)

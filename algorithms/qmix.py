@@ -1,0 +1,78 @@
+"""QMIX: monotonic value function factorisation (Rashid et al. 2018), as PyMARL runs it.
+
+Q_tot(tau, u, s) = mixer(Q_1(tau_1, u_1), ..., Q_N(tau_N, u_N); s), with the mixing network's weights
+produced by hypernetworks of the state and kept non-negative, so dQ_tot/dQ_a >= 0 (sec. 4.3, eq. 5): the
+agents' greedy actions are the joint greedy action. Trained end to end on
+L = sum (y - Q_tot(tau, u, s))^2, y = r + gamma Q_tot^target(tau', u'_greedy, s') (eq. 6; double Q from
+PyMARL's default).
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.mixers import QMixer
+from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
+from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig
+
+
+class QMIXConfig(ValueBasedConfig):
+    mixing_embed_dim: int = Field(32, ge=1, description=f"mixing network width ({PYMARL})")
+    hypernet_layers: int = Field(2, ge=1, le=2, description=f"layers of the weight hypernetworks ({PYMARL})")
+    hypernet_embed: int = Field(64, ge=1, description=f"hidden width of 2-layer hypernetworks ({PYMARL})")
+
+
+class QMIX(Algorithm):
+    name = "qmix"
+    family = "value_based"
+    Config = QMIXConfig
+    config: QMIXConfig
+
+    def __init__(self, spec, config: QMIXConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        mixer = QMixer(spec.n_agents, spec.state_dim, config.mixing_embed_dim, config.hypernet_layers,
+                       config.hypernet_embed)
+        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer})
+        self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
+        return self.config.n_envs * self.spec.episode_limit
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.learner.initial_memory(n_envs)
+
+    def act(self, timestep, memory, deterministic: bool):
+        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
+
+    def train_iteration(self, env, timestep) -> IterationResult:
+        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
+        losses: dict[str, float] = {}
+        for batch in self.learner.batches():
+            losses = self.update(batch)
+        return self.learner.result(collected, losses)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c, filled, state = self.config, batch["filled"][:, :-1], batch["state"]
+        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        with torch.no_grad():
+            target_q, _ = self.learner.unroll(batch, target=True)
+            next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), batch["avail"][:, 1:], c.double_q)
+            targets = lambda_returns(batch["reward"][:, :-1], batch["terminated"][:, :-1], filled,
+                                     self.target_mixer(next_q, state[:, 1:]), c.gamma, c.td_lambda)
+        q_tot = self.mixer(gather_actions(q[:, :-1], batch["actions"][:, :-1]), state[:, :-1])
+        loss = masked_mse(q_tot - targets, filled)  # eq. 6
+        grad_norm = self.learner.optimize(loss)
+        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)

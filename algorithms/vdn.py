@@ -1,0 +1,71 @@
+"""VDN: value decomposition networks (Sunehag et al. 2018), as PyMARL runs it.
+
+The team's Q is the sum of the agents' utilities, Q_tot(tau, u) = sum_a Q_a(tau_a, u_a) (Sunehag et al.,
+sec. 3), learned end to end from the team reward with one TD target per transition:
+y = r + gamma sum_a Q_a^target(tau_a', argmax_u Q_a(tau_a', u)).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.mixers import SumMixer
+from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+
+
+class VDNConfig(ValueBasedConfig):
+    pass
+
+
+class VDN(Algorithm):
+    name = "vdn"
+    family = "value_based"
+    Config = VDNConfig
+    config: VDNConfig
+
+    def __init__(self, spec, config: VDNConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        self.mixer = SumMixer()
+        self.learner = EpisodicQLearning(spec, config, device)
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
+        return self.config.n_envs * self.spec.episode_limit
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.learner.initial_memory(n_envs)
+
+    def act(self, timestep, memory, deterministic: bool):
+        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
+
+    def train_iteration(self, env, timestep) -> IterationResult:
+        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
+        losses: dict[str, float] = {}
+        for batch in self.learner.batches():
+            losses = self.update(batch)
+        return self.learner.result(collected, losses)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c, filled = self.config, batch["filled"][:, :-1]
+        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        with torch.no_grad():
+            target_q, _ = self.learner.unroll(batch, target=True)
+            next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), batch["avail"][:, 1:], c.double_q)
+            targets = lambda_returns(batch["reward"][:, :-1], batch["terminated"][:, :-1], filled,
+                                     self.mixer(next_q), c.gamma, c.td_lambda)
+        q_tot = self.mixer(gather_actions(q[:, :-1], batch["actions"][:, :-1]))  # sum_a Q_a(tau_a, u_a)
+        loss = masked_mse(q_tot - targets, filled)
+        grad_norm = self.learner.optimize(loss)
+        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
