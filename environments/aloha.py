@@ -39,8 +39,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
-from environments.gridworld import manhattan, unflatten_index, where_done
+from environments.base import EnvSpec, TaskEnv
+from environments.gridworld import manhattan, unflatten_index
 
 WAIT, TRANSMIT = 0, 1
 
@@ -90,27 +90,23 @@ def max_independent_set(adjacent: torch.Tensor) -> int:
     return int(sizes[~both].max())
 
 
-class Aloha(BatchedEnv):
+class Aloha(TaskEnv):
     Params = AlohaParams
+    NAME = "aloha/bn-aloha-10"
+    STATE_KEYS = ("backlog",)
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = AlohaParams(**params)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         dev = self.device
         self.n_agents = p.rows * p.cols
-        self.episode_length = p.episode_length
-        self.arrival_prob = p.arrival_prob
-        self.success_reward = p.success_reward
-        self.collision_penalty = p.collision_penalty
-        self.max_backlog = p.max_backlog
-        self.initial_backlog = p.initial_backlog
         self.agent_positions = unflatten_index(torch.arange(self.n_agents), p.cols).to(dev)  # [N, 2] (x_i, y_i)
         self.neighbours = aloha_neighbours(p.rows, p.cols, p.neighbourhood).to(dev)  # [N, N] bool
         self._neighbour_matrix = self.neighbours.float()
         clean_at_once = max_independent_set(self.neighbours.cpu())
         self.spec = EnvSpec(
-            name=f"aloha/bn-aloha-{self.n_agents}",
+            name=self.name,
             family="aloha",
             n_agents=self.n_agents,
             obs_dim=1,
@@ -124,21 +120,16 @@ class Aloha(BatchedEnv):
                         f"{p.episode_length} steps",
         )
         self.backlog = torch.full((n_envs, self.n_agents), p.initial_backlog, dtype=torch.long, device=dev)
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=dev)
-        self.tracker = EpisodeTracker(n_envs, dev)
 
-    def _observe(self, backlog: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        state = backlog.float()
-        return state.unsqueeze(-1), state
+    def _fresh(self) -> dict[str, torch.Tensor]:
+        return {"backlog": torch.full_like(self.backlog, self.params.initial_backlog)}
 
-    def reset(self) -> TimeStep:
-        self.backlog = torch.full_like(self.backlog, self.initial_backlog)
-        self.t = torch.zeros_like(self.t)
-        self.tracker.reset()
-        obs, state = self._observe(self.backlog)
-        return self.first_timestep(obs, state)
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, None]:
+        state = self.backlog.float()
+        return state.unsqueeze(-1), state, None
 
-    def step(self, actions: torch.Tensor) -> TimeStep:
+    def _transition(self, actions: torch.Tensor):
+        p = self.params
         transmit = actions.long() == TRANSMIT  # [B, N]
         heard = transmit.float() @ self._neighbour_matrix  # neighbours that chose to transmit
         sending = transmit & (self.backlog > 0)
@@ -146,28 +137,7 @@ class Aloha(BatchedEnv):
         collided = sending & (heard > 0)
         n_clean = clean.sum(1)
         n_collided = collided.sum(1)
-        team_reward = self.success_reward * n_clean - self.collision_penalty * n_collided
-        arrivals = torch.rand(self.backlog.shape, generator=self.generator, device=self.device) < self.arrival_prob
-        backlog = (self.backlog - clean.long() + arrivals.long()).clamp_(max=self.max_backlog)
-        t = self.t + 1
-        truncated = t >= self.episode_length
-        terminated = torch.zeros_like(truncated)
-        final_obs, final_state = self._observe(backlog)
-        episode_return, episode_length = self.tracker.update(team_reward, truncated)
-        self.backlog = where_done(truncated, self.initial_backlog, backlog)
-        self.t = torch.where(truncated, 0, t)
-        obs, state = self._observe(self.backlog)
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, terminated, truncated, final_obs, final_state,
-                        episode_return, episode_length,
-                        extras={"transmissions": n_clean, "collisions": n_collided})
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "backlog": self.backlog.clone(), "t": self.t.clone(),
-                "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.backlog = state["backlog"].to(self.device).clone()
-        self.t = state["t"].to(self.device).clone()
-        self.tracker.load_state_dict(state["tracker"])
+        team_reward = p.success_reward * n_clean - p.collision_penalty * n_collided
+        arrivals = torch.rand(self.backlog.shape, generator=self.generator, device=self.device) < p.arrival_prob
+        self.backlog = (self.backlog - clean.long() + arrivals.long()).clamp_(max=p.max_backlog)
+        return team_reward, None, {"transmissions": n_clean, "collisions": n_collided}

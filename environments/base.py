@@ -1,10 +1,21 @@
-"""The batched environment contract (DESIGN.md, "The batched environment contract").
+"""The batched environment contract (DESIGN.md, "The batched environment contract"), and the one base
+every native task is written on.
 
 One object holds `n_envs` copies of a task. Every tensor is `[n_envs, n_agents, ...]` (or
 `[n_envs, ...]` for the global state and episode flags). Finished copies reset themselves inside
 `step`: the returned observation of such a copy is the first one of its next episode, and the
 last observation/state of the finished episode are in `final_obs`/`final_state` (needed to
 bootstrap values on truncation).
+
+- `BatchedEnv`: the contract the algorithms use (`reset`, `step`, `state_dict`). Library adapters that
+  batch natively (VMAS, SMAX) or through worker processes (`adapters/process_pool.py`) implement it.
+- `TaskEnv`: the base of every native task (JaxMARL's "explicit state, one auto-reset wrapper"). It owns
+  the step counter, the time limit (truncation, or termination when time is observed), auto-reset of
+  finished copies with `final_obs`/`final_state`, episode statistics and the complete state dict; a task
+  writes only its dynamics (`_fresh`, `_transition`, `_observe`).
+- A task's name is its registry key (`environments.make` passes it): `spec.name` never comes from
+  parameters, so a run with `--set env.n_agents=3` on `coordination/bn-cg-2` is still that task, with
+  another config hash.
 """
 
 from __future__ import annotations
@@ -65,13 +76,18 @@ class TimeStep:
 
 
 class BatchedEnv(ABC):
-    """Base class for every environment. Subclasses set `spec` and implement the three methods."""
+    """Base class for every environment. Subclasses set `spec` and implement `reset` and `step`.
+
+    `name` is the task's registry key (`environments.make` passes it); built directly, a class with a
+    single registered task uses its `NAME`."""
 
     spec: EnvSpec
+    NAME = ""
 
-    def __init__(self, n_envs: int, seed: int, device: str | torch.device = "cpu"):
+    def __init__(self, n_envs: int, seed: int, device: str | torch.device = "cpu", name: str | None = None):
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        self.name = name or self.NAME
         self.n_envs = n_envs
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
@@ -150,3 +166,109 @@ class EpisodeTracker:
     def load_state_dict(self, state: dict) -> None:
         self.returns.copy_(state["returns"])
         self.lengths.copy_(state["lengths"])
+
+
+def where_done(done: torch.Tensor, fresh: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """`fresh` for finished copies (`done` `[B]`), `current` elsewhere; any trailing shape."""
+    return torch.where(done.view(-1, *([1] * (current.dim() - 1))), fresh, current)
+
+
+class TaskEnv(BatchedEnv):
+    """The base of every native task: the bookkeeping is here, a task writes only its dynamics.
+
+    A task sets `spec` (with `name=self.name`), lists its per-copy state tensors (attributes, first dim B)
+    in `STATE_KEYS`, and implements:
+    - `_fresh()`: `{key: tensor}` of a new episode for every copy (only the finished copies' rows are
+      kept, so draw for all copies: the generator's consumption then never depends on which copies
+      finished);
+    - `_transition(actions)`: advance every copy; return `(reward, terminated)` or `(reward, terminated,
+      info)`: the reward is `[B]` for a team reward (every agent gets it, and it is the team return's
+      increment) or `[B, N]` per agent; `terminated` `[B]` bool, the true end of the task (None: never);
+      `info` a dict of per-step `TimeStep.extras` (e.g. collisions);
+    - `_observe()`: `(obs [B, N, obs_dim], state [B, state_dim], avail [B, N, A] bool or None)` of the
+      current state;
+    - optionally `_extras()`: `TimeStep.extras` that describe the current state (e.g. neighbourhoods),
+      also in the first TimeStep.
+
+    The step counter `t` is kept here. Reaching `episode_length` is a truncation unless the task sets
+    `TIME_IN_OBS = True` (the step number is observed, so the end is part of the MDP). Episode statistics
+    use the team reward (`team_return` of per-agent rewards with the spec's reward mode). `state_dict`
+    holds the generator, `t`, the tracker and every `STATE_KEYS` tensor: a restored task continues
+    bit for bit.
+    """
+
+    STATE_KEYS: tuple[str, ...] = ()
+    TIME_IN_OBS = False
+
+    def __init__(self, n_envs: int, seed: int, device, episode_length: int, name: str | None = None):
+        super().__init__(n_envs, seed, device, name)
+        if not self.name:
+            raise ValueError(f"{type(self).__name__} serves several tasks: build it with environments.make(<task>) "
+                             "or pass name=<registry key>")
+        self.episode_length = episode_length
+        self.t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        self.tracker = EpisodeTracker(n_envs, self.device)
+
+    # --- what a task writes ---------------------------------------------------------------------------
+    @abstractmethod
+    def _fresh(self) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def _transition(self, actions: torch.Tensor) -> tuple: ...
+
+    @abstractmethod
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
+
+    def _extras(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    # --- the bookkeeping ------------------------------------------------------------------------------
+    def _start(self, done: torch.Tensor | None = None) -> None:
+        """Begin new episodes: in every copy (`done` None) or in the copies where `done`."""
+        for key, value in self._fresh().items():
+            setattr(self, key, value if done is None else where_done(done, value, getattr(self, key)))
+        self.t = torch.zeros_like(self.t) if done is None else torch.where(done, torch.zeros_like(self.t), self.t)
+
+    def reset(self) -> TimeStep:
+        self.tracker.reset()
+        self._start()
+        obs, state, avail = self._observe()
+        return self.first_timestep(obs, state, avail, self._extras())
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        reward, terminated, *info = self._transition(actions.to(self.device))
+        self.t = self.t + 1
+        limit = self.t >= self.episode_length
+        if terminated is None:
+            terminated = torch.zeros_like(limit)
+        if self.TIME_IN_OBS:
+            terminated, truncated = terminated | limit, torch.zeros_like(limit)
+        else:
+            truncated = limit & ~terminated
+        done = terminated | truncated
+        if reward.dim() == 1:  # the team reward: every agent's, and the team return's increment
+            team, reward = reward, reward.unsqueeze(1).expand(-1, self.spec.n_agents)
+        else:
+            team = team_return(reward, self.spec.reward_mode)
+        obs, state, avail = self._observe()
+        episode_return, episode_length = self.tracker.update(team, done)
+        final_obs, final_state = obs, state
+        if bool(done.any()):
+            self._start(done)
+            obs, state, avail = self._observe()
+        extras = self._extras()
+        if info:
+            extras = {**extras, **info[0]}
+        return TimeStep(obs, state, avail, reward, terminated, truncated, final_obs, final_state,
+                        episode_return, episode_length, extras)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "t": self.t.clone(), "tracker": self.tracker.state_dict(),
+                **{key: getattr(self, key).clone() for key in self.STATE_KEYS}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.t = state["t"].clone().to(self.device)
+        self.tracker.load_state_dict(state["tracker"])
+        for key in self.STATE_KEYS:
+            setattr(self, key, state[key].clone().to(self.device))

@@ -40,8 +40,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from environments import rendering as rd
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
-from environments.gridworld import DOWN, LEFT, MOVES, RIGHT, STAY, UP, flat_index, unflatten_index, where_done
+from environments.base import EnvSpec, TaskEnv
+from environments.gridworld import DOWN, LEFT, MOVES, RIGHT, STAY, UP, flat_index, unflatten_index
 
 HEIGHT, WIDTH = 3, 8
 FRUIT_COLS = 6
@@ -93,24 +93,27 @@ def sequential_moves(cell: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.stack([first, second], dim=1)
 
 
-class Checkers(BatchedEnv):
+class Checkers(TaskEnv):
     Params = CheckersParams
+    NAME = "gridworld/lan-checkers"
+    STATE_KEYS = ("board", "cell", "apples")
     n_agents = 2
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = CheckersParams(**params)
+        super().__init__(n_envs, seed, device, p.max_steps, name)
         self.params = p
         dev = self.device
         self.max_steps = p.max_steps
         self.step_cost = p.step_cost
         self.clock = p.clock
+        self.TIME_IN_OBS = p.clock  # time is observed: the limit is part of the task (a termination)
         obs_dim = 2 + 9 * WINDOW_CHANNELS + int(p.clock)
         state_dim = HEIGHT * WIDTH * 4 + int(p.clock)
         best = N_APPLES * FRUIT_VALUE[0][APPLE]  # the first agent eats every apple; costs only lower it
         worst = N_APPLES * FRUIT_VALUE[0][LEMON] + self.n_agents * p.step_cost * p.max_steps
         self.spec = EnvSpec(
-            name="gridworld/lan-checkers",
+            name=self.name,
             family="gridworld",
             n_agents=self.n_agents,
             obs_dim=obs_dim,
@@ -144,12 +147,7 @@ class Checkers(BatchedEnv):
         # Mutable state.
         self.board = self._start_board.expand(n_envs, -1).clone()  # [B, PADDED_CELLS] codes, no agents
         self.cell = self._start_cell.expand(n_envs, -1).clone()  # [B, 2] padded cell number of each agent
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=dev)
         self.apples = torch.full((n_envs,), N_APPLES, dtype=torch.long, device=dev)  # apples left
-        self.tracker = EpisodeTracker(n_envs, dev)
-        # The first observation/state of every episode (Checkers has no randomness).
-        first_obs, first_state = self._observe(self.board[:1], self.cell[:1], self.t[:1])
-        self._first_obs, self._first_state = first_obs[0], first_state[0]
 
     @property
     def positions(self) -> torch.Tensor:
@@ -158,7 +156,8 @@ class Checkers(BatchedEnv):
 
     # --- observations -------------------------------------------------------------------------------
 
-    def _observe(self, board: torch.Tensor, cell: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, None]:
+        board, cell, t = self.board, self.cell, self.t
         n = board.shape[0]
         full = board.scatter(1, cell, self._agent_codes.expand(n, -1))  # the agents drawn in
         window = full.gather(1, (cell.unsqueeze(-1) + self._window_offset).view(n, 18)).view(n, 2, 9)
@@ -172,7 +171,7 @@ class Checkers(BatchedEnv):
             time = (t.float() / self.max_steps).unsqueeze(1)
             parts.append(time.unsqueeze(1).expand(n, self.n_agents, 1))
             state = torch.cat([state, time], dim=1)
-        return torch.cat(parts, dim=-1), state
+        return torch.cat(parts, dim=-1), state, None
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         """Copy `index`: apples red and lemons yellow (small discs), the two agents discs in their colours."""
@@ -184,55 +183,19 @@ class Checkers(BatchedEnv):
         markers += [(r, c, rd.agent_colour(k), "disc", 0.75) for k, (r, c) in enumerate(self.positions[i].tolist())]
         return rd.grid_frame((HEIGHT, WIDTH), markers=markers, cell=32)
 
-    # --- contract -----------------------------------------------------------------------------------
+    # --- dynamics -----------------------------------------------------------------------------------
 
-    def reset(self) -> TimeStep:
-        self.board = self._start_board.expand(self.n_envs, -1).clone()
-        self.cell = self._start_cell.expand(self.n_envs, -1).clone()
-        self.t = torch.zeros_like(self.t)
-        self.apples = torch.full_like(self.apples, N_APPLES)
-        self.tracker.reset()
-        obs = self._first_obs.expand(self.n_envs, -1, -1).clone()
-        state = self._first_state.expand(self.n_envs, -1).clone()
-        return self.first_timestep(obs, state)
+    def _fresh(self) -> dict[str, torch.Tensor]:  # no randomness: every episode starts the same
+        return {"board": self._start_board.expand(self.n_envs, -1).clone(),
+                "cell": self._start_cell.expand(self.n_envs, -1).clone(),
+                "apples": torch.full_like(self.apples, N_APPLES)}
 
-    def step(self, actions: torch.Tensor) -> TimeStep:
+    def _transition(self, actions: torch.Tensor):
         target = self.cell + self._move_offset.take(actions.long())
         target = torch.where(self._on_map.take(target), target, self.cell)  # off the map: stay
-        cell = sequential_moves(self.cell, target)
-        eaten = self.board.gather(1, cell)  # [B, 2]: EMPTY, LEMON or APPLE (an agent's own cell is EMPTY)
-        board = self.board.scatter(1, cell, 0)
+        self.cell = sequential_moves(self.cell, target)
+        eaten = self.board.gather(1, self.cell)  # [B, 2]: EMPTY, LEMON or APPLE (an agent's own cell is EMPTY)
+        self.board = self.board.scatter(1, self.cell, 0)
         team_reward = self._fruit_value.take(eaten + self._value_index_offset).sum(1) + self.n_agents * self.step_cost
-        apples = self.apples - (eaten == APPLE).sum(1)
-        t = self.t + 1
-        terminated = apples == 0
-        time_up = t >= self.max_steps
-        if self.clock:  # time is observed: the limit is part of the task
-            terminated = terminated | time_up
-            truncated = torch.zeros_like(terminated)
-        else:
-            truncated = time_up & ~terminated
-        done = terminated | truncated
-        final_obs, final_state = self._observe(board, cell, t)
-        episode_return, episode_length = self.tracker.update(team_reward, done)
-        self.board = where_done(done, self._start_board, board)
-        self.cell = where_done(done, self._start_cell, cell)
-        self.t = torch.where(done, 0, t)
-        self.apples = torch.where(done, N_APPLES, apples)
-        obs = where_done(done, self._first_obs, final_obs)
-        state = where_done(done, self._first_state, final_state)
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, terminated, truncated, final_obs, final_state,
-                        episode_return, episode_length)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "board": self.board.clone(), "cell": self.cell.clone(), "t": self.t.clone(),
-                "apples": self.apples.clone(), "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.board = state["board"].to(self.device).clone()
-        self.cell = state["cell"].to(self.device).clone()
-        self.t = state["t"].to(self.device).clone()
-        self.apples = state["apples"].to(self.device).clone()
-        self.tracker.load_state_dict(state["tracker"])
+        self.apples = self.apples - (eaten == APPLE).sum(1)
+        return team_reward, self.apples == 0  # eating the last apple ends the task

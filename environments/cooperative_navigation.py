@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
 from environments import rendering as rd
-from environments.base import EnvSpec
+from environments.base import EnvSpec, TaskEnv
 
 
 class CooperativeNavigationParams(BaseModel):
@@ -50,14 +50,15 @@ class CooperativeNavigationParams(BaseModel):
         return self
 
 
-class CooperativeNavigation(gw.TimeLimitedEnv):
+class CooperativeNavigation(TaskEnv):
     Params = CooperativeNavigationParams
+    NAME = "gridworld/as-coop-navigation"
     STATE_KEYS = ("pos", "landmarks")
     ACTION_NAMES = ("stay", "up", "down", "left", "right")
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = CooperativeNavigationParams(**params)
-        super().__init__(n_envs, seed, device, p.episode_length)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         self.n_agents = p.n_agents
         self.shape = (p.grid_size, p.grid_size)
@@ -67,7 +68,7 @@ class CooperativeNavigation(gw.TimeLimitedEnv):
         self._moves = gw.MOVES.to(self.device)
         self._distance_scale = 1.0 / (2 * (p.grid_size - 1))
         self.spec = EnvSpec(
-            name="gridworld/as-coop-navigation", family="gridworld", n_agents=self.n_agents,
+            name=self.name, family="gridworld", n_agents=self.n_agents,
             obs_dim=2 * self.n_agents * cells, state_dim=2 * self.n_agents * cells, n_actions=5,
             episode_limit=p.episode_length, reward_mode="private",
             description="AS 5.1 Cooperative Navigation: own landmark, proximity reward, -1 per collision")

@@ -33,9 +33,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from environments import gridworld as gw
 from environments import rendering as rd
-from environments.base import EnvSpec
+from environments.base import EnvSpec, TaskEnv
 
 
 class CooperativePredationParams(BaseModel):
@@ -51,19 +50,19 @@ class CooperativePredationParams(BaseModel):
     reward_defector_mixed: float = 0.0
 
 
-class CooperativePredation(gw.TimeLimitedEnv):
+class CooperativePredation(TaskEnv):
     Params = CooperativePredationParams
     STATE_KEYS = ("pos", "prey")
     ACTION_NAMES = ("left", "right")
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = CooperativePredationParams(**params)
-        super().__init__(n_envs, seed, device, p.episode_length)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         self.n_agents = n = p.n_agents
         per_step = [self.team_reward_of(k) for k in range(n + 1)]
         self.spec = EnvSpec(
-            name=f"gridworld/as-coop-predation-{n}", family="gridworld", n_agents=n, obs_dim=n, state_dim=n,
+            name=self.name, family="gridworld", n_agents=n, obs_dim=n, state_dim=n,
             n_actions=2, episode_limit=p.episode_length, reward_mode="private",
             return_bounds=(min(per_step) * p.episode_length, max(per_step) * p.episode_length),
             description=f"AS 5.1 Cooperative Predation, {n} predators on [0, {p.domain:g}], -1/-3/-4/0 dilemma")

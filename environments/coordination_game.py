@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from environments.base import EnvSpec, TaskEnv
 from environments.tabular_model import TabularModel
 
 
@@ -37,27 +37,23 @@ class CoordinationGameParams(BaseModel):
     episode_length: int = Field(20, ge=1)
 
 
-class CoordinationGame(BatchedEnv):
+class CoordinationGame(TaskEnv):
     Params = CoordinationGameParams
+    STATE_KEYS = ("s",)
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = CoordinationGameParams(**params)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         self.n_agents = p.n_agents
-        self.epsilon = p.epsilon
-        self.episode_length = p.episode_length
         # Reward by the number of agents in state 0 (Algorithm 2 depends on nothing else).
         self._reward_by_c0 = torch.tensor([alg2_reward(p.n_agents, c0) for c0 in range(p.n_agents + 1)],
                                           device=self.device)
         # P(s'^i = 1 | a^i): eps after action 0, 1 - eps after action 1.
         self._p_one = torch.tensor([p.epsilon, 1.0 - p.epsilon], device=self.device)
         self.s = torch.zeros(n_envs, p.n_agents, dtype=torch.long, device=self.device)
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
-        self.tracker = EpisodeTracker(n_envs, self.device)
-        model = self.model()
         self.spec = EnvSpec(
-            name=f"coordination/bn-cg-{p.n_agents}",
+            name=self.name,
             family="coordination",
             n_agents=p.n_agents,
             obs_dim=p.n_agents,
@@ -67,51 +63,27 @@ class CoordinationGame(BatchedEnv):
             reward_mode="team",
             # Expected return of the worst and the best policy from the initial distribution (exact, by
             # backward induction on the model); single episodes can lie outside because of the noise.
-            return_bounds=model.return_bounds(),
+            return_bounds=self.model().return_bounds(),
             description=f"BN 6.1 Coordination Game (Alg. 2), N = {p.n_agents}, eps = {p.epsilon}",
         )
 
-    def _observe(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _views(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every agent observes the global state (BN Section 3): `(obs [B, N, N], state [B, N])`."""
         state = s.float()
         return state.unsqueeze(1).expand(-1, self.n_agents, -1), state
 
-    def _initial_states(self) -> torch.Tensor:
-        return torch.randint(0, 2, (self.n_envs, self.n_agents), generator=self.generator, device=self.device)
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return *self._views(self.s), None
 
-    def reset(self) -> TimeStep:
-        self.s = self._initial_states()
-        self.t.zero_()
-        self.tracker.reset()
-        obs, state = self._observe(self.s)
-        return self.first_timestep(obs, state)
+    def _fresh(self) -> dict[str, torch.Tensor]:
+        return {"s": torch.randint(0, 2, (self.n_envs, self.n_agents), generator=self.generator, device=self.device)}
 
-    def step(self, actions: torch.Tensor) -> TimeStep:
+    def _transition(self, actions: torch.Tensor):
         team_reward = self._reward_by_c0[(self.s == 0).sum(-1)]  # r(s_t)
         p_one = self._p_one[actions.long()]
         uniform = torch.rand(self.n_envs, self.n_agents, generator=self.generator, device=self.device)
-        s_next = (uniform < p_one).long()
-        self.t = self.t + 1
-        truncated = self.t >= self.episode_length
-        final_obs, final_state = self._observe(s_next)
-        episode_return, episode_length = self.tracker.update(team_reward, truncated)
-        self.t = torch.where(truncated, torch.zeros_like(self.t), self.t)
-        # Copies finish together unless stepped from different phases; draw fresh states only when one does.
-        if bool(truncated.any()):
-            s_next = torch.where(truncated.unsqueeze(1), self._initial_states(), s_next)
-        self.s = s_next
-        obs, state = self._observe(s_next)
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, torch.zeros_like(truncated), truncated,
-                        final_obs, final_state, episode_return, episode_length)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "s": self.s.clone(), "t": self.t.clone(), "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.s = state["s"].clone().to(self.device)
-        self.t.copy_(state["t"])
-        self.tracker.load_state_dict(state["tracker"])
+        self.s = (uniform < p_one).long()
+        return team_reward, None
 
     def model(self) -> TabularModel:
         """States and joint actions are bit vectors indexed row-major (agent 0 the most significant bit)."""
@@ -125,7 +97,7 @@ class CoordinationGame(BatchedEnv):
         transitions = p_next.unsqueeze(0).expand(2**n, -1, -1).clone()
         reward = self._reward_by_c0.cpu()[(bits == 0).sum(-1)]  # [S]
         rewards = reward.view(-1, 1, 1).expand(-1, 2**n, n).clone()
-        obs, state = self._observe(bits.to(self.device))
+        obs, state = self._views(bits.to(self.device))
         return TabularModel(
             initial=torch.full((2**n,), 1.0 / 2**n, dtype=torch.float64),
             transitions=transitions,

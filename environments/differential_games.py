@@ -71,9 +71,9 @@ def field_maximum(centers: torch.Tensor, heights: torch.Tensor, sigmas: torch.Te
 class DifferentialGame(RepeatedGame):
     Params = DifferentialGameParams
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = DifferentialGameParams(**params)
-        super().__init__(n_envs, seed, device, n_agents=p.n_agents, episode_length=p.episode_length)
+        super().__init__(n_envs, seed, device, n_agents=p.n_agents, episode_length=p.episode_length, name=name)
         self.params = p
         self.bound = p.action_bound
         task_rng = torch.Generator().manual_seed(p.field_seed)  # the task, not the run, fixes the fields
@@ -87,7 +87,7 @@ class DifferentialGame(RepeatedGame):
         self.sigmas = sigmas.to(self.device)
         self._inv_sigma2 = self.sigmas.pow(-2)
         self.spec = EnvSpec(
-            name=f"differential/cora-{p.n_agents}agent",
+            name=self.name,
             family="differential",
             n_agents=p.n_agents,
             obs_dim=p.episode_length,

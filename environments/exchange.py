@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
 from environments import rendering as rd
-from environments.base import EnvSpec
+from environments.base import EnvSpec, TaskEnv
 
 OPEN = 5
 
@@ -60,14 +60,15 @@ class ExchangeParams(BaseModel):
         return self
 
 
-class Exchange(gw.TimeLimitedEnv):
+class Exchange(TaskEnv):
     Params = ExchangeParams
+    NAME = "gridworld/as-exchange"
     STATE_KEYS = ("pos", "boxes", "closed")
     ACTION_NAMES = ("stay", "up", "down", "left", "right", "open")
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = ExchangeParams(**params)
-        super().__init__(n_envs, seed, device, p.episode_length)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         self.n_agents = n = p.n_agents
         self.shape = (p.grid_size, p.grid_size)
@@ -78,7 +79,7 @@ class Exchange(gw.TimeLimitedEnv):
         self._others = ~torch.eye(n, dtype=torch.bool, device=self.device)
         total_cost = p.step_cost * n * p.episode_length
         self.spec = EnvSpec(
-            name="gridworld/as-exchange", family="gridworld", n_agents=n, obs_dim=2 * n * cells + n,
+            name=self.name, family="gridworld", n_agents=n, obs_dim=2 * n * cells + n,
             state_dim=2 * n * cells + n, n_actions=6, episode_limit=p.episode_length, reward_mode="private",
             has_action_mask=True, return_bounds=(-total_cost, n * (p.food_reward - p.open_cost) - total_cost),
             description="AS 5.1 Exchange: boxes of food only others can open (cost 5, food 10), -0.01/step")

@@ -18,8 +18,8 @@ Public helpers: maps (`parse_ascii_map`, `cells_of`, `flat_index`, `unflatten_in
 `shared_cell_counts`, `manhattan`, `step_towards`), observations (`one_hot_cells`, `rotate_agents`,
 `self_first_index`, `padded_grid`, `inner_view`, `egocentric_windows`, `neighbour_counts`), beams
 (`beam_cells`, `beam_table`, `beam_hits`), neighbourhoods (`chain_adjacency`, `full_adjacency`,
-`within_distance`), auto-reset (`where_done`) and `TimeLimitedEnv`, the skeleton of a time-limited
-task with auto-reset, episode statistics and complete state dicts.
+`within_distance`). The bookkeeping every task shares (time limit, auto-reset, episode statistics,
+state dicts) is `environments.base.TaskEnv`.
 
 Nothing here loops over copies or agents: conflicts between agents (two agents entering one cell,
 swaps) are resolved with `[B, N, N]` pairwise comparisons, which is cheap for the agent counts
@@ -28,12 +28,9 @@ grid tasks have (N <= ~30).
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Sequence
 
 import torch
-
-from environments.base import BatchedEnv, EpisodeTracker, TimeStep, team_return
 
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 # (d_row, d_col) of each move action.
@@ -367,96 +364,3 @@ def within_distance(pos: torch.Tensor, radius: float) -> torch.Tensor:
     close = torch.cdist(pos, pos) <= radius if pos.shape[-1] > 1 else \
         (pos - pos.transpose(1, 2)).abs() <= radius
     return close & ~torch.eye(n_agents, dtype=torch.bool, device=pos.device)
-
-
-# --- auto-reset -----------------------------------------------------------------------------------
-
-def where_done(done: torch.Tensor, fresh: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
-    """`fresh` for finished copies (`done` `[B]`), `current` elsewhere; any trailing shape."""
-    return torch.where(done.view(-1, *([1] * (current.dim() - 1))), fresh, current)
-
-
-# --- the task skeleton ----------------------------------------------------------------------------
-
-class TimeLimitedEnv(BatchedEnv):
-    """Skeleton of a batched task with a time limit and auto-reset; subclasses write the dynamics.
-
-    Subclasses set `spec`, list their per-copy state tensors (attributes, first dim B) in
-    `STATE_KEYS`, and implement:
-    - `_fresh()`: `{key: tensor}` of a new episode for every copy (only the finished copies' rows
-      are kept, so draw for all copies: the generator's consumption then never depends on which
-      copies finished);
-    - `_transition(actions)`: advance every copy, return per-agent rewards `[B, N]` and `terminated`
-      `[B]` bool (true end of the task, e.g. capture);
-    - `_observe()`: `(obs [B, N, obs_dim], state [B, state_dim], avail [B, N, A] bool or None)`;
-    - optionally `_extras()`: entries of `TimeStep.extras` (e.g. `{"neighbours": [B, N, N]}`).
-
-    The step counter `t` is kept here. Reaching `episode_length` is a truncation unless the subclass
-    sets `TIME_IN_OBS = True` (the step number is observed, so the end is part of the MDP). Episode
-    statistics use `team_return` with the spec's reward mode (sum of private rewards, mean for team
-    rewards). `state_dict` covers the generator, `t`, the tracker and every `STATE_KEYS` tensor.
-    """
-
-    STATE_KEYS: tuple[str, ...] = ()
-    TIME_IN_OBS = False
-
-    def __init__(self, n_envs: int, seed: int, device, episode_length: int):
-        super().__init__(n_envs, seed, device)
-        self.episode_length = episode_length
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=self.device)
-        self.tracker = EpisodeTracker(n_envs, self.device)
-
-    # hooks ---------------------------------------------------------------------------------------
-    @abstractmethod
-    def _fresh(self) -> dict[str, torch.Tensor]: ...
-
-    @abstractmethod
-    def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-    @abstractmethod
-    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
-
-    def _extras(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    # machinery -----------------------------------------------------------------------------------
-    def _start(self, done: torch.Tensor | None = None) -> None:
-        """Begin new episodes: in every copy (`done` None) or in the copies where `done`."""
-        for key, value in self._fresh().items():
-            setattr(self, key, value if done is None else where_done(done, value, getattr(self, key)))
-        self.t = torch.zeros_like(self.t) if done is None else torch.where(done, torch.zeros_like(self.t), self.t)
-
-    def reset(self) -> TimeStep:
-        self.tracker.reset()
-        self._start()
-        obs, state, avail = self._observe()
-        return self.first_timestep(obs, state, avail, self._extras())
-
-    def step(self, actions: torch.Tensor) -> TimeStep:
-        reward, terminated = self._transition(actions.to(self.device))
-        self.t = self.t + 1
-        limit = self.t >= self.episode_length
-        if self.TIME_IN_OBS:
-            terminated, truncated = terminated | limit, torch.zeros_like(limit)
-        else:
-            truncated = limit & ~terminated
-        done = terminated | truncated
-        obs, state, avail = self._observe()
-        episode_return, episode_length = self.tracker.update(team_return(reward, self.spec.reward_mode), done)
-        final_obs, final_state = obs, state
-        if bool(done.any()):
-            self._start(done)
-            obs, state, avail = self._observe()
-        return TimeStep(obs, state, avail, reward, terminated, truncated, final_obs, final_state,
-                        episode_return, episode_length, self._extras())
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "t": self.t.clone(), "tracker": self.tracker.state_dict(),
-                **{key: getattr(self, key).clone() for key in self.STATE_KEYS}}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.t = state["t"].clone().to(self.device)
-        self.tracker.load_state_dict(state["tracker"])
-        for key in self.STATE_KEYS:
-            setattr(self, key, state[key].clone().to(self.device))

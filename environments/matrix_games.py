@@ -20,19 +20,19 @@ from environments.tabular_model import TabularModel
 
 
 class MatrixGame(RepeatedGame):
-    def __init__(self, payoffs: torch.Tensor, episode_length: int, name: str, n_envs: int, seed: int,
+    def __init__(self, payoffs: torch.Tensor, episode_length: int, name: str | None, n_envs: int, seed: int,
                  device="cpu", description=""):
         # payoffs: [episode_length or 1, A, ..., A]; a single table is reused at every step.
         if payoffs.shape[0] not in (1, episode_length):
             raise ValueError("payoffs must hold one table, or one per step")
-        super().__init__(n_envs, seed, device, n_agents=payoffs.dim() - 1, episode_length=episode_length)
+        super().__init__(n_envs, seed, device, n_agents=payoffs.dim() - 1, episode_length=episode_length, name=name)
         self.payoffs = payoffs.to(self.device, torch.float32)
         self.n_actions = payoffs.shape[1]
         per_step = self.payoffs.flatten(1)
         steps = self.episode_length if per_step.shape[0] == 1 else 1
         bounds = (float(per_step.min(1).values.sum() * steps), float(per_step.max(1).values.sum() * steps))
         self.spec = EnvSpec(
-            name=name,
+            name=self.name,
             family="matrix",
             n_agents=self.n_agents,
             obs_dim=self.episode_length,
@@ -68,7 +68,7 @@ class MatrixGame(RepeatedGame):
         table = self._flat_payoffs.cpu().expand(steps, -1)
         team = torch.cat([table, torch.zeros(1, n_joint)])  # [S, J]
         t = torch.arange(steps + 1)
-        obs, state = self._observe(t.to(self.device))
+        obs, state = self._views(t.to(self.device))
         initial = torch.zeros(steps + 1)
         initial[0] = 1.0
         terminal = t == steps
@@ -84,10 +84,11 @@ class AcpoMatrixGame(MatrixGame):
     """ACPO Table 1: 2 agents, 3 actions, one step; NEs (A,A), (B,B), (C,C); optimum (C,C)."""
 
     Params = NoParams
+    NAME = "matrix/acpo-3x3"
     PAYOFFS = [[5.0, -20.0, -20.0], [-20.0, 10.0, -20.0], [-20.0, -20.0, 20.0]]
 
-    def __init__(self, n_envs: int, seed: int, device="cpu"):
-        super().__init__(torch.tensor(self.PAYOFFS).unsqueeze(0), 1, "matrix/acpo-3x3", n_envs, seed, device,
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None):
+        super().__init__(torch.tensor(self.PAYOFFS).unsqueeze(0), 1, name, n_envs, seed, device,
                          description="ACPO Table 1 3x3 matrix game (one step)")
 
 
@@ -126,12 +127,13 @@ class MatrixTeamGame(MatrixGame):
     """CORA 6.1 Matrix Team Game: payoffs uniform in [low, high] drawn from the task seed."""
 
     Params = MatrixTeamGameParams
+    NAME = "matrix/cora-mtg"
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = MatrixTeamGameParams(**params)
         task_rng = torch.Generator().manual_seed(p.payoff_seed)  # the task, not the run, fixes the table
         payoffs = p.payoff_low + (p.payoff_high - p.payoff_low) * torch.rand(p.table_shape(), generator=task_rng)
-        super().__init__(payoffs, p.episode_length, "matrix/cora-mtg", n_envs, seed, device,
+        super().__init__(payoffs, p.episode_length, name, n_envs, seed, device,
                          description="CORA 6.1 Matrix Team Game")
 
 
@@ -172,7 +174,7 @@ class MultiPeakMatrixGame(MatrixGame):
 
     Params = MultiPeakParams
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = MultiPeakParams(**params)
-        super().__init__(multi_peak_tables(p), p.episode_length, f"matrix/cora-multipeak-{p.n_peaks}", n_envs, seed,
+        super().__init__(multi_peak_tables(p), p.episode_length, name, n_envs, seed,
                          device, description=f"CORA 6.1 Multi-Peak Matrix Team Game, {p.n_peaks} peaks")

@@ -36,7 +36,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import rendering as rd
-from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from environments.base import EnvSpec, TaskEnv
 
 DT = 0.1
 DAMPING = 0.25
@@ -77,16 +77,17 @@ class PredatorPreyParams(BaseModel):
         return self
 
 
-class PredatorPrey(BatchedEnv):
+class PredatorPrey(TaskEnv):
     Params = PredatorPreyParams
+    NAME = "particle/bn-predator-prey-15"
+    STATE_KEYS = ("x", "y", "vx", "vy", "lx", "ly")  # movers (predators, then prey) and landmarks, as x/y planes
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = PredatorPreyParams(**params)
+        super().__init__(n_envs, seed, device, p.episode_length, name)
         self.params = p
         self.n_agents = p.n_predators
         self.n_movers = p.n_predators + p.n_prey
-        self.episode_length = p.episode_length
         dev = self.device
         sizes = torch.cat([torch.full((p.n_predators,), p.predator_size), torch.full((p.n_prey,), p.prey_size),
                            torch.full((p.n_landmarks,), p.landmark_size)]).to(dev)
@@ -109,11 +110,10 @@ class PredatorPrey(BatchedEnv):
         self.x, self.y, self.vx, self.vy = zeros, zeros.clone(), zeros.clone(), zeros.clone()
         self.lx = torch.zeros(n_envs, p.n_landmarks, device=dev)
         self.ly = self.lx.clone()
-        self.t = torch.zeros(n_envs, dtype=torch.long, device=dev)
-        self.tracker = EpisodeTracker(n_envs, dev)
+        self._after_move: tuple | None = None  # (obs, state) of the state `_transition` produced
         obs_dim = 4 + 2 * (p.visible_landmarks + p.visible_predators + 2 * p.visible_prey)
         self.spec = EnvSpec(
-            name=f"particle/bn-predator-prey-{p.n_predators}",
+            name=self.name,
             family="particle",
             n_agents=p.n_predators,
             obs_dim=obs_dim,
@@ -154,20 +154,14 @@ class PredatorPrey(BatchedEnv):
         return rd.points_frame(points, (-1.5, 1.5, -1.5, 1.5), size=(400, 400))
 
     # --- episode start --------------------------------------------------------------------------
-    def _spawn(self) -> tuple[torch.Tensor, ...]:
-        """Fresh (x, y, lx, ly) for every copy: movers uniform in [-1, 1]^2, landmarks in [-0.9, 0.9]^2."""
+    def _fresh(self) -> dict[str, torch.Tensor]:
+        """A new episode for every copy: movers uniform in [-1, 1]^2 at rest, landmarks in [-0.9, 0.9]^2."""
         g, dev, b = self.generator, self.device, self.n_envs
         movers = 2 * torch.rand(b, self.n_movers, 2, generator=g, device=dev) - 1
         landmarks = (2 * torch.rand(b, self.params.n_landmarks, 2, generator=g, device=dev) - 1) * 0.9
-        return movers[..., 0], movers[..., 1], landmarks[..., 0], landmarks[..., 1]
-
-    def reset(self) -> TimeStep:
-        self.x, self.y, self.lx, self.ly = (v.contiguous() for v in self._spawn())
-        self.vx, self.vy = torch.zeros_like(self.x), torch.zeros_like(self.y)
-        self.t.zero_()
-        self.tracker.reset()
-        obs, state, _ = self._observe(self.x, self.y, self.vx, self.vy, self.lx, self.ly)
-        return self.first_timestep(obs, state)
+        x, y = movers[..., 0].contiguous(), movers[..., 1].contiguous()
+        return {"x": x, "y": y, "lx": landmarks[..., 0].contiguous(), "ly": landmarks[..., 1].contiguous(),
+                "vx": torch.zeros_like(x), "vy": torch.zeros_like(y)}
 
     # --- dynamics -------------------------------------------------------------------------------
     def _prey_actions(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,7 +263,7 @@ class PredatorPrey(BatchedEnv):
         planes += [e.T.unsqueeze(2).expand(-1, -1, ox.shape[2]).gather(0, idx) for e in extras]
         return planes, (rx, ry)
 
-    def _observe(self, x, y, vx, vy, lx, ly):
+    def _views(self, x, y, vx, vy, lx, ly):
         """Observations `[B, P, obs_dim]`, global state `[B, state_dim]`, and (team reward, catches) `[B]`.
 
         A predator observes PIC's features: its (vx, vy, x, y); the positions relative to it of the nearest
@@ -298,38 +292,19 @@ class PredatorPrey(BatchedEnv):
         team_reward = -p.distance_coef * prey_dist.amin(2).sum(0) + p.catch_reward * catches
         return obs, state, (team_reward, catches)
 
-    def step(self, actions: torch.Tensor) -> TimeStep:
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor, None]:
+        if self._after_move is not None:  # computed with the reward in `_transition`: used once
+            (obs, state), self._after_move = self._after_move, None
+        else:
+            obs, state, _ = self._views(self.x, self.y, self.vx, self.vy, self.lx, self.ly)
+        return obs, state, None
+
+    def _transition(self, actions: torch.Tensor):
         p = self.params
         u = actions.to(self.device, torch.float32).reshape(self.n_envs, p.n_predators, 2).clamp(-1.0, 1.0)
         prey_ux, prey_uy = self._prey_actions(self.x, self.y)
         ux, uy = torch.cat([u[..., 0], prey_ux], dim=1), torch.cat([u[..., 1], prey_uy], dim=1)
-        x, y, vx, vy = self._move(self.x, self.y, self.vx, self.vy, self.lx, self.ly, ux, uy)
-        final_obs, final_state, (team_reward, catches) = self._observe(x, y, vx, vy, self.lx, self.ly)
-        self.t = self.t + 1
-        truncated = self.t >= self.episode_length
-        episode_return, episode_length = self.tracker.update(team_reward, truncated)
-        self.t = torch.where(truncated, torch.zeros_like(self.t), self.t)
-        lx, ly = self.lx, self.ly
-        obs, state = final_obs, final_state
-        if bool(truncated.any()):
-            fresh = self._spawn()
-            done = truncated.unsqueeze(1)
-            x, y, lx, ly = (torch.where(done, new, old) for new, old in zip(fresh, (x, y, lx, ly), strict=True))
-            vx, vy = vx.masked_fill(done, 0.0), vy.masked_fill(done, 0.0)
-            obs, state, _ = self._observe(x, y, vx, vy, lx, ly)
-        self.x, self.y, self.vx, self.vy, self.lx, self.ly = x, y, vx, vy, lx, ly
-        reward = team_reward.unsqueeze(1).expand(-1, self.n_agents)
-        return TimeStep(obs, state, None, reward, torch.zeros_like(truncated), truncated, final_obs, final_state,
-                        episode_return, episode_length, extras={"catches": catches})
-
-    _STATE = ("x", "y", "vx", "vy", "lx", "ly", "t")
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), **{k: getattr(self, k).clone() for k in self._STATE},
-                "tracker": self.tracker.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        for k in self._STATE:
-            setattr(self, k, state[k].clone().to(self.device))
-        self.tracker.load_state_dict(state["tracker"])
+        self.x, self.y, self.vx, self.vy = self._move(self.x, self.y, self.vx, self.vy, self.lx, self.ly, ux, uy)
+        obs, state, (team_reward, catches) = self._views(self.x, self.y, self.vx, self.vy, self.lx, self.ly)
+        self._after_move = (obs, state)
+        return team_reward, None, {"catches": catches}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -23,9 +24,29 @@ def validate_params(name: str, params: dict) -> dict:
         raise params_error(err, prefix="env", model=cls.Params, what=f"environment {name!r}") from None
 
 
+def task_params(name: str) -> dict:
+    """The parameters that make task `name` what it is: `params:` of config/environments/<name>.yaml (the
+    file the driver resolves a run's config from; `$COOPBENCH_CONFIG_DIR` moves it), {} without one."""
+    import os
+
+    import yaml
+
+    from coopbench.base.paths import REPO_ROOT
+
+    path = Path(os.environ.get("COOPBENCH_CONFIG_DIR", REPO_ROOT / "config")) / "environments" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    return dict((yaml.safe_load(path.read_text()) or {}).get("params") or {})
+
+
 def make(name: str, n_envs: int, seed: int, device: str = "cpu", **params):
+    """Task `name` with its config file's parameters, updated by `params`; its `spec.name` is `name`.
+
+    The name is the task's identity, never derived from parameters: `make("coordination/bn-cg-2",
+    n_agents=3)` is still `coordination/bn-cg-2` (a run with `--set env.n_agents=3` gets another config hash)."""
     cls = ENVIRONMENTS.get(name).load()
-    return cls(n_envs=n_envs, seed=seed, device=device, **validate_params(name, params))
+    return cls(n_envs=n_envs, seed=seed, device=device, name=name,
+               **validate_params(name, {**task_params(name), **params}))
 
 
 def names() -> list[str]:
@@ -178,7 +199,7 @@ def env_traits(name: str, params: dict | None = None) -> EnvTraits:
     (milliseconds); a library task is described by its family without importing the library."""
     import json
 
-    params = validate_params(name, params or {})
+    params = validate_params(name, {**task_params(name), **(params or {})})
     return _env_traits(name, json.dumps(params, sort_keys=True, default=str))
 
 
@@ -195,7 +216,7 @@ def _env_traits(name: str, params_json: str) -> EnvTraits:
             discrete = _LIBRARY_DISCRETE[entry.family]
         return EnvTraits(name, discrete, "team", False)
     cls = entry.load()
-    env = cls(n_envs=1, seed=0, device="cpu", **params)
+    env = cls(n_envs=1, seed=0, device="cpu", name=name, **params)
     try:
         return traits_of_spec(env.spec, cls)
     finally:

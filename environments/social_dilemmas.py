@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from environments import gridworld as gw
 from environments import rendering as rd
-from environments.base import EnvSpec
+from environments.base import EnvSpec, TaskEnv
 
 CLEANUP_MAP = (
     "@@@@@@@@@@@@@@@@@@",
@@ -113,19 +113,18 @@ class CleanupParams(_DilemmaParams):
         return self
 
 
-class _SocialDilemma(gw.TimeLimitedEnv):
+class _SocialDilemma(TaskEnv):
     """Shared machinery: map layers, moves, eating, observation windows."""
 
     MAP: tuple[str, ...]
     MAP_SHAPE: tuple[int, int]
     CHANNELS: tuple[str, ...]
     N_ACTIONS: int
-    NAME: str
     DESCRIPTION: str
     STATE_KEYS = ("pos", "apples")
 
-    def __init__(self, params, n_envs: int, seed: int, device="cpu"):
-        super().__init__(n_envs, seed, device, params.episode_length)
+    def __init__(self, params, n_envs: int, seed: int, device="cpu", name: str | None = None):
+        super().__init__(n_envs, seed, device, params.episode_length, name)
         self.params = params
         self.n_agents = params.n_agents
         self.radius = params.view_radius
@@ -140,7 +139,7 @@ class _SocialDilemma(gw.TimeLimitedEnv):
         adjacency = gw.full_adjacency if params.neighbourhood == "all" else gw.chain_adjacency
         self.neighbours = adjacency(self.n_agents, self.device)  # [N, N], static
         self.spec = EnvSpec(
-            name=self.NAME, family="social_dilemma", n_agents=self.n_agents, obs_dim=self.obs_dim,
+            name=self.name, family="social_dilemma", n_agents=self.n_agents, obs_dim=self.obs_dim,
             state_dim=self.state_dim, n_actions=self.N_ACTIONS, episode_limit=self.episode_length,
             reward_mode="private", has_action_mask=False, return_bounds=None, description=self.DESCRIPTION)
         # Observation grid (channels-last, padded by the view radius): static channels are written
@@ -190,7 +189,7 @@ class _SocialDilemma(gw.TimeLimitedEnv):
     def _write_extra_state(self, out: torch.Tensor) -> None:
         """Fill the state features after the position layers (`out` is zero on entry)."""
 
-    # --- TimeLimitedEnv hooks ---------------------------------------------------------------------
+    # --- TaskEnv hooks ---------------------------------------------------------------------
     def _fresh(self) -> dict[str, torch.Tensor]:
         return {"pos": gw.sample_cells(self.generator, self.n_envs, self.spawn_cells, self.n_agents),
                 "apples": self._initial_apples().expand(self.n_envs, -1, -1).clone()}
@@ -277,9 +276,9 @@ class Harvest(_SocialDilemma):
     DESCRIPTION = "AS 5.1 Harvest 7x38, private rewards (+1 per apple), 100 steps"
     ACTION_NAMES = ("stay", "up", "down", "left", "right")
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = HarvestParams(**params)
-        super().__init__(p, n_envs, seed, device)
+        super().__init__(p, n_envs, seed, device, name)
         self._move_of_action = torch.arange(5, device=self.device)
         self.apple_cells = self._layers["A"]
         self._apple_index = self.apple_cells.flatten().nonzero().squeeze(1)
@@ -320,9 +319,9 @@ class Cleanup(_SocialDilemma):
     DESCRIPTION = "AS 5.1 Cleanup 11x18, private rewards (+1 per apple), 100 steps"
     ACTION_NAMES = ("stay", "up", "down", "left", "right", "turn_cw", "turn_ccw", "clean")
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = CleanupParams(**params)
-        super().__init__(p, n_envs, seed, device)
+        super().__init__(p, n_envs, seed, device, name)
         self._move_of_action = torch.tensor([0, 1, 2, 3, 4, 0, 0, 0], device=self.device)
         self.apple_cells = self._layers["B"]
         self._apple_index = self.apple_cells.flatten().nonzero().squeeze(1)

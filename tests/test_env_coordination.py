@@ -135,7 +135,7 @@ def test_state_dict_round_trip_continues_identically():
         assert torch.equal(x.obs, y.obs) and torch.equal(x.reward, y.reward)
         assert torch.equal(x.episode_return.nan_to_num(-1), y.episode_return.nan_to_num(-1))
     # a fresh object restored from the checkpoint continues the same way
-    other = CoordinationGame(n_envs=6, seed=99, n_agents=3)
+    other = make("coordination/bn-cg-3", n_envs=6, seed=99)
     other.reset()
     other.load_state_dict(saved)
     third = [other.step(a) for a in actions]

@@ -159,7 +159,7 @@ def test_reward_counts_catches_and_distance():
     x[0, :15] = torch.linspace(-0.9, 0.9, 15)
     y[0, :15] = 0.5
     x[0, 15:], y[0, 15:] = x[0, [0, 0, 7, 7, 14]], 0.5 + torch.tensor([0.02, -0.029, 0.031, 0.3, 0.0])
-    _, _, (reward, catches) = env._observe(x, y, torch.zeros(1, 20), torch.zeros(1, 20), env.lx, env.ly)
+    _, _, (reward, catches) = env._views(x, y, torch.zeros(1, 20), torch.zeros(1, 20), env.lx, env.ly)
     distances = [0.02, 0.029, 0.031, 0.3, 0.0]
     assert catches.item() == 3  # 0.02, 0.029 and 0.0 are closer than 0.03; 0.031 is not
     assert reward.item() == pytest.approx(-0.1 * sum(distances) + 30.0, abs=1e-5)

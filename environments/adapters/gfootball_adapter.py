@@ -137,7 +137,8 @@ class Football(PooledEnv):
     SCENARIO: ClassVar[str] = ""
     DEFAULT_AGENTS: ClassVar[int] = 1
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         import_gfootball()
         p = GfootballParams(**params)
         n_agents = p.n_agents or self.DEFAULT_AGENTS
@@ -148,7 +149,7 @@ class Football(PooledEnv):
             description=f"GRF {self.SCENARIO}, {n_agents} controlled players, simple115v2, rewards={p.rewards}",
         )
         super().__init__(spec, functools.partial(FootballCopy, self.SCENARIO, n_agents, p.rewards), n_envs, seed,
-                         device, n_workers=n_workers, episode_info_keys=("won",))
+                         device, n_workers=n_workers, episode_info_keys=("won",), name=name)
 
 
 def _scenario(name: str, scenario: str, agents: int) -> type[Football]:

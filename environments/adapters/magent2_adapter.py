@@ -201,7 +201,8 @@ class Battle40v40(PooledEnv):
 
     Params = BattleParams
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         _import_magent2()
         p = BattleParams(**params)
         spec = EnvSpec(
@@ -211,4 +212,4 @@ class Battle40v40(PooledEnv):
             description=f"MAgent2 battle {p.n_per_team} v {p.n_per_team}, blue team: fixed {p.opponent} policy",
         )
         super().__init__(spec, functools.partial(BattleCopy, p.model_dump()), n_envs, seed, device,
-                         n_workers=n_workers, episode_info_keys=("won", "kill_diff"))
+                         n_workers=n_workers, episode_info_keys=("won", "kill_diff"), name=name)

@@ -275,7 +275,8 @@ class MultiAgentMujoco(PooledEnv):
     Params = MamujocoParams
     NAME = "mamujoco/custom"
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         p = self.Params(**params)
         kwargs = p.model_dump()
         probe = make_mamujoco(**kwargs)  # dimensions and action range from the library itself
@@ -299,7 +300,8 @@ class MultiAgentMujoco(PooledEnv):
             description=(f"MaMuJoCo v5 {p.scenario} {p.agent_conf}, obsk={p.agent_obsk}; observation sizes {obs_dims} "
                          f"(zero-padded); state = the robot's single-agent observation ({state_dim})"),
         )
-        super().__init__(spec, functools.partial(RobotCopy, **kwargs), n_envs, seed, device, n_workers=n_workers)
+        super().__init__(spec, functools.partial(RobotCopy, **kwargs), n_envs, seed, device, n_workers=n_workers,
+                         name=name)
 
 
 class AntParams(MamujocoParams):

@@ -184,7 +184,8 @@ class SimpleSpread(PooledEnv):
 
     Params = SpreadParams
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         p = self.Params(**params)
         import_mpe2()
         n = p.n_agents
@@ -204,7 +205,7 @@ class SimpleSpread(PooledEnv):
         make_copy = functools.partial(SpreadCopy, n_agents=n, view_radius=p.view_radius,
                                       area_per_agent=p.area_per_agent, max_cycles=p.max_cycles,
                                       local_ratio=p.local_ratio)
-        super().__init__(spec, make_copy, n_envs, seed, device, n_workers=n_workers)
+        super().__init__(spec, make_copy, n_envs, seed, device, n_workers=n_workers, name=name)
 
 
 class Spread3Params(SpreadParams):

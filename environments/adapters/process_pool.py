@@ -30,6 +30,7 @@ reported, later episodes are the ones an uninterrupted run would not have seen a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import tempfile
@@ -594,9 +595,9 @@ class PooledEnv(BatchedEnv):
 
     def __init__(self, spec: EnvSpec, make_copy: Callable[[], CopyEnv], n_envs: int, seed: int,
                  device: str | torch.device = "cpu", n_workers: int | None = None, start_method: str | None = None,
-                 episode_info_keys: tuple[str, ...] = ()):
-        super().__init__(n_envs, seed, device)
-        self.spec = spec
+                 episode_info_keys: tuple[str, ...] = (), name: str | None = None):
+        super().__init__(n_envs, seed, device, name or spec.name)
+        self.spec = dataclasses.replace(spec, name=self.name)  # the registry key the task was built by
         self.episode_info_keys = episode_info_keys
         clip = None if spec.discrete else (spec.action_low, spec.action_high)
         self.pool = ProcessPool(make_copy, Layout.from_spec(spec), n_envs, seed, n_workers, start_method, clip)

@@ -159,7 +159,8 @@ class Warehouse(PooledEnv):
     Params = RwareParams
     NAME = "rware/custom"
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         p = self.Params(**params)
         env_id, overrides = p.env_id(), p.overrides()
         probe = make_warehouse(env_id, overrides)  # dimensions from the library itself
@@ -181,7 +182,7 @@ class Warehouse(PooledEnv):
                          f"{p.max_steps} steps; team reward = deliveries; state = concatenated observations"),
         )
         super().__init__(spec, functools.partial(WarehouseCopy, env_id, overrides), n_envs, seed, device,
-                         n_workers=n_workers)
+                         n_workers=n_workers, name=name)
 
 
 def _task(name: str, class_name: str, **defaults) -> type[Warehouse]:

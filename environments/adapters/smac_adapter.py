@@ -199,7 +199,8 @@ class StarCraftTask(PooledEnv):
         t = cls.TASK
         return f"smac/{t['map']}" if cls.KIND == "smac" else f"smacv2/{t['race']}_{t['n_units']}_vs_{t['n_enemies']}"
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, **params):
+    def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
+                 **params):
         p = SmacParams(**params)
         map_file = self.TASK["map"] if self.KIND == "smac" else "32x32_flat"
         check_requirements(map_file)
@@ -217,7 +218,7 @@ class StarCraftTask(PooledEnv):
                          f"difficulty {p.difficulty}"),
         )
         super().__init__(spec, functools.partial(StarCraftCopy, self.KIND, dict(self.TASK), p.model_dump()), n_envs,
-                         seed, device, n_workers=n_workers, episode_info_keys=("won",))
+                         seed, device, n_workers=n_workers, episode_info_keys=("won",), name=name)
 
 
 def _class_name(name: str) -> str:

@@ -253,8 +253,8 @@ class SmaxEnv(BatchedEnv):
     Params = SmaxParams
     SCENARIO: ClassVar[str] = ""
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
+        super().__init__(n_envs, seed, device, name or f"smax/{self.SCENARIO}")
         p = SmaxParams(**params)
         jax, jnp, *_ = _import_jaxmarl()
         self._jax, self._jnp = jax, jnp
@@ -263,7 +263,7 @@ class SmaxEnv(BatchedEnv):
         env = self.jax_env
         self.n_agents = env.num_allies
         self.spec = EnvSpec(
-            name=f"smax/{self.SCENARIO}", family="smax", n_agents=env.num_allies, obs_dim=int(env.obs_size),
+            name=self.name, family="smax", n_agents=env.num_allies, obs_dim=int(env.obs_size),
             state_dim=int(env.state_size), n_actions=int(env.num_ally_actions), episode_limit=p.max_steps + 1,
             reward_mode="team", has_action_mask=True, return_bounds=(0.0, 1.0 + p.won_battle_bonus),
             description=f"SMAX (JaxMARL, not StarCraft II) scenario {self.SCENARIO}, heuristic enemy",

@@ -120,8 +120,8 @@ class VmasEnv(BatchedEnv):
     SCENARIO = ""
     Params = VmasParams
 
-    def __init__(self, n_envs: int, seed: int, device="cpu", **params):
-        super().__init__(n_envs, seed, device)
+    def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
+        super().__init__(n_envs, seed, device, name or f"vmas/{self.SCENARIO}")
         vmas = import_vmas()
         from vmas.simulator.environment import Environment
 
@@ -156,7 +156,7 @@ class VmasEnv(BatchedEnv):
                 raise ValueError(f"vmas/{self.SCENARIO}: agents differ in discrete action count {counts}")
             n_actions, action_dim, low, high = counts.pop(), 0, -1.0, 1.0
         self.spec = EnvSpec(
-            name=f"vmas/{self.SCENARIO}",
+            name=self.name,
             family="vmas",
             n_agents=self.n_agents,
             obs_dim=self.obs_dim,
