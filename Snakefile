@@ -10,6 +10,9 @@ from pathlib import Path
 configfile: Path(workflow.basedir) / "config" / "workflow.yaml"
 
 
+include: "workflow/rules/config.smk"  # validates the config first (workflow/schemas/config.schema.yaml)
+
+
 container: config["container_image"]
 
 

@@ -1,7 +1,10 @@
-"""End to end: the smoke suite through Snakemake in a temporary directory builds the site."""
+"""The workflow: its config checked against its schema (one line for a bad value), command lines that stay short
+whatever the suite's size, and end to end, the smoke suite through Snakemake in a temporary directory builds the
+site."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,10 +13,62 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from coopbench.config import plan_suite
 from leaderboard.site import run_page
 from tests.conftest import REPO
+
+
+def snakemake(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    return subprocess.run([str(bin_dir / "snakemake"), "-s", str(REPO / "Snakefile"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)})
+
+
+@pytest.mark.parametrize(("setting", "line"), [
+    ("bootstrap_reps=many", "coopbench: error: workflow config bootstrap_reps='many': 'many' is not of type "
+                            "'integer' (fix: bootstrap_reps is the number of stratified bootstrap resamples behind "
+                            "every confidence interval (stats, claims); set it in config/workflow.yaml or with "
+                            "--config)"),
+    ("bootstrap_reps=0", "coopbench: error: workflow config bootstrap_reps=0: 0 is less than the minimum of 1 (fix: "),
+    ("results_dir=", "coopbench: error: workflow config results_dir=None: None is not of type 'string' (fix: "
+                     "results_dir is the folder every run and stage writes under;"),
+    ("bootstrap_rep=200", "coopbench: error: workflow config: Additional properties are not allowed ('bootstrap_rep' "
+                          "was unexpected) (fix: valid keys: suite, results_dir, site_dir, bootstrap_reps,"),
+])
+def test_a_bad_workflow_config_value_is_one_line(tmp_path, setting, line):
+    proc = snakemake("-n", "--cores", "1", "--config", "suite=smoke", setting, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [e for e in proc.stderr.splitlines() if "error" in e.lower()]
+    assert len(errors) == 1 and errors[0].startswith(line), proc.stderr
+    assert "Traceback" not in proc.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_every_workflow_value_is_in_the_config_file_and_no_rule_has_a_default():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/workflow.yaml").read_text())
+    assert set(config) == set(schema["required"]) == set(schema["properties"])
+    assert set(config["run_resources"]) == set(schema["properties"]["run_resources"]["required"])
+    for source in [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]:
+        assert not re.search(r"config\.get\(", source.read_text()), f"{source.name} reads config with a default"
+
+
+@pytest.mark.slow
+def test_command_lines_stay_short_whatever_the_suite_size(tmp_path):
+    """No rule passes a list of runs on its command line: the `papers` suite (hundreds of runs) gives commands as
+    short as the smoke suite's (a run list there once made aggregate's command 55 KB, near the 128 KiB limit of one
+    argument)."""
+    longest = {}
+    for suite in ("smoke", "papers"):
+        proc = snakemake("-n", "-p", "--cores", "1", "--config", f"suite={suite}", cwd=tmp_path, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        commands = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines()
+                    if line.startswith("Shell command: ")]
+        assert commands
+        longest[suite] = max(len(c.encode()) for c in commands)
+    assert longest["papers"] < 2000 and longest["papers"] < 2 * longest["smoke"], longest
 
 
 class Tables(HTMLParser):

@@ -21,7 +21,7 @@ rule claims:
     params:
         analyses=RESULTS / "analyses",
         out=lambda wildcards: RESULTS / wildcards.suite / "claims",
-        reps=config.get("bootstrap_reps", 2000),
+        reps=config["bootstrap_reps"],
     log:
         RESULTS / "logs" / "{suite}" / "claims.log",
     shell:

@@ -1,7 +1,6 @@
 # Shared by every rule: which suite, where results go, and the planned runs of every suite the DAG asks for.
 import re
 import shlex
-import sys
 from pathlib import Path
 
 from snakemake.settings.types import DeploymentMethod
@@ -11,19 +10,10 @@ from coopbench.config import SUITE_NAME_RE, check_suite_name, load_suite, plan
 from coopbench.base.errors import CoopbenchError
 
 
-def config_error(err):
-    """A config error ends the workflow with the one line `coopbench` prints for it (no traceback)."""
-    print(f"coopbench: error: {' '.join(str(err).split())}", file=sys.stderr)
-    sys.exit(2)
-
-
 try:
-    SUITE = check_suite_name(str(config["suite"]))
-    for key in ("results_dir", "site_dir"):
-        if not str(config[key]).strip():
-            raise CoopbenchError(f"workflow config {key} is empty", f"give --config {key}=FOLDER")
-    RESULTS = Path(str(config["results_dir"]))
-    SITE = Path(str(config["site_dir"]))
+    SUITE = check_suite_name(config["suite"])
+    RESULTS = Path(config["results_dir"])
+    SITE = Path(config["site_dir"])
     PAPER_NAMES = [p for p in PAPERS if (claims_dir() / f"{p}.yaml").is_file()]
     if not PAPER_NAMES:
         raise CoopbenchError(f"no claims files in {claims_dir()}",
@@ -115,18 +105,15 @@ def set_args(wildcards):
 # Scheduler resources of one run job (used by the slurm profile; locally only `threads` matters):
 # the largest of what its environment's and algorithm's `resources:` ask for and the floor in
 # config/workflow.yaml `run_resources`.
-RUN_RESOURCE_FLOOR = {"runtime": 60, "mem_mb": 2000, "cpus_per_task": 1, "gpus": 0, **config["run_resources"]}
-
-
 def run_resources(wildcards):
     asked = planned_run(wildcards).resources
-    return {key: max(floor, asked.get(key, floor)) for key, floor in RUN_RESOURCE_FLOOR.items()}
+    return {key: max(floor, asked.get(key, floor)) for key, floor in config["run_resources"].items()}
 
 
 def run_image(wildcards):
-    """The CPU image, or `container_image_cuda` (default: the same image) for runs that want a GPU."""
-    if run_resources(wildcards)["gpus"] > 0:
-        return config.get("container_image_cuda", config["container_image"])
+    """The CPU image, or `container_image_cuda` (null in config/workflow.yaml: the same) for runs that want a GPU."""
+    if run_resources(wildcards)["gpus"] > 0 and config["container_image_cuda"] is not None:
+        return config["container_image_cuda"]
     return config["container_image"]
 
 

@@ -7,7 +7,7 @@ rule stats:
     output:
         RESULTS / "{suite}" / "stats.json",
     params:
-        reps=config.get("bootstrap_reps", 2000),
+        reps=config["bootstrap_reps"],
     log:
         RESULTS / "logs" / "{suite}" / "stats.log",
     shell:
