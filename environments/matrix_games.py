@@ -90,6 +90,7 @@ class AcpoMatrixGame(MatrixGame):
     def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None):
         super().__init__(torch.tensor(self.PAYOFFS).unsqueeze(0), 1, name, n_envs, seed, device,
                          description="ACPO Table 1 3x3 matrix game (one step)")
+        self.params = NoParams()
 
 
 class MatrixLayoutParams(BaseModel):
@@ -135,6 +136,7 @@ class MatrixTeamGame(MatrixGame):
         payoffs = p.payoff_low + (p.payoff_high - p.payoff_low) * torch.rand(p.table_shape(), generator=task_rng)
         super().__init__(payoffs, p.episode_length, name, n_envs, seed, device,
                          description="CORA 6.1 Matrix Team Game")
+        self.params = p
 
 
 class MultiPeakParams(MatrixLayoutParams):
@@ -178,3 +180,4 @@ class MultiPeakMatrixGame(MatrixGame):
         p = MultiPeakParams(**params)
         super().__init__(multi_peak_tables(p), p.episode_length, name, n_envs, seed,
                          device, description=f"CORA 6.1 Multi-Peak Matrix Team Game, {p.n_peaks} peaks")
+        self.params = p
