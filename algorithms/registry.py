@@ -65,3 +65,9 @@ register("vdn", "value_based", "algorithms.vdn:VDN",
          "value decomposition: Q_tot is the sum of the agents' Q (Sunehag et al. 2018)", VALUE_BASED)
 register("qmix", "value_based", "algorithms.qmix:QMIX",
          "monotonic mixing of agent Q-values by state-conditioned hypernetworks (Rashid et al. 2018)", VALUE_BASED)
+register("qplex", "value_based", "algorithms.qplex:QPLEX",
+         "duplex dueling: Q_tot = sum V_a + sum lambda_a(s, u) A_a, IGM by construction (Wang et al. 2021)",
+         VALUE_BASED)
+register("qtran", "value_based", "algorithms.qtran:QTRAN",
+         "QTRAN-base: joint Q_jt and V_jt tied to sum Q_a by the L_opt / L_nopt losses (Son et al. 2019)",
+         VALUE_BASED)

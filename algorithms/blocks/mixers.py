@@ -8,7 +8,8 @@ values, set by the methods' configs.
 - `QMixer`: QMIX (Rashid et al. 2018, sec. 4.3): a mixing network whose weights come from hypernetworks of
   the state, made non-negative by an absolute value, so dQ_tot/dQ_a >= 0 (monotonicity, eq. 5).
 - `DuplexMixer`: QPLEX (Wang et al. 2021, sec. 3 and eq. 9-11): per-agent transformation Q_a -> w_a(s) Q_a +
-  b_a(s) (w_a > 0), then Q_tot = sum_a V_a + sum_a lambda_a(s, u) A_a with A_a = Q_a - max Q_a <= 0 and
+  b_a(s) (w_a > 0; from hypernetworks, or from Qatten's attention as in QPLEX's SMAC runs), then
+  Q_tot = sum_a V_a + sum_a lambda_a(s, u) A_a with A_a = Q_a - max Q_a <= 0 and
   lambda_a > 0 from a multi-head attention over (state, joint action): the joint argmax is the agents' own
   (IGM).
 - `QTranJoint`: QTRAN-base (Son et al. 2019, sec. 3.2): joint action-value Q_jt(s, u) and state value
@@ -66,20 +67,63 @@ class QMixer(nn.Module):
         return (hidden @ w_final).view(lead) + self.V(state).squeeze(-1)
 
 
-class DuplexMixer(nn.Module):
-    """QPLEX's duplex dueling mixer (Wang et al. 2021; the official `DMAQer` with `DMAQ_SI_Weight`).
+class HyperTransformation(nn.Module):
+    """QPLEX's transformation weights from hypernetworks of the state (official `DMAQer`, mixer "dmaq"):
+    w_a(s) = |MLP(s)|_a + 1e-10, b_a(s) = MLP(s)_a."""
 
-    Transformation (eq. 9): Q_a <- w_a(s) Q_a + b_a(s) with w_a = |.| + 1e-10, likewise V_a = w_a max Q_a + b_a.
-    Duplex dueling (eq. 10-11): Q_tot = sum_a Q_a + sum_a (lambda_a(s, u) - 1) A_a, A_a = Q_a - V_a, written
-    as the official code does so that the advantage term trains only lambda (A_a is detached in it);
-    lambda_a = sum_k |key_k(s)| sigmoid(agents_k(s))_a sigmoid(action_k(s, u))_a over `n_heads` heads."""
-
-    def __init__(self, n_agents: int, n_actions: int, state_dim: int, hypernet_embed: int = 64, n_heads: int = 10,
-                 adv_hypernet_layers: int = 3, adv_hypernet_embed: int = 64):
+    def __init__(self, n_agents: int, state_dim: int, hypernet_embed: int = 64):
         super().__init__()
-        self.n_agents = n_agents
         self.hyper_w_final = mlp(state_dim, hypernet_embed, n_agents, 2)
         self.V = mlp(state_dim, hypernet_embed, n_agents, 2)
+
+    def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> w `[..., N]`, b `[..., N]`, the regulariser to add to the loss (none here)."""
+        return self.hyper_w_final(state).abs() + 1e-10, self.V(state), state.new_zeros(())
+
+
+class QattenTransformation(nn.Module):
+    """QPLEX's transformation weights from Qatten's attention (official `Qatten_Weight`, mixer "dmaq_qatten",
+    the SMAC configuration): w_a(s) = sum_h softmax_a(q_h(s) . k_h(x_a) / sqrt(E)) with x_a the first `unit_dim`
+    state features of agent a, b_a(s) = V(s) / N; the squared attention logits are regularised (coefficient
+    `attend_reg_coef`). Without the official code's options off by default (weighted heads, nonlinear keys,
+    masking the dead)."""
+
+    def __init__(self, n_agents: int, state_dim: int, unit_dim: int, n_heads: int = 4, embed_dim: int = 32,
+                 hypernet_embed: int = 64, attend_reg_coef: float = 0.001):
+        super().__init__()
+        self.n_agents, self.unit_dim, self.embed_dim = n_agents, unit_dim, embed_dim
+        self.attend_reg_coef = attend_reg_coef
+        self.selectors = nn.ModuleList(nn.Sequential(nn.Linear(state_dim, hypernet_embed), nn.ReLU(),
+                                                     nn.Linear(hypernet_embed, embed_dim, bias=False))
+                                       for _ in range(n_heads))
+        self.keys = nn.ModuleList(nn.Linear(unit_dim, embed_dim, bias=False) for _ in range(n_heads))
+        self.V = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+
+    def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        units = state[..., :self.unit_dim * self.n_agents].unflatten(-1, (self.n_agents, self.unit_dim))
+        weights, regulariser = 0, state.new_zeros(())
+        for selector, key in zip(self.selectors, self.keys, strict=True):
+            logits = (key(units) @ selector(state).unsqueeze(-1)).squeeze(-1)  # [..., N]
+            weights = weights + torch.softmax(logits / self.embed_dim ** 0.5, dim=-1)
+            regulariser = regulariser + logits.pow(2).mean()
+        b = (self.V(state) / self.n_agents).expand(*state.shape[:-1], self.n_agents)
+        return weights + 1e-10, b, self.attend_reg_coef * regulariser
+
+
+class DuplexMixer(nn.Module):
+    """QPLEX's duplex dueling mixer (Wang et al. 2021; the official `DMAQer` / `DMAQ_QattenMixer` with
+    `DMAQ_SI_Weight`).
+
+    Transformation (eq. 9): Q_a <- w_a(s) Q_a + b_a(s), w_a > 0, likewise V_a = w_a max_u Q_a + b_a
+    (`transformation`: `HyperTransformation` or `QattenTransformation`). Duplex dueling (eq. 10-11):
+    Q_tot = sum_a Q_a + sum_a (lambda_a(s, u) - 1) A_a, A_a = Q_a - V_a <= 0, written as the official code does
+    (is_minus_one), so that the advantage term trains only lambda (A_a is detached in it);
+    lambda_a = sum_k (|key_k(s)| + 1e-10) sigmoid(agents_k(s))_a sigmoid(action_k(s, u))_a over `n_heads`."""
+
+    def __init__(self, n_agents: int, n_actions: int, state_dim: int, transformation: nn.Module, n_heads: int = 4,
+                 adv_hypernet_layers: int = 1, adv_hypernet_embed: int = 64):
+        super().__init__()
+        self.transformation = transformation
         state_action = state_dim + n_agents * n_actions
         self.key = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, 1, adv_hypernet_layers) for _ in range(n_heads))
         self.agents = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, n_agents, adv_hypernet_layers)
@@ -97,13 +141,13 @@ class DuplexMixer(nn.Module):
         return weights
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor, max_qs: torch.Tensor,
-                actions_onehot: torch.Tensor) -> torch.Tensor:
-        """`qs` the agents' Q of the actions `actions_onehot [..., N, A]`, `max_qs` their max over actions."""
-        w = self.hyper_w_final(state).abs() + 1e-10
-        b = self.V(state)
+                actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`qs` the agents' Q of the actions `actions_onehot [..., N, A]`, `max_qs` their max over actions ->
+        Q_tot `[...]` and the transformation's regulariser (a scalar to add to the loss)."""
+        w, b, regulariser = self.transformation(state)
         q, v = w * qs + b, w * max_qs + b
         advantage = (q - v).detach()
-        return q.sum(-1) + ((self.lambdas(state, actions_onehot) - 1.0) * advantage).sum(-1)
+        return q.sum(-1) + ((self.lambdas(state, actions_onehot) - 1.0) * advantage).sum(-1), regulariser
 
 
 class QTranJoint(nn.Module):
