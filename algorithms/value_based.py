@@ -60,7 +60,7 @@ class ValueBasedConfig(BaseModel):
     max_grad_norm: float = Field(10.0, gt=0, description="LAN App. B: gradient norm clipped to 10 (PyMARL too)")
     hidden_sizes: list[int] = Field(default_factory=lambda: [64], min_length=1,
                                     description="LAN App. B: one 64-unit feed-forward layer before the GRU")
-    activation: Literal["relu", "tanh"] = Field("relu", description="LAN App. B: ReLU")
+    activation: Literal["relu", "tanh", "elu"] = Field("relu", description="LAN App. B: ReLU (BN Table 3: ELU)")
     recurrent: bool = Field(True, description="a GRU after the feed-forward layer (LAN App. B; PyMARL's RNNAgent)")
     rnn_hidden_size: int = Field(64, ge=1, description="LAN App. B: a 64-unit GRU")
     share_parameters: bool = Field(True, description="one agent network for all agents (LAN App. B)")

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh}
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": torch.nn.functional.elu}
 
 
 class AgentLinear(nn.Module):
