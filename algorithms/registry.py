@@ -71,3 +71,10 @@ register("qplex", "value_based", "algorithms.qplex:QPLEX",
 register("qtran", "value_based", "algorithms.qtran:QTRAN",
          "QTRAN-base: joint Q_jt and V_jt tied to sum Q_a by the L_opt / L_nopt losses (Son et al. 2019)",
          VALUE_BASED)
+# BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
+BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False)
+for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), ("line", "agent i -> i + 1"),
+                    ("subteam", "K subteams (algo.subteams)"), ("subteam_1_4", "subteams 1+4"),
+                    ("subteam_2_3", "subteams 2+3")):
+    register(f"bn_tabular_{_dag}", "tabular", "algorithms.bn_tabular:BNTabular",
+             f"exact log-barrier policy gradient of a tabular softmax BN policy, {_what} (BN eq. 2-3, 6.1)", BN_TABULAR)

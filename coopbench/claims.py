@@ -41,8 +41,6 @@ PLANNED_ALGORITHMS: dict[str, str] = {
     **{name: "Anticipation Sharing (issue 16)" for name in (
         "as", "as_one_neighbour", "as_every_k", "as_rho0", "vs", "vps", "ps")},
     **{name: "the BN family (issue 17)" for name in (
-        "bn_tabular_product", "bn_tabular_full", "bn_tabular_line", "bn_tabular_subteam",
-        "bn_tabular_subteam_1_4", "bn_tabular_subteam_2_3",
         "bn_mappo_full", "bn_mappo_product", "bn_mappo_random", "bn_mappo_heuristic",
         "bn_maddpg_full", "bn_maddpg_product", "bn_maddpg_random", "bn_maddpg_heuristic",
         "vast_heuristic", "bn_decomposition")},

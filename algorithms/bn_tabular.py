@@ -1,0 +1,476 @@
+"""Tabular softmax Bayesian-network (BN) policy gradient ascent, exact on a game's model (BN paper, sec. 4-5, 6.1).
+
+A BN policy over a DAG G (algorithms/blocks/dag.py) draws the joint action as
+    pi(a | s) = prod_i pi^i(a^i | s, a^{P^i}),   pi^i(a^i | s, a^{P^i}) ∝ exp(theta^i(s, a^{P^i}, a^i))   (BN eq. 1)
+and is trained by exact gradient ascent theta <- theta + eta * grad L_lambda(theta) (eq. 3) on the log-barrier
+regularized objective (eq. 2)
+    L_lambda(theta) = V_theta(mu) - lambda sum_i E_{(s, a^{P^i}) ~ Unif} KL(Unif_{A^i}, pi^i(. | s, a^{P^i})).
+BN 6.1 runs it on the Coordination Game with product, full, line and K-subteam DAGs, theta_0 ~ N(0, 1),
+50 seeds (Fig. 1: normalized suboptimality 1 - V/V*; Fig. 4: the equilibrium gap).
+
+Tensor layout (batched over B = DAGs x seeds; Python loops run over agents and iterations only). Every agent's
+table spans the whole joint action space, `logits[B, N, S, A_0, ..., A_{N-1}]`: agent i's logits at
+(s, a^{-i}, a^i), tied (equal) along the dimensions of its non-parents, so each table holds exactly the
+|S| |A^{P^i}| |A^i| free parameters of eq. 1 and one layout serves every DAG of the batch, whatever its parent
+sets (`tie`). Agent i's conditional is the softmax along its own dimension; the joint policy is the product
+of the N conditionals (a distribution because G is acyclic).
+
+The exact gradient (BN Lemma 1), with W(s, a) = d_mu(s) pi(a | s) Q(s, a):
+    dL/dtheta^i(s, a^{P^i}, a^i) = G^i(s, a^{P^i}, a^i) - pi^i(a^i | s, a^{P^i}) sum_b G^i(s, a^{P^i}, b)
+                                 + lambda / (|S| |A^{P^i}|) (1 / |A^i| - pi^i(a^i | s, a^{P^i})),
+    G^i(s, a^{P^i}, a^i) = sum over the other agents' actions of W = d_mu(s) Pr(a^{P^i}, a^i | s) Q(s, a^{P^i}, a^i),
+which is Lemma 1's d(s, a^{P^i}) pi^i A^i term. d_mu is the unnormalized discounted visitation
+mu^T (I - gamma P_pi)^{-1} of BN sec. 3; Lemma 1 prints a further 1/(1 - gamma), which belongs to the normalized
+visitation (1 - gamma) d_mu: with the unnormalized one as defined, the formula above is the gradient itself
+(tests/test_bn_tabular.py checks it against autograd and finite differences). Values are exact: V solves
+(I - gamma P_pi) V = r_pi, the infinite-horizon discounted problem of BN sec. 3 (stationary policies, no time in
+the table). The equilibrium gap (sec. 3) is computed exactly by policy iteration of each agent's best response
+among BN deviations pi'^i(a^i | s, a^{P^i}) with the other agents fixed (`equilibrium_gap`).
+
+`BNTabular` (the bottom of this file) is the run driver's algorithm: one exact gradient step per
+`train_iteration` for the one DAG its config names, then the current policy runs in the environment copies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from algorithms.acpi import ExactGame, joint_optimum
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.dag import named_dag, topological_levels
+from coopbench.base.errors import CoopbenchError
+from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.tabular_model import TabularModel
+
+DTYPE = torch.float64
+DagKind = Literal["product", "full", "line", "subteams"]
+TIE_TOLERANCE = 1e-12  # relative: a best response keeps its current action unless another is better by more
+
+
+# --- the tied table layout ------------------------------------------------------------------------------------
+def _agent_axis(i: int) -> int:
+    """Axis of agent i's action in a per-agent table `[B, S, A_0, ..., A_{N-1}]`."""
+    return 2 + i
+
+
+@dataclass(frozen=True)
+class DagBatch:
+    """The DAG of every batch element, `parents [B, N, N]`, grouped by distinct DAG so that each group reduces over
+    fixed axes (a batch is a few DAGs x many seeds): `groups` holds (batch indices, that DAG's parent mask, and per
+    agent i the axes of its table `[b, S, *A]` along which it is tied: every other agent but its parents)."""
+
+    parents: torch.Tensor
+    groups: tuple[tuple[slice | torch.Tensor, torch.Tensor, tuple[tuple[int, ...], ...]], ...]
+
+    @classmethod
+    def of(cls, parents: torch.Tensor) -> DagBatch:
+        parents = parents.bool()
+        if parents.dim() == 2:
+            parents = parents.unsqueeze(0)
+        unique, inverse = torch.unique(parents.flatten(1), dim=0, return_inverse=True)
+        n = parents.shape[-1]
+        groups = []
+        for k in range(unique.shape[0]):
+            dag = unique[k].view(n, n)
+            topological_levels(dag)  # raises on a cycle: a BN policy needs a DAG
+            axes = tuple(tuple(_agent_axis(j) for j in range(n) if j != i and not bool(dag[i, j])) for i in range(n))
+            groups.append((_as_slice(torch.nonzero(inverse == k).flatten()), dag, axes))
+        return cls(parents, tuple(groups))
+
+    @property
+    def n_agents(self) -> int:
+        return self.parents.shape[-1]
+
+
+def _as_slice(index: torch.Tensor) -> slice | torch.Tensor:
+    """A contiguous run of batch indices as a slice (views and plain copies instead of gathers and scatters)."""
+    first, last = int(index[0]), int(index[-1])
+    return slice(first, last + 1) if last - first + 1 == index.numel() else index
+
+
+def tie(tables: torch.Tensor, dags: DagBatch, reduce: Literal["sum", "mean", "first"]) -> torch.Tensor:
+    """Make agent i's table `tables[:, i]` constant along every non-parent's action axis (not its own): replaced
+    there by its sum, mean, or first slice, broadcast back. `tables [B, N, S, *A]`.
+
+    "first" ties a free table (initialization); "sum" turns the gradient with respect to every copy into the
+    gradient with respect to the one shared parameter (the chain rule of the broadcast)."""
+    out = torch.empty_like(tables)
+    for index, _, non_parents in dags.groups:
+        for i, axes in enumerate(non_parents):
+            table = tables[index, i]
+            if axes and reduce == "first":
+                for axis in axes:
+                    table = table.narrow(axis, 0, 1)
+            elif axes:
+                table = table.sum(axes, keepdim=True) if reduce == "sum" else table.mean(axes, keepdim=True)
+            out[index, i] = table.expand(out[index, i].shape)
+    return out
+
+
+def conditionals(logits: torch.Tensor, dags: DagBatch) -> torch.Tensor:
+    """pi^i(a^i | s, a^{P^i}) laid out over the joint action, `[B, N, S, *A]` (softmax along agent i's axis,
+    computed once per free parameter: on the first slice along the non-parent axes, then broadcast)."""
+    out = torch.empty_like(logits)
+    for index, _, non_parents in dags.groups:
+        for i, axes in enumerate(non_parents):
+            table = logits[index, i]
+            for axis in axes:
+                table = table.narrow(axis, 0, 1)
+            out[index, i] = torch.softmax(table, dim=_agent_axis(i)).expand(out[index, i].shape)
+    return out
+
+
+def joint_policy(cond: torch.Tensor) -> torch.Tensor:
+    """pi(a | s) = prod_i pi^i(a^i | s, a^{P^i}), `[B, S, J]` (joint actions row-major, agent 0 most significant)."""
+    return cond.prod(1).flatten(2)
+
+
+def initial_logits(game: ExactGame, dags: DagBatch, seeds: list[int], std: float) -> torch.Tensor:
+    """theta_0 ~ N(0, std^2) per free parameter (BN Fig. 1 / 4 captions: N(0, 1)), `[B, N, S, *A]`.
+
+    Batch element b draws a full table from a generator seeded with `seeds[b]` and keeps its first slice along
+    every non-parent axis, so one seed gives the same draw whichever batch it sits in (the run driver's single
+    DAG and the analyses' batches agree)."""
+    if len(seeds) != dags.parents.shape[0]:
+        raise ValueError(f"one seed per DAG of the batch: {len(seeds)} seeds, {dags.parents.shape[0]} DAGs")
+    shape = (game.n_agents, game.n_states, *game.n_actions)
+    draws = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s)), dtype=DTYPE) for s in seeds]
+    return tie(std * torch.stack(draws), dags, "first")
+
+
+# --- exact evaluation -----------------------------------------------------------------------------------------
+@dataclass
+class Evaluation:
+    v: torch.Tensor  # [B, S] V_pi
+    q: torch.Tensor  # [B, S, J] Q_pi
+    visitation: torch.Tensor  # [B, S] unnormalized discounted visitation d_mu = mu^T (I - gamma P_pi)^{-1}
+    value: torch.Tensor  # [B] V_pi(mu)
+
+
+def evaluate(game: ExactGame, joint: torch.Tensor) -> Evaluation:
+    """Exact discounted evaluation of joint policies `[B, S, J]`: two batched linear solves."""
+    if game.gamma >= 1.0:
+        raise ValueError("the BN objective is the discounted infinite-horizon value: gamma must be < 1")
+    live = game.live
+    r_pi = (joint * game.reward).sum(-1) * live  # [B, S]
+    p_pi = torch.einsum("bsj,sjk->bsk", joint, game.transitions) * live.view(1, -1, 1)
+    system = torch.eye(game.n_states, dtype=DTYPE) - game.gamma * p_pi
+    v = torch.linalg.solve(system, r_pi.unsqueeze(-1)).squeeze(-1)
+    visitation = torch.linalg.solve(system.transpose(1, 2), game.initial.expand_as(v).unsqueeze(-1)).squeeze(-1)
+    q = game.reward + game.gamma * torch.einsum("sjk,bk->bsj", game.transitions, v)
+    return Evaluation(v, q, visitation, v @ game.initial)
+
+
+def regularizer(cond: torch.Tensor) -> torch.Tensor:
+    """sum_i E_{(s, a^{P^i}) ~ Unif} KL(Unif, pi^i(. | s, a^{P^i})) per batch element `[B]` (eq. 2). On the tied
+    layout the mean over (s, a^{-i}) is the mean over (s, a^{P^i}): the copies are equal."""
+    n = cond.shape[1]
+    total = torch.zeros(cond.shape[0], dtype=cond.dtype)
+    for i in range(n):
+        axis = _agent_axis(i)
+        kl = -math.log(cond.shape[1 + axis]) - torch.log(cond[:, i]).mean(axis)  # -log|A| - mean_a log pi(a)
+        total = total + kl.flatten(1).mean(-1)
+    return total
+
+
+def objective(game: ExactGame, logits: torch.Tensor, dags: DagBatch, lam: float) -> torch.Tensor:
+    """L_lambda(theta) of eq. 2 per batch element `[B]`, differentiable (autograd's reference for the tests)."""
+    cond = conditionals(logits, dags)
+    return evaluate(game, joint_policy(cond)).value - lam * regularizer(cond)
+
+
+def exact_gradient(game: ExactGame, logits: torch.Tensor, dags: DagBatch,
+                   lam: float) -> tuple[torch.Tensor, Evaluation]:
+    """grad_theta L_lambda (BN Lemma 1) on the tied layout `[B, N, S, *A]`: every copy of a parameter holds
+    the parameter's gradient (so theta + eta * grad stays tied). Also returns the evaluation of pi_theta."""
+    cond = conditionals(logits, dags)
+    joint = joint_policy(cond)
+    ev = evaluate(game, joint)
+    w = (ev.visitation.unsqueeze(-1) * joint * ev.q).view(cond[:, 0].shape)  # d(s) pi(a | s) Q(s, a)
+    grad = torch.empty_like(logits)
+    for index, dag, non_parents in dags.groups:
+        for i, axes in enumerate(non_parents):
+            axis = _agent_axis(i)
+            g_i = w[index].sum(axes, keepdim=True) if axes else w[index]  # G^i(s, a^{P^i}, a^i)
+            pi_i = cond[index, i]
+            for other in axes:
+                pi_i = pi_i.narrow(other, 0, 1)
+            value_term = g_i - pi_i * g_i.sum(axis, keepdim=True)
+            n_parent_actions = math.prod(game.n_actions[j] for j in range(dags.n_agents) if bool(dag[i, j]))
+            barrier = lam / (game.n_states * n_parent_actions) * (1.0 / game.n_actions[i] - pi_i)
+            grad[index, i] = (value_term + barrier).expand(grad[index, i].shape)
+    return grad, ev
+
+
+# --- the equilibrium gap (BN sec. 3) ---------------------------------------------------------------------------
+def best_response_values(game: ExactGame, logits: torch.Tensor, dags: DagBatch,
+                         max_iterations: int = 200) -> torch.Tensor:
+    """max over BN deviations pi'^i(a^i | s, a^{P^i}) of V_{pi'^i, pi^-i}(mu), per agent `[B, N]`, exact.
+
+    Agent i's deviation problem is an MDP on the augmented state (s, a^{P^i}) (BN sec. 4's reading): its parents'
+    actions are drawn by the others given s, and its action moves the descendants and the next state. Policy
+    iteration: evaluate the joint with agent i's table replaced by a deterministic choice, then re-choose
+    argmax_{a^i} sum over the others' actions of pi^{-i}(a | s) Q(s, a) for each (s, a^{P^i}); exact
+    evaluation each round, so it ends after a few rounds at the optimum (a deterministic deviation is optimal)."""
+    cond = conditionals(logits, dags)
+    shape = cond[:, 0].shape
+    best = torch.empty(cond.shape[0], dags.n_agents, dtype=DTYPE)
+    for i in range(dags.n_agents):
+        axis = _agent_axis(i)
+        others = torch.cat([cond[:, :i], cond[:, i + 1:]], 1).prod(1)  # prod_{j != i} pi^j, [B, S, *A]
+        choice = torch.zeros(shape, dtype=DTYPE).scatter_(axis, cond[:, i].argmax(axis, keepdim=True), 1.0)
+        for _ in range(max_iterations):
+            ev = evaluate(game, (others * choice).flatten(2))
+            weighted = others * ev.q.view(shape)
+            score = torch.empty_like(weighted)  # summed over agent i's non-parents (a mean: same argmax, tied)
+            for index, _, non_parents in dags.groups:
+                axes = non_parents[i]
+                part = weighted[index].mean(axes, keepdim=True) if axes else weighted[index]
+                score[index] = part.expand(score[index].shape)
+            top = score.max(axis, keepdim=True).values
+            current = (score * choice).sum(axis, keepdim=True)
+            keep = current >= top - TIE_TOLERANCE * (1.0 + top.abs())
+            new = torch.where(keep, choice,
+                              torch.zeros_like(choice).scatter_(axis, score.argmax(axis, keepdim=True), 1.0))
+            if torch.equal(new, choice):
+                break
+            choice = new
+        best[:, i] = ev.value
+    return best
+
+
+def equilibrium_gap(game: ExactGame, logits: torch.Tensor, dags: DagBatch) -> torch.Tensor:
+    """gap(pi) = max_i [max_{pi'^i} V_{pi'^i, pi^-i}(mu) - V_pi(mu)] (BN sec. 3), per batch element `[B]`."""
+    value = evaluate(game, joint_policy(conditionals(logits, dags))).value
+    return (best_response_values(game, logits, dags) - value.unsqueeze(1)).amax(1).clamp(min=0.0)
+
+
+# --- batched training (the analyses run every seed and DAG at once) --------------------------------------------
+@dataclass
+class AscentResult:
+    logits: torch.Tensor  # [B, N, S, *A] final
+    values: torch.Tensor  # [B, T + 1] V(mu) before each step and after the last
+    gaps: torch.Tensor  # [B, len(gap_at)] equilibrium gap at the iterations `gap_at`
+    gap_at: list[int]
+
+
+def gradient_ascent(game: ExactGame, logits: torch.Tensor, dags: DagBatch, lr: float, lam: float,
+                    iterations: int, gap_at: list[int] | None = None) -> AscentResult:
+    """`iterations` steps of eq. 3 for every batch element at once; the equilibrium gap at `gap_at`."""
+    gap_at = sorted(set(gap_at or []))
+    values, gaps = [], []
+    for t in range(iterations + 1):
+        if t in gap_at:
+            gaps.append(equilibrium_gap(game, logits, dags))
+        if t == iterations:
+            values.append(evaluate(game, joint_policy(conditionals(logits, dags))).value)
+            break
+        grad, ev = exact_gradient(game, logits, dags, lam)
+        values.append(ev.value)
+        logits = logits + lr * grad
+    stacked_gaps = torch.stack(gaps, 1) if gaps else torch.empty(logits.shape[0], 0, dtype=DTYPE)
+    return AscentResult(logits, torch.stack(values, 1), stacked_gaps, gap_at)
+
+
+def optimal_value(game: ExactGame) -> float:
+    """V*(mu): the best joint policy's discounted value (a centralized controller), exact."""
+    return joint_optimum(game).value
+
+
+# --- decentralized execution ----------------------------------------------------------------------------------
+def sample_actions(cond: torch.Tensor, levels: torch.Tensor, states: torch.Tensor, deterministic: bool,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Joint actions `[E, N]` of one BN policy (`cond [N, S, *A]`, homogeneous action counts) in states `[E]`.
+
+    One pass per topological level (`levels [N]`): the agents of a level read their conditional at the actions
+    their parents (earlier levels) already drew; the actions of agents not yet drawn sit at 0 and are read only
+    along axes on which the table is tied (non-parents), so they change nothing. Greedy (`deterministic`) or
+    sampled."""
+    n, n_states = cond.shape[0], cond.shape[1]
+    n_act = cond.shape[2]
+    flat = cond.reshape(n, n_states, -1)  # [N, S, J]
+    strides = torch.tensor([n_act ** (n - 1 - i) for i in range(n)], dtype=torch.long)
+    actions = torch.zeros(states.shape[0], n, dtype=torch.long)
+    agents = torch.arange(n)
+    for level in range(int(levels.max()) + 1):
+        base = (actions * strides).sum(-1, keepdim=True) - actions * strides  # [E, N]: a^i set to 0
+        index = base.unsqueeze(-1) + strides.view(1, n, 1) * torch.arange(n_act).view(1, 1, -1)  # [E, N, A]
+        probs = flat[agents.view(1, n, 1), states.view(-1, 1, 1), index]  # [E, N, A]
+        if deterministic:
+            drawn = probs.argmax(-1)
+        else:
+            drawn = torch.multinomial(probs.reshape(-1, n_act), 1, generator=generator).view(-1, n)
+        actions = torch.where(levels.view(1, n) == level, drawn, actions)
+    return actions
+
+
+# --- the run driver's algorithm -------------------------------------------------------------------------------
+class BNTabularConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dag: DagKind = Field("full", description="BN 6.1's fixed DAG: product (no edges), full (one subteam), line "
+                                             "(i -> i + 1), subteams (full inside, none between; `subteams`)")
+    subteams: list[int] | None = Field(None, description="subteam sizes for dag=subteams, consecutive agents "
+                                                         "(BN 6.1 labels, e.g. [2, 3] for 2+3); sum = N")
+    gamma: float = Field(0.95, gt=0.0, lt=1.0, description="discount of the infinite-horizon objective (BN sec. 3); "
+                                                          "the paper does not state its value")
+    lr: float = Field(1.0, gt=0.0, description="stepsize eta of eq. 3 (the paper does not state it)")
+    reg: float = Field(1e-3, ge=0.0, description="log-barrier weight lambda of eq. 2 (not stated in the paper)")
+    init_std: float = Field(1.0, ge=0.0, description="theta_0 ~ N(0, init_std^2): BN Fig. 1 / Fig. 4, N(0, 1)")
+    n_envs: int = Field(8, ge=1, description="batched copies the current policy runs in after each step")
+    rollout_length: int = Field(32, ge=1, description="steps per copy after each step")
+    max_model_size: int = Field(1_000_000, ge=1, description="refuse models with more than this many "
+                                                             "(state, joint action) pairs, S * J")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dag == "subteams" and not self.subteams:
+            raise ValueError("dag 'subteams' needs `subteams`, the subteam sizes (e.g. [1, 2])")
+        if self.dag != "subteams" and self.subteams is not None:
+            raise ValueError(f"`subteams` is only for dag 'subteams' (dag is {self.dag!r})")
+        if self.subteams is not None and any(k < 1 for k in self.subteams):
+            raise ValueError(f"subteam sizes must be positive, got {self.subteams}")
+        return self
+
+
+class BNTabular(Algorithm):
+    """Tabular softmax BN policy gradient ascent on the exact model of a small game (`env.model()`).
+
+    Each `train_iteration` takes one exact step of eq. 3 on the model for the DAG of the config, then runs the
+    current (stochastic) BN policy for `rollout_length` steps in each of the `n_envs` copies, so the run's env-step
+    axis and training returns are real samples; learning uses the model only. theta_0 ~ N(0, init_std^2) from a
+    generator seeded by one draw of the global torch RNG at construction (the run driver seeds it with the run's
+    seed: `construction_seed`), drawn when the model is first seen. Until then (the run's evaluation of the
+    untrained policy) the policy is uniform, theta = 0 (Theorem 1's start). `act` executes decentrally, agents
+    by topological level, each conditioning on its parents' drawn (greedy when `deterministic`) actions.
+    """
+
+    name = "bn_tabular"
+    family = "tabular"
+    Config = BNTabularConfig
+    config: BNTabularConfig
+
+    def __init__(self, spec: EnvSpec, config: BNTabularConfig, device: torch.device,
+                 model: TabularModel | None = None):
+        super().__init__(spec, config, device)
+        if not spec.discrete:
+            raise CoopbenchError(f"bn_tabular plans on a tabular model with discrete actions; {spec.name} has "
+                                 "continuous ones", "run it on a coordination/* or matrix/* task")
+        joint = spec.n_actions ** spec.n_agents
+        if joint > config.max_model_size:
+            raise CoopbenchError(
+                f"bn_tabular: {spec.name} has {spec.n_actions}^{spec.n_agents} = {joint} joint actions, above "
+                f"max_model_size={config.max_model_size}", "run it on a smaller game, or raise algo.max_model_size")
+        try:
+            self.dags = DagBatch.of(named_dag(config.dag, spec.n_agents, config.subteams))  # one DAG, B = 1
+        except ValueError as err:
+            raise CoopbenchError(f"bn_tabular on {spec.name} ({spec.n_agents} agents): {err}",
+                                 "set algo.subteams to sizes summing to the number of agents") from None
+        self.levels = topological_levels(self.dags.parents[0])
+        self.init_seed = construction_seed()
+        self.model: TabularModel | None = None
+        self.game: ExactGame | None = None
+        self.logits: torch.Tensor | None = None  # [1, N, S, *A]
+        self._policy: tuple[torch.Tensor, torch.Tensor] | None = None  # (conditionals [N, S, *A], joint [S, J])
+        self.steps = 0
+        if model is not None:
+            self._attach(model)
+
+    def _attach(self, model: TabularModel) -> None:
+        size = model.n_states * model.n_joint
+        if size > self.config.max_model_size:
+            raise CoopbenchError(f"bn_tabular: the model of {self.spec.name} has S * J = {size} (state, joint action) "
+                                 f"pairs, above max_model_size={self.config.max_model_size}",
+                                 "run it on a smaller game, or raise algo.max_model_size")
+        if model.n_actions != (self.spec.n_actions,) * self.spec.n_agents:
+            raise CoopbenchError(f"bn_tabular: the model of {self.spec.name} has actions {model.n_actions}, its spec "
+                                 f"{self.spec.n_agents} agents x {self.spec.n_actions}",
+                                 "fix the environment's model()")
+        self.model = model
+        self.game = ExactGame.of(model, self.config.gamma, "discounted")
+        if self.logits is None:
+            self.logits = initial_logits(self.game, self.dags, [self.init_seed], self.config.init_std)
+
+    def policy(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The current conditionals `[N, S, *A]` and joint `[S, J]` (computed once per update)."""
+        if self._policy is None:
+            cond = conditionals(self.logits, self.dags)
+            self._policy = (cond[0], joint_policy(cond)[0])
+        return self._policy
+
+    # -- the Algorithm contract
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.n_envs * self.config.rollout_length
+
+    def initial_memory(self, n_envs: int) -> None:
+        return None  # a stationary policy of the current state
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: None, deterministic: bool) -> tuple[torch.Tensor, None]:
+        n = timestep.obs.shape[0]
+        if self.logits is None:  # the model is not seen yet: theta = 0, uniform
+            actions = torch.randint(0, self.spec.n_actions, (n, self.spec.n_agents))
+        else:
+            s = self.model.state_index(timestep.obs.detach().cpu())
+            if bool((s < 0).any()):
+                raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
+            actions = sample_actions(self.policy()[0], self.levels, s, deterministic)
+        return actions.to(timestep.obs.device), None
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        if self.model is None:
+            if not callable(getattr(env, "model", None)):
+                raise CoopbenchError(f"bn_tabular needs the exact model of the game (env.model()); {self.spec.name} "
+                                     "has none", "run it on a task with a model: coordination/* or matrix/*")
+            self._attach(env.model())
+        # eq. 3: one exact gradient step on L_lambda (Lemma 1)
+        grad, ev = exact_gradient(self.game, self.logits, self.dags, self.config.reg)
+        self.logits = self.logits + self.config.lr * grad
+        self._policy = None
+        self.steps += 1
+        # The training copies draw joint actions from pi(a | s) = prod_i pi^i (one draw per copy instead of one
+        # per topological level: the same distribution as `act`'s decentralized sampling, faster).
+        joint, joint_actions = self.policy()[1], self.model.joint_actions()
+        finished = []
+        for _ in range(self.config.rollout_length):
+            s = self.model.state_index(timestep.obs.detach().cpu())
+            if bool((s < 0).any()):
+                raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
+            actions = joint_actions[torch.multinomial(joint[s], 1).squeeze(-1)]
+            timestep = env.step(actions.to(timestep.obs.device))
+            finished.append(timestep.episode_return[timestep.done])
+        return IterationResult(timestep, self.steps_per_iteration, torch.cat(finished),
+                               {"bn_value": float(ev.value[0]), "bn_grad_norm": float(grad.norm())})
+
+    def state_dict(self) -> dict:
+        model = None
+        if self.model is not None:
+            m = self.model
+            model = {"initial": m.initial, "transitions": m.transitions, "rewards": m.rewards, "horizon": m.horizon,
+                     "n_actions": list(m.n_actions), "observations": m.observations, "states": m.states,
+                     "terminal": m.terminal, "reward_mode": m.reward_mode}
+        return {"model": model, "logits": self.logits, "steps": self.steps, "init_seed": self.init_seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model = self.game = self.logits = self._policy = None
+        self.init_seed = int(state["init_seed"])
+        self.logits = None if state["logits"] is None else state["logits"].clone()
+        if state["model"] is not None:
+            self._attach(TabularModel(**{**state["model"], "n_actions": tuple(state["model"]["n_actions"])}))
+        self.steps = state["steps"]
+
+
+def construction_seed() -> int:
+    """The seed of theta_0's generator: one draw of the global torch RNG (which the run driver seeds with the run's
+    seed before building the algorithm). An analysis reproduces run `seed`'s theta_0 with
+    `torch.manual_seed(seed); construction_seed()`."""
+    return int(torch.randint(0, 2**62, (1,)))
