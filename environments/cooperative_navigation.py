@@ -109,8 +109,3 @@ class CooperativeNavigation(TaskEnv):
                    for k, (r, c) in enumerate(self.landmarks[i].tolist())]
         markers += [(r, c, rd.agent_colour(k), "disc", 0.6) for k, (r, c) in enumerate(self.pos[i].tolist())]
         return rd.grid_frame(self.shape, markers=markers, cell=32)
-
-    # --- scripted reference policy (tests, normalization) -----------------------------------------
-    def greedy_actions(self) -> torch.Tensor:
-        """Every agent steps straight towards its own landmark (rows first), ignoring the others."""
-        return gw.step_towards(self.pos, self.landmarks)

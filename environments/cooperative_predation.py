@@ -124,12 +124,3 @@ class CooperativePredation(TaskEnv):
         col = round((float(self.prey[i]) + margin) * (480 - 1) / (domain + 2 * margin))
         image[:, max(col - 1, 0):col + 2] = rd.APPLE
         return image
-
-    # --- scripted policies (tests, normalization) -------------------------------------------------
-    def pursue_actions(self) -> torch.Tensor:
-        """Everyone moves towards the prey (the paper's cooperative behaviour)."""
-        return (self.prey.unsqueeze(1) > self.pos).long()
-
-    def defect_actions(self) -> torch.Tensor:
-        """Everyone moves away from the prey (universal defection)."""
-        return 1 - self.pursue_actions()

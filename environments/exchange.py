@@ -24,8 +24,7 @@ Our choices where the text is silent:
 - Neighbourhood ("the dashed outline rectangles" of AS Fig. 8(b), not in the text): the chain
   0-1-2 of agent indices in `extras["neighbours"]` (`neighbourhood: all` gives every pair).
 
-`cooperative_actions` and `selfish_actions` are the batched scripted policies behind the paper's
-two reference totals.
+tests/scripted_policies.py plays the paper's two reference behaviours (cooperative, selfish).
 """
 
 from __future__ import annotations
@@ -142,22 +141,3 @@ class Exchange(TaskEnv):
                                                             strict=True))]
         markers += [(r, c, rd.agent_colour(k), "disc", 0.6) for k, (r, c) in enumerate(self.pos[i].tolist())]
         return rd.grid_frame(self.shape, markers=markers, cell=32)
-
-    # --- scripted policies (AS 5.3's reference totals) --------------------------------------------
-    def cooperative_actions(self) -> torch.Tensor:
-        """Each agent walks to the nearest closed box that is not its own (lowest index on ties) and
-        opens it; with nothing left to open it stays. Totals 3 x (10 - 5) - 9 = 6 per episode."""
-        distance = gw.manhattan(self.pos.unsqueeze(2), self.boxes.unsqueeze(1)).float()  # [B, agent, box]
-        allowed = self.closed.unsqueeze(1) & self._others
-        distance = distance.masked_fill(~allowed, float("inf"))
-        target = distance.argmin(-1)  # [B, agent]
-        goal = self.boxes.gather(1, target.unsqueeze(-1).expand(-1, -1, 2))
-        action = gw.step_towards(self.pos, goal)
-        there = (self.pos == goal).all(-1) & allowed.any(-1)
-        action = torch.where(there, torch.full_like(action, OPEN), action)
-        return torch.where(allowed.any(-1), action, torch.full_like(action, gw.STAY))
-
-    def selfish_actions(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Free riders: wander (uniform random moves, `generator` if given) and never open a box.
-        Totals 3 x 300 x -0.01 = -9 per episode."""
-        return torch.randint(0, 5, (self.n_envs, self.n_agents), generator=generator, device=self.device)

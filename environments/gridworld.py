@@ -13,13 +13,12 @@ Conventions, used by every helper below:
 - Every random draw takes the environment's `torch.Generator` (never the global RNG), so a copy's
   future is fixed by the environment's state dict.
 
-Public helpers: maps (`parse_ascii_map`, `cells_of`, `flat_index`, `unflatten_index`), placement
+Public helpers: maps (`parse_ascii_map`, `flat_index`, `unflatten_index`), placement
 (`sample_cells`, `random_ranks`), movement (`move_targets`, `resolve_moves`, `occupancy`,
-`shared_cell_counts`, `manhattan`, `step_towards`), observations (`one_hot_cells`, `rotate_agents`,
-`self_first_index`, `padded_grid`, `inner_view`, `egocentric_windows`, `neighbour_counts`), beams
-(`beam_cells`, `beam_table`, `beam_hits`), neighbourhoods (`chain_adjacency`, `full_adjacency`,
-`within_distance`). The bookkeeping every task shares (time limit, auto-reset, episode statistics,
-state dicts) is `environments.base.TaskEnv`.
+`shared_cell_counts`, `manhattan`), observations (`self_first_index`, `padded_grid`,
+`inner_view`, `egocentric_windows`, `neighbour_counts`), beams (`beam_cells`, `beam_table`,
+`beam_hits`), neighbourhoods (`chain_adjacency`, `full_adjacency`). The bookkeeping every task
+shares (time limit, auto-reset, episode statistics, state dicts) is `environments.base.TaskEnv`.
 
 Nothing here loops over copies or agents: conflicts between agents (two agents entering one cell,
 swaps) are resolved with `[B, N, N]` pairwise comparisons, which is cheap for the agent counts
@@ -54,11 +53,6 @@ def parse_ascii_map(rows: Sequence[str]) -> dict[str, torch.Tensor]:
         raise ValueError("an ASCII map needs at least one row and rows of equal length")
     codes = torch.tensor([[ord(ch) for ch in row] for row in rows], dtype=torch.int32)
     return {ch: codes == ord(ch) for ch in sorted({ch for row in rows for ch in row})}
-
-
-def cells_of(mask: torch.Tensor) -> torch.Tensor:
-    """The `(row, col)` of every True cell of a static `[H, W]` mask, `[K, 2]` in row-major order."""
-    return mask.nonzero()
 
 
 def flat_index(pos: torch.Tensor, n_cols: int) -> torch.Tensor:
@@ -181,33 +175,7 @@ def manhattan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a - b).abs().sum(-1)
 
 
-def step_towards(pos: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-    """The move action (`MOVES` index) that brings `pos` one cell closer to `goal`, rows first;
-    `STAY` where already there. For scripted policies and tests."""
-    d_row, d_col = (goal - pos).unbind(-1)
-    action = torch.full_like(d_row, STAY)
-    action = torch.where(d_col > 0, RIGHT, action)
-    action = torch.where(d_col < 0, LEFT, action)
-    action = torch.where(d_row > 0, DOWN, action)
-    return torch.where(d_row < 0, UP, action)
-
-
 # --- observations -------------------------------------------------------------------------------
-
-def one_hot_cells(pos: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """One-hot of each position over the `H * W` cells, `[..., H * W]` float32."""
-    flat = flat_index(pos, shape[1])
-    out = torch.zeros(*flat.shape, shape[0] * shape[1], device=pos.device)
-    return out.scatter_(-1, flat.unsqueeze(-1), 1.0)
-
-
-def rotate_agents(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Per-agent "self first" views of per-agent data: `[B, N, ...]` -> `[B, N, N, ...]` where
-    `out[b, i, k] = x[b, (i + k) % N]` (agent i, then i + 1, ...). Lets one observation layout serve
-    every agent of a heterogeneous task without agent ids."""
-    n = x.shape[dim]
-    order = (torch.arange(n, device=x.device).unsqueeze(1) + torch.arange(n, device=x.device)) % n
-    return x.index_select(dim, order.flatten()).unflatten(dim, (n, n))
 
 
 def self_first_index(n_agents: int, widths: Sequence[int], device=None) -> torch.Tensor:
@@ -355,12 +323,3 @@ def chain_adjacency(n_agents: int, device=None) -> torch.Tensor:
 def full_adjacency(n_agents: int, device=None) -> torch.Tensor:
     """Every agent neighbours every other, `[N, N]` bool, no self loops."""
     return ~torch.eye(n_agents, dtype=torch.bool, device=device)
-
-
-def within_distance(pos: torch.Tensor, radius: float) -> torch.Tensor:
-    """Per-copy neighbourhoods of agents at `pos` `[B, N, D]` (float, any dimension D): agents
-    within Euclidean `radius` of each other, `[B, N, N]` bool, no self loops."""
-    n_agents = pos.shape[1]
-    close = torch.cdist(pos, pos) <= radius if pos.shape[-1] > 1 else \
-        (pos - pos.transpose(1, 2)).abs() <= radius
-    return close & ~torch.eye(n_agents, dtype=torch.bool, device=pos.device)

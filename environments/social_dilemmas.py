@@ -287,12 +287,6 @@ class Harvest(_SocialDilemma):
     def _initial_apples(self) -> torch.Tensor:
         return self.apple_cells
 
-    def regrowth_probabilities(self) -> torch.Tensor:
-        """Per-step regrowth probability of every apple cell, `[B, H, W]` (0 off the apple cells; an
-        apple cell that holds an apple or an agent does not regrow whatever this says)."""
-        near = gw.neighbour_counts(self.apples, radius=1).clamp(max=3)
-        return self._spawn_probs[near] * self.apple_cells
-
     def _after_moves(self, actions: torch.Tensor) -> None:
         near = gw.neighbour_counts(self.apples, radius=1).view(self.n_envs, -1)[:, self._apple_index]
         self._regrow(self._spawn_probs[near.clamp(max=3)])

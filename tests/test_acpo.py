@@ -79,11 +79,11 @@ def test_deterministic_beliefs_are_the_earlier_agents_actions_when_all_see_the_s
     agent, env = _agent("matrix/cora-multipeak-5")
     n, width = env.spec.n_agents, env.spec.n_actions
     with torch.no_grad():  # a policy that depends on the belief: random weights of a visible size
-        for p in agent.policy.parameters():
+        for p in agent.actor.net.parameters():
             p.normal_(0.0, 1.0)
     timestep = env.reset()
     step = agent.policy_step(timestep, agent.initial_memory(env.n_envs), deterministic=True)
-    beliefs = step.critic_context.view(env.n_envs, n, n, width)
+    beliefs = agent.beliefs(step.actor_in).view(env.n_envs, n, n, width)
     one_hot = torch.nn.functional.one_hot(step.actions, width).float()
     for i in range(n):
         torch.testing.assert_close(beliefs[:, i, :i], one_hot[:, :i])
@@ -97,11 +97,11 @@ def test_sampled_beliefs_follow_the_predicted_agents_policy():
     """A viewer's prediction of agent 1 is a sample of agent 1's policy (its id, no belief), drawn independently."""
     agent, env = _agent("matrix/acpo-3x3", n_envs=4000)
     with torch.no_grad():
-        agent.policy.head.linear.weight.zero_()
-        agent.policy.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.3, 0.1])))
+        agent.actor.net.head.linear.weight.zero_()
+        agent.actor.net.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.3, 0.1])))
     timestep = env.reset()
     step = agent.policy_step(timestep, agent.initial_memory(env.n_envs), deterministic=False)
-    predicted = step.critic_context.view(env.n_envs, 2, 2, 3)[:, 1, 0]  # agent 2's belief about agent 1
+    predicted = agent.beliefs(step.actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0]  # agent 2's belief about agent 1
     frequencies = predicted.mean(0)
     torch.testing.assert_close(frequencies, torch.tensor([0.6, 0.3, 0.1]), atol=0.03, rtol=0)
     agreement = (predicted.argmax(-1) == step.actions[:, 0]).float().mean()
@@ -155,16 +155,22 @@ def test_available_actions_mask_each_agents_own_decision_only():
     masked = dataclasses.replace(timestep, avail_actions=avail)
     step = agent.policy_step(masked, agent.initial_memory(env.n_envs), deterministic=False)
     assert (step.actions[:, 0] == 2).all()
-    predicted = step.critic_context.view(env.n_envs, 2, 2, 3)[:, 1, 0].argmax(-1)
+    predicted = agent.beliefs(step.actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0].argmax(-1)
     assert (predicted != 2).float().mean() > 0.5  # the near-uniform initial policy, unmasked
 
 
-def test_action_log_probs_are_each_agents_policy_given_greedy_beliefs():
+def test_a_greedy_step_reports_each_agents_policy_given_greedy_beliefs():
+    """The distribution agent i acted from is pi^(i)(. | o_i, b^(i)) on the belief it acted on: re-running the
+    network on the stored input gives the same probabilities, and greedy actions are their argmax."""
     agent, env = _agent("matrix/acpo-3x3", n_envs=4)
     timestep = env.reset()
     for _ in range(10):
         timestep = agent.train_iteration(env, timestep).timestep
-    probs = agent.action_log_probs(timestep).exp()
+    memory = agent.initial_memory(4)
+    step = agent.policy_step(timestep, memory, deterministic=True)
+    probs = step.params.exp()
     torch.testing.assert_close(probs.sum(-1), torch.ones(4, 2))
-    greedy, _ = agent.act(timestep, agent.initial_memory(4), deterministic=True)
+    features, _ = agent.actor.net.torso(step.actor_in, memory, timestep.done)
+    torch.testing.assert_close(agent.actor.net.head.params(features, timestep.avail_actions), step.params)
+    greedy, _ = agent.act(timestep, memory, deterministic=True)
     assert (probs.argmax(-1) == greedy).all()

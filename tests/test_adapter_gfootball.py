@@ -88,7 +88,7 @@ def test_seeding_is_deterministic_and_the_same_with_worker_processes():
 def test_parallel_env_view_passes_pettingzoo_api_test(monkeypatch):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     monkeypatch.setenv("COOPBENCH_ENV_WORKERS", "0")
     name = "gfootball/academy_3_vs_1_with_keeper"

@@ -79,7 +79,7 @@ def test_seeding_and_worker_processes_give_the_same_copies():
 def test_pettingzoo_parallel_api(monkeypatch):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     monkeypatch.setenv("COOPBENCH_ENV_WORKERS", "0")
     if "magent2/battle-40v40" not in ENVIRONMENTS.names():  # until the registry carries the adapter

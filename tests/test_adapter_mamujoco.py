@@ -211,7 +211,7 @@ def test_library_parallel_env_passes_pettingzoo_api_test():
 def test_parallel_env_view_passes_pettingzoo_api_test(monkeypatch):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     monkeypatch.setenv("COOPBENCH_ENV_WORKERS", "0")
     register_for_test("mamujoco/hopper-3x1", "environments.adapters.mamujoco_adapter:Hopper3x1", "mamujoco")

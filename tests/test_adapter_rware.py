@@ -120,7 +120,7 @@ def test_resume_continues_bit_for_bit():
 def test_parallel_env_view_passes_pettingzoo_api_test(monkeypatch):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     monkeypatch.setenv("COOPBENCH_ENV_WORKERS", "0")
     register_for_test("rware/tiny-2ag-hard", "environments.adapters.rware_adapter:RwareTiny2", "rware")

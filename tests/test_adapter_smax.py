@@ -172,7 +172,7 @@ def test_seeding_and_resume_are_exact():
 def test_pettingzoo_parallel_api(monkeypatch):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     if "smax/3m" not in ENVIRONMENTS.names():  # until the registry carries the adapter
         monkeypatch.setattr(ENVIRONMENTS, "_entries", dict(ENVIRONMENTS._entries))

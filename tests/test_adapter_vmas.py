@@ -124,7 +124,7 @@ def test_resume_continues_bit_for_bit(name):
 def test_parallel_env_view_passes_pettingzoo_api_test(name):
     from pettingzoo.test import parallel_api_test
 
-    from environments.pettingzoo_view import ParallelEnvView
+    from tests.pettingzoo_view import ParallelEnvView
 
     register_for_test(name, f"environments.adapters.vmas_adapter:{CLASSES[name].__name__}", "vmas")
     parallel_api_test(ParallelEnvView(name, seed=0, max_steps=20), num_cycles=30)

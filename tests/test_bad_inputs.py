@@ -433,13 +433,13 @@ def test_model_and_metrics_are_bitwise_equal_between_identical_runs(tmp_path, ca
 
 @pytest.mark.parametrize("where", ["loss", "train_return", "evaluation"])
 def test_nan_stops_the_run_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, where):
-    from algorithms.on_policy import OnPolicyAlgorithm
+    from algorithms.mappo import MAPPO
     from coopbench import run as run_module
 
     results = tmp_path / "results"
     run_dir = tiny_run_dir(results)
     iterations = [0]
-    real_train, real_evaluate = OnPolicyAlgorithm.train_iteration, run_module.evaluate
+    real_train, real_evaluate = MAPPO.train_iteration, run_module.evaluate
 
     def train(self, env, timestep):
         result = real_train(self, env, timestep)
@@ -457,7 +457,7 @@ def test_nan_stops_the_run_keeping_the_last_good_checkpoint(tmp_path, monkeypatc
             out["eval_return_mean"] = float("nan")
         return out
 
-    monkeypatch.setattr(OnPolicyAlgorithm, "train_iteration", train)
+    monkeypatch.setattr(MAPPO, "train_iteration", train)
     monkeypatch.setattr(run_module, "evaluate", evaluate)
     with pytest.raises(NonFiniteError) as err:
         run_module.execute(resolve("mappo", "matrix/acpo-3x3", parse_set(TINY[1::2])), 0, results)

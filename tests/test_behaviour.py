@@ -11,6 +11,11 @@ from environments import make
 NASH_EQUILIBRIA = {(0, 0), (1, 1), (2, 2)}  # (A,A), (B,B), (C,C): ACPO section 4
 
 
+def policy_probs(agent, timestep):
+    """pi(. | o) of every learner at `timestep` from fresh memory, `[B, L, n_actions]`."""
+    return agent.policy_step(timestep, agent.initial_memory(timestep.done.shape[0]), deterministic=True).params.exp()
+
+
 def train(algo: str, seed: int, iterations: int):
     config = resolve(algo, "matrix/acpo-3x3")
     seed_everything(seed)
@@ -19,7 +24,7 @@ def train(algo: str, seed: int, iterations: int):
     env = make("matrix/acpo-3x3", n_envs=hparams.n_envs, seed=seed)
     agent = cls(env.spec, hparams, torch.device("cpu"))
     timestep = env.reset()
-    initial = agent.action_log_probs(timestep).exp()
+    initial = policy_probs(agent, timestep)
     for _ in range(iterations):
         timestep = agent.train_iteration(env, timestep).timestep
     return agent, timestep, initial
@@ -30,7 +35,7 @@ def train(algo: str, seed: int, iterations: int):
 def test_converges_to_a_deterministic_nash_equilibrium(algo, seed):
     agent, timestep, initial = train(algo, seed, iterations=25)
     assert torch.allclose(initial, torch.full_like(initial, 1 / 3), atol=0.02)  # starts (near) uniform
-    probs = agent.action_log_probs(timestep).exp()[0]  # [agents, actions]
+    probs = policy_probs(agent, timestep)[0]  # [agents, actions]
     joint = tuple(probs.argmax(-1).tolist())
     assert joint in NASH_EQUILIBRIA
     assert probs.max(-1).values.min() > 0.95, probs  # deterministic: every agent commits

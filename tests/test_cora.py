@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
+from algorithms.blocks.gae import rollout_gae
 from algorithms.cora import CORA, CORAConfig, MLPQCritic, QuadraticQCritic
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
-from algorithms.mappo import MAPPO
 from algorithms.registry import ALGORITHMS
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_json, read_parquet
@@ -184,9 +184,9 @@ def test_credits_sum_to_the_grand_advantage_and_lie_in_the_epsilon_core(algo):
     agent, env = agent_for(algo, "matrix/cora-mtg")
     for _ in range(2):  # a Q critic that has learned something
         agent.train_iteration(env, env.reset())
-    storage, _, _ = agent.collect(env, env.reset())
-    credits, returns = agent.advantages(storage)  # what update() normalizes and feeds to the actors
-    grand, gae_returns = MAPPO.advantages(agent, storage)
+    storage = agent.collector.collect(env, env.reset()).storage
+    credits, returns = agent.advantages(storage)  # what train_iteration normalizes and feeds to the actors
+    grand, gae_returns = rollout_gae(storage, agent.config.gamma, agent.config.gae_lambda)
     assert credits.shape == grand.shape and torch.equal(returns, gae_returns)  # value targets stay GAE's
     assert torch.allclose(credits.sum(-1), grand[..., 0], atol=1e-4)  # CORA eq. 8: sum_i A_i = A_N
     assert not torch.allclose(credits, grand / 3, atol=1e-2)  # not the equal split
@@ -254,21 +254,21 @@ def test_a_coalition_keeps_its_credit_when_the_joint_action_fails():
 def test_recurrent_masked_policies_are_recomputed_from_the_stored_chunks():
     agent, env = agent_for("cora", "gridworld/as-exchange", n_envs=2, recurrent=True, rollout_length=8,
                            chunk_length=4, ppo_epochs=1)
-    storage, _, _ = agent.collect(env, env.reset())
+    storage = agent.collector.collect(env, env.reset()).storage
     with torch.no_grad():
         params = agent.stored_policy_params(storage)  # [T, B, n, A]
     taken = params.gather(-1, storage["actions"].unsqueeze(-1)).squeeze(-1)
     assert torch.allclose(taken, storage["log_probs"], atol=1e-5)  # the policies that acted
     baseline = params.argmax(-1)
     assert storage["avail"].gather(-1, baseline.unsqueeze(-1)).all()  # abar is an available action
-    losses = agent.update(storage)
+    losses = agent.train_iteration(env, env.reset()).losses
     assert {"q_loss", "core_epsilon", "value_loss", "policy_loss"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values())
 
 
 def test_q_critic_learns_the_td_target_and_td0_is_an_option():
     agent, env = agent_for("cora", "matrix/cora-mtg", value_target="td0")
-    storage, _, _ = agent.collect(env, env.reset())
+    storage = agent.collector.collect(env, env.reset()).storage
     _, returns = agent.advantages(storage)
     y = storage["rewards"][..., 0] + agent.config.gamma * (~storage["terminated"]) * storage["next_values"][..., 0]
     assert torch.allclose(storage["q_targets"], y)
@@ -333,7 +333,8 @@ def test_reaches_the_optimum_of_the_3x3_game(algo):
     timestep = env.reset()
     for _ in range(30):
         timestep = agent.train_iteration(env, timestep).timestep
-    probs = agent.action_log_probs(timestep).exp()[0]  # [agents, actions]
+    step = agent.policy_step(timestep, agent.initial_memory(env.n_envs), deterministic=True)
+    probs = step.params.exp()[0]  # [agents, actions]
     assert probs[:, 2].min() > 0.95, probs
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from environments import make
 from environments.aloha import Aloha
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 NAME = "aloha/bn-aloha-10"
 REPO = Path(__file__).resolve().parent.parent

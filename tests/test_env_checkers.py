@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from environments import make
 from environments.checkers import Checkers
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 NAME = "gridworld/lan-checkers"
 REPO = Path(__file__).resolve().parent.parent

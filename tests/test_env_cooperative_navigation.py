@@ -6,6 +6,7 @@ import torch
 
 from environments import gridworld as gw
 from environments import make
+from tests.scripted_policies import navigation_greedy
 from tests.test_gridworld import (
     assert_pettingzoo_api,
     assert_reproducible,
@@ -14,6 +15,11 @@ from tests.test_gridworld import (
 )
 
 NAME = "gridworld/as-coop-navigation"
+
+
+def one_hot_cells(pos: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """One-hot of each position over the `H * W` cells, `[..., H * W]`: the layout the state must have."""
+    return torch.nn.functional.one_hot(gw.flat_index(pos, shape[1]), shape[0] * shape[1]).float()
 
 
 def test_spec_follows_the_paper():
@@ -56,7 +62,7 @@ def test_heading_for_the_landmark_beats_wandering():
     env = make(NAME, n_envs=64, seed=1)
     ts, greedy = env.reset(), 0.0
     for _ in range(100):
-        ts = env.step(env.greedy_actions())
+        ts = env.step(navigation_greedy(env))
         greedy = greedy + ts.reward.sum(-1)
     g, ts, wander = torch.Generator().manual_seed(0), env.reset(), 0.0
     for _ in range(100):
@@ -77,8 +83,8 @@ def test_starts_are_distinct_and_random():
 def test_observation_is_the_state_rotated_self_first():
     env = make(NAME, n_envs=2, seed=4)
     ts = env.reset()
-    agents = gw.one_hot_cells(env.pos, (5, 5))
-    landmarks = gw.one_hot_cells(env.landmarks, (5, 5))
+    agents = one_hot_cells(env.pos, (5, 5))
+    landmarks = one_hot_cells(env.landmarks, (5, 5))
     assert torch.equal(ts.state, torch.cat([agents.flatten(1), landmarks.flatten(1)], 1))
     assert torch.equal(ts.obs[:, 1, :25], agents[:, 1]) and torch.equal(ts.obs[:, 1, 25:50], agents[:, 2])
     assert torch.equal(ts.obs[:, 1, 75:100], landmarks[:, 1])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from environments import make
+from tests.scripted_policies import predation_defect, predation_pursue
 from tests.test_gridworld import (
     assert_pettingzoo_api,
     assert_reproducible,
@@ -68,10 +69,10 @@ def test_positions_stay_in_the_domain_and_episodes_last_thirty_steps():
 @pytest.mark.parametrize("n", [8, 20])
 def test_team_returns_of_the_reference_behaviours(n):
     env = make(name(n), n_envs=16, seed=1, n_agents=n)
-    for policy, per_step in ((env.pursue_actions, -1.0), (env.defect_actions, -3.0)):
+    for policy, per_step in ((predation_pursue, -1.0), (predation_defect, -3.0)):
         ts, total = env.reset(), 0.0
         for _ in range(30):
-            ts = env.step(policy())
+            ts = env.step(policy(env))
             total = total + ts.reward.sum(-1)
         assert torch.allclose(ts.episode_return, torch.full((16,), per_step * n * 30))
     assert env.spec.return_bounds == (min(env.team_reward_of(k) for k in range(n + 1)) * 30,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from coopbench.config import config_dir
 from environments import make
 from environments.coordination_game import CoordinationGame, alg2_reward
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 NAMES = ["coordination/bn-cg-2", "coordination/bn-cg-3", "coordination/bn-cg-5"]
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from coopbench.config import config_dir
 from environments import make
 from environments.differential_games import DifferentialGame
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 NAMES = {2: "differential/cora-2agent", 5: "differential/cora-5agent"}
 

@@ -7,6 +7,7 @@ import torch
 from environments import gridworld as gw
 from environments import make
 from environments.exchange import OPEN
+from tests.scripted_policies import exchange_cooperative, exchange_selfish
 from tests.test_gridworld import (
     assert_pettingzoo_api,
     assert_reproducible,
@@ -40,14 +41,14 @@ def test_cooperative_policy_totals_about_six_and_selfish_minus_nine():
     """AS 5.3: "The optimal cooperative policy yields approximately 6, while the non-cooperative
     policy results in -9" (3 boxes x (10 - 5) - 3 x 300 x 0.01 = 6; nobody opens: -9)."""
     env = make(NAME, n_envs=32, seed=0)
-    cooperative = play(env, env.cooperative_actions)
+    cooperative = play(env, lambda: exchange_cooperative(env))
     assert torch.allclose(cooperative.sum(-1), torch.full((32,), 6.0), atol=1e-3)
     g = torch.Generator().manual_seed(0)
-    selfish = play(env, lambda: env.selfish_actions(g))
+    selfish = play(env, lambda: exchange_selfish(env, g))
     assert torch.allclose(selfish.sum(-1), torch.full((32,), -9.0), atol=1e-3)
     assert torch.allclose(selfish, torch.full((32, 3), -3.0), atol=1e-3)
     # The dilemma: agent 0 free-riding on cooperative partners earns more than cooperating itself.
-    free_ride = play(env, lambda: torch.where(torch.arange(3) == 0, gw.STAY, env.cooperative_actions()))
+    free_ride = play(env, lambda: torch.where(torch.arange(3) == 0, gw.STAY, exchange_cooperative(env)))
     assert (free_ride[:, 0] >= cooperative[:, 0] - 1e-4).all() and free_ride[:, 0].mean() > cooperative[:, 0].mean()
     assert torch.allclose(free_ride[:, 0], torch.full((32,), 10 - 3.0), atol=1e-3)
 

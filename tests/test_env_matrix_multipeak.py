@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from coopbench.config import config_dir
 from environments import make
 from environments.matrix_games import MatrixTeamGame, MultiPeakMatrixGame
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 NAMES = {5: "matrix/cora-multipeak-5", 10: "matrix/cora-multipeak-10", 15: "matrix/cora-multipeak-15"}
 

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from coopbench.config import config_dir
 from environments import make
-from environments.pettingzoo_view import ParallelEnvView
 from environments.predator_prey import PredatorPrey
+from tests.pettingzoo_view import ParallelEnvView
 
 NAME = "particle/bn-predator-prey-15"
 

@@ -58,7 +58,7 @@ def test_cleanup_pollution_stops_apple_growth():
 def test_cleanup_apple_rate_falls_linearly_with_waste_density():
     env = make(CLEANUP, n_envs=4, seed=0, view_radius=1)
     env.reset()
-    river = gw.cells_of(env.river_cells)
+    river = env.river_cells.nonzero()
     for n_waste, apple_prob in [(0, 0.05), (10, 0.05 * (1 - (10 / 48) / 0.4)), (19, 0.05 * (1 - (19 / 48) / 0.4)),
                                 (20, 0.0)]:
         waste = torch.zeros(11, 18, dtype=torch.bool)
@@ -127,22 +127,20 @@ def test_cleanup_observation_window_shows_the_map_around_the_agent():
 
 def test_harvest_regrowth_depends_on_neighbouring_apples():
     """AS: "Apples spawn at a rate proportional to the number of apples around the spawn positions"
-    (SSD law: 0 / 0.005 / 0.02 / 0.05 for 0 / 1 / 2 / >=3 apples among the 8 neighbours)."""
-    env = make(HARVEST, n_envs=1, seed=0)
+    (SSD law: 0 / 0.005 / 0.02 / 0.05 for 0 / 1 / 2 / >=3 apples among the 8 neighbours), measured over
+    one step of 4000 copies."""
+    env = make(HARVEST, n_envs=4000, seed=0)
     env.reset()
-    probs = env.regrowth_probabilities()[0]
-    assert probs.max() == 0.05  # a full map: only cells without an apple regrow, none here
     apples = torch.zeros(7, 38, dtype=torch.bool)
     apples[2, 3] = True  # keep only the centre of the first patch
     apples[4, 7] = apples[3, 7] = True  # and two cells of the second
-    edit(env, apples=apples.unsqueeze(0))
-    probs = env.regrowth_probabilities()[0]
-    assert probs[1, 3] == pytest.approx(0.005)  # top arm of patch 1: one neighbour (the centre)
-    assert probs[4, 6] == pytest.approx(0.02)  # left arm of patch 2: two neighbours
-    assert probs[4, 15] == 0.0 and probs[2, 11] == 0.0  # patches with no apple left never regrow
-    counts = gw.neighbour_counts(apples.unsqueeze(0))[0].clamp(max=3)
-    reference = torch.tensor([0.0, 0.005, 0.02, 0.05])[counts] * env.apple_cells
-    assert torch.equal(probs, reference)
+    edit(env, apples=apples)  # in every copy
+    env.step(stay(env))
+    grown = (env.apples & ~apples).float().mean(0)  # per cell: the fraction of copies where an apple appeared
+    assert 0.001 < grown[1, 3] < 0.012  # top arm of patch 1: one neighbour (the centre), p = 0.005
+    assert 0.01 < grown[4, 6] < 0.035  # left arm of patch 2: two neighbours, p = 0.02
+    counts = gw.neighbour_counts(apples.unsqueeze(0))[0]
+    assert grown[(counts == 0) | ~env.apple_cells].sum() == 0  # no neighbour or no apple cell: never
 
 
 def test_harvest_stripped_map_never_regrows_and_a_dense_patch_does():

@@ -5,9 +5,9 @@ import torch
 from pydantic import BaseModel
 
 from algorithms.blocks.networks import GaussianHead, Torso
+from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.ippo import IPPO
 from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig
 from coopbench.run import seed_everything
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 

@@ -3,7 +3,7 @@ import torch
 from pettingzoo.test import parallel_api_test
 
 from environments import make
-from environments.pettingzoo_view import ParallelEnvView
+from tests.pettingzoo_view import ParallelEnvView
 
 PAYOFFS = [[5, -20, -20], [-20, 10, -20], [-20, -20, 20]]
 

@@ -5,16 +5,19 @@ import pytest
 import torch
 from pydantic import BaseModel, ValidationError
 
+from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.networks import AgentGRUCell, Torso
-from algorithms.blocks.rollout import RolloutStorage
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.ppo_loss import ppo_update
+from algorithms.blocks.rollout import RolloutStorage, update_batch
+from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
 from algorithms.blocks.trust_region import conjugate_gradient
 from algorithms.blocks.value_norm import ValueNormalizer
 from algorithms.centralized_ppo import CentralizedPPO, CentralizedPPOConfig
-from algorithms.happo import HAPPO, SequentialUpdateConfig
+from algorithms.happo import HAPPO
 from algorithms.hatrpo import HATRPO, HATRPOConfig
 from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig
-from algorithms.optimistic_mappo import OptimisticMAPPO, OptimisticMAPPOConfig
+from algorithms.optimistic_mappo import OptimisticMAPPO, OptimisticMAPPOConfig, optimistic
 from coopbench.base.errors import CoopbenchError
 from coopbench.config import resolve
 from coopbench.run import seed_everything
@@ -100,13 +103,14 @@ def test_learning_rate_annealing_is_linear_over_the_budget():
     timestep = env.reset()
     with pytest.raises(RuntimeError, match="set_budget"):
         agent.train_iteration(env, timestep)
-    agent.env_steps_done = 0
+    agent.schedule.env_steps_done = 0
     agent.set_budget(40)
     lrs = []
     for _ in range(4):
         timestep = agent.train_iteration(env, timestep).timestep
-        lrs.append(agent.actor_optimizer.lr / agent.config.lr_actor)
-    assert lrs == pytest.approx([1.0, 0.75, 0.5, 0.25])
+        cfg = agent.config
+        lrs.append([agent.actor.optimizer.lr / cfg.lr_actor, agent.critic.optimizer.lr / cfg.lr_critic])
+    assert torch.tensor(lrs).flatten().tolist() == pytest.approx([1.0, 1.0, 0.75, 0.75, 0.5, 0.5, 0.25, 0.25])
 
 
 # --- the members' update rules --------------------------------------------------------------------
@@ -132,36 +136,35 @@ class OneAgentBandit(BatchedEnv):
 
 
 def test_happo_with_one_agent_is_ppo():
+    """HAPPO's sequential update (M = 1 for the only agent, its own Adam rows) is PPO's joint update."""
     env = OneAgentBandit(8, seed=0)
     settings = dict(n_envs=8, rollout_length=4, ppo_epochs=3, num_minibatches=1, agent_id_input=False)
     seed_everything(0)
     mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU)
     seed_everything(0)
     happo = HAPPO(env.spec, SequentialUpdateConfig(**settings), CPU)
-    happo.policy.load_state_dict(mappo.policy.state_dict())
-    happo.critic.load_state_dict(mappo.critic.state_dict())
-    storage, _, _ = mappo.collect(env, env.reset())
-    batch = {k: v.clone() for k, v in storage.fields.items()}
-    before = {k: v.clone() for k, v in mappo.policy.state_dict().items()}
-    mappo.update(storage)
-    happo_storage = RolloutStorage(storage.length)
-    happo_storage.fields = batch
-    happo.update(happo_storage)
-    for name, value in mappo.policy.state_dict().items():
+    happo.actor.net.load_state_dict(mappo.actor.net.state_dict())
+    storage = mappo.collector.collect(env, env.reset()).storage
+    advantages, returns = rollout_gae(storage, 0.99, 0.95)
+    batch = update_batch(storage, standardize(advantages), returns, mappo.config)
+    before = {k: v.clone() for k, v in mappo.actor.net.state_dict().items()}
+    ppo_update(mappo.actor, {k: v.clone() for k, v in batch.items()}, mappo.config)
+    sequential_update(happo.actor, batch, happo.update_agent)
+    for name, value in mappo.actor.net.state_dict().items():
         assert not torch.equal(value, before[name]) or name.endswith("bias")
-        assert torch.allclose(happo.policy.state_dict()[name], value, atol=1e-6), name
+        assert torch.allclose(happo.actor.net.state_dict()[name], value, atol=1e-6), name
 
 
 def _collected(cls, config, env_name="matrix/acpo-3x3", n_envs=16, seed=0):
     seed_everything(seed)
     env = make(env_name, n_envs=n_envs, seed=seed)
     agent = cls(env.spec, config, CPU)
-    return agent, env, agent.collect(env, env.reset())[0]
+    return agent, env, agent.collector.collect(env, env.reset()).storage
 
 
 def _actor_batch(agent, storage):
-    advantages, _ = agent.advantages(storage)
-    storage.fields["advantages"] = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    advantages, _ = rollout_gae(storage, agent.config.gamma, agent.config.gae_lambda)
+    storage.fields["advantages"] = standardize(advantages)
     batch = storage.sequences(["actor_in", "avail", "actions", "log_probs", "advantages", "starts"], 1)
     batch["factor"] = torch.ones_like(batch["log_probs"].select(2, 0))
     return batch
@@ -173,37 +176,48 @@ def test_hatrpo_accepted_step_satisfies_its_kl_bound(env_name):
     agent, env, storage = _collected(HATRPO, config, env_name)
     batch = _actor_batch(agent, storage)
     with torch.no_grad():
-        old = [agent.sequence_params(batch, i) for i in range(env.spec.n_agents)]
+        old = [agent.actor.sequence_params(batch, i) for i in range(env.spec.n_agents)]
     for i in range(env.spec.n_agents):
-        before = [p.detach().clone() for p in agent.policy.parameters()]
+        before = [p.detach().clone() for p in agent.actor.net.parameters()]
         stats = agent.update_agent(batch, i)
         assert stats["accepted"] == 1.0  # a fresh policy and informative advantages: the step is taken
         with torch.no_grad():
-            kl = agent.policy.head.kl(old[i], agent.sequence_params(batch, i)).mean().item()
+            kl = agent.actor.net.head.kl(old[i], agent.actor.sequence_params(batch, i)).mean().item()
         assert 0 < kl <= config.kl_threshold + 1e-7
         assert kl == pytest.approx(stats["kl"], rel=1e-4)
         assert stats["improvement"] > 0
-        for p, b in zip(agent.policy.parameters(), before, strict=True):  # only agent i's parameters moved
+        for p, b in zip(agent.actor.net.parameters(), before, strict=True):  # only agent i's parameters moved
             others = [j for j in range(env.spec.n_agents) if j != i]
             assert torch.equal(p[others], b[others])
 
 
 def test_optimistic_mappo_scales_negative_advantages():
-    env = make("matrix/acpo-3x3", n_envs=2, seed=0)
     advantages = torch.tensor([-2.0, -0.5, 0.0, 1.5])
-    clipped = OptimisticMAPPO(env.spec, OptimisticMAPPOConfig(n_envs=2), CPU).shape_advantages(advantages)
+    clipped = optimistic(advantages, OptimisticMAPPOConfig().optimism_slope)  # default eta = 0: clipped at zero
     assert clipped.tolist() == [0.0, 0.0, 0.0, 1.5]
-    leaky = OptimisticMAPPO(env.spec, OptimisticMAPPOConfig(n_envs=2, optimism_slope=0.1), CPU)
-    assert leaky.shape_advantages(advantages).tolist() == pytest.approx([-0.2, -0.05, 0.0, 1.5])
+    assert optimistic(advantages, 0.1).tolist() == pytest.approx([-0.2, -0.05, 0.0, 1.5])
+    # eta = 0 on the 3x3 game: never pushed away from (C, C)'s miscoordinated -20s, the actors learn from the
+    # positive advantages only, and the update differs from MAPPO's on the same rollout
+    agents = []
+    for cls, config in ((MAPPO, OnPolicyConfig(n_envs=4)), (OptimisticMAPPO, OptimisticMAPPOConfig(n_envs=4))):
+        env = make("matrix/acpo-3x3", n_envs=4, seed=0)
+        seed_everything(0)
+        agent = cls(env.spec, config, CPU)
+        seed_everything(1)
+        agent.train_iteration(env, env.reset())
+        agents.append(agent)
+    critics = [list(a.critic.net.parameters()) for a in agents]
+    assert all(torch.equal(x, y) for x, y in zip(*critics, strict=True))  # V learns the unshaped targets
+    actors = [list(a.actor.net.parameters()) for a in agents]
+    assert not all(torch.equal(x, y) for x, y in zip(*actors, strict=True))
 
 
 def test_centralized_ppo_decodes_joint_actions_and_masks():
     env = make("matrix/acpo-3x3", n_envs=2, seed=0)
     agent = CentralizedPPO(env.spec, CentralizedPPOConfig(n_envs=2), CPU)
-    assert agent.joint_to_actions.tolist() == [[a, b] for a in range(3) for b in range(3)]
+    assert agent.joint.table.tolist() == [[a, b] for a in range(3) for b in range(3)]
     avail = torch.tensor([[[True, False, True], [False, True, True]]])
-    timestep = TimeStep(torch.zeros(1, 2, 1), torch.zeros(1, 1), avail, *([torch.zeros(1)] * 7))
-    joint = agent.actor_avail(timestep)[0, 0]
+    joint = agent.joint.avail(avail)[0, 0]
     assert joint.nonzero().squeeze(-1).tolist() == [1, 2, 7, 8]  # (A,B) (A,C) (C,B) (C,C)
     with pytest.raises(CoopbenchError, match="joint actions"):
         CentralizedPPO(make("gridworld/as-coop-predation-20", n_envs=1, seed=0, n_agents=20).spec,
@@ -218,9 +232,16 @@ def test_ippo_private_learns_from_own_rewards():
     env = make("gridworld/as-coop-predation-2", n_envs=2, seed=0)
     agent = make_agent("ippo_private", env, config.algo_hparams)
     reward = torch.tensor([[-4.0, 0.0]])
-    assert torch.equal(agent.learning_rewards(reward), reward)
+    assert torch.equal(agent.collector.rewards(reward), reward)
     team = make_agent("centralized_ppo", env, resolve("centralized_ppo", "gridworld/as-coop-predation-2").algo_hparams)
-    assert team.learning_rewards(reward).tolist() == [[-4.0]]
+    assert team.collector.rewards(reward).tolist() == [[-4.0]]
+    mappo = make_agent("mappo", env, resolve("mappo", "gridworld/as-coop-predation-2").algo_hparams)
+    assert mappo.collector.rewards(reward).tolist() == [[-4.0, -4.0]]  # the team return, for every agent
+
+
+def policy_probs(agent, timestep):
+    """pi(. | o) of every learner at `timestep` from fresh memory, `[B, L, n_actions]`."""
+    return agent.policy_step(timestep, agent.initial_memory(timestep.done.shape[0]), deterministic=True).params.exp()
 
 
 def make_agent(algo, env, hparams):
@@ -247,22 +268,22 @@ def _train(algo, env_name, iterations, seed=0, init=None, **hparams):
 def start_at_a_with_0_6(agent):
     """ACPO Table 1's initialization: pi(A) = 0.6, pi(B) = pi(C) = 0.2 for both agents."""
     with torch.no_grad():
-        agent.policy.head.linear.weight.zero_()
-        agent.policy.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.2, 0.2])))
+        agent.actor.net.head.linear.weight.zero_()
+        agent.actor.net.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.2, 0.2])))
 
 
 @pytest.mark.parametrize("algo", ["mappo", "happo"])
 def test_from_pi_a_0_6_mappo_and_happo_converge_to_a_a(algo):
     """ACPO Table 1: simultaneous (MAPPO) and iterative best-response (HAPPO) updates stay at the NE (A, A)."""
     agent, timestep = _train(algo, "matrix/acpo-3x3", iterations=30, init=start_at_a_with_0_6)
-    probs = agent.action_log_probs(timestep).exp()[0]  # [agents, actions]
+    probs = policy_probs(agent, timestep)[0]  # [agents, actions]
     assert probs[:, 0].min() > 0.95, probs
 
 
 def test_centralized_ppo_finds_the_optimum_of_the_3x3_game():
     """A joint-action learner is not trapped at (A, A): it reaches (C, C) (reward 20) from the same start."""
     agent, timestep = _train("centralized_ppo", "matrix/acpo-3x3", iterations=30)
-    probs = agent.action_log_probs(timestep).exp()[0, 0]  # [9 joint actions]
+    probs = policy_probs(agent, timestep)[0, 0]  # [9 joint actions]
     assert probs[8] > 0.95, probs
 
 
@@ -336,15 +357,15 @@ def test_a_shared_id_free_mappo_critic_computes_one_value_per_state_with_the_sam
         seed_everything(0)
         agent = MAPPO(env.spec, config, CPU)
         if not joint:  # the N identical rows the joint critic avoids
-            agent.critic_width = env.spec.n_agents
-            agent.critic_memory = agent.critic_memory.expand(-1, env.spec.n_agents, -1)
+            agent.critic.width = env.spec.n_agents
+            agent.collector.critic_memory = agent.collector.critic_memory.expand(-1, env.spec.n_agents, -1)
         seed_everything(1)
-        storage, _, _ = agent.collect(env, env.reset())
-        critic_rows.append(storage["critic_in"].shape[-2])
-        agent.update(storage)
+        timestep = env.reset()
+        critic_rows.append(agent.critic_input(timestep.obs, timestep.state, None).shape[-2])
+        agent.train_iteration(env, timestep)
         agents.append(agent)
     assert critic_rows == [1, 5]
-    for a, b in zip(agents[0].critic.parameters(), agents[1].critic.parameters(), strict=True):
+    for a, b in zip(agents[0].critic.net.parameters(), agents[1].critic.net.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
-    for a, b in zip(agents[0].policy.parameters(), agents[1].policy.parameters(), strict=True):
+    for a, b in zip(agents[0].actor.net.parameters(), agents[1].actor.net.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)

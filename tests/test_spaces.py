@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from coopbench.config import load_env_file
-from environments.pettingzoo_view import ParallelEnvView
 from environments.registry import ENVIRONMENTS
+from tests.pettingzoo_view import ParallelEnvView
 
 SKIPPED_FAMILIES = {"smax", "smac", "smacv2", "gfootball"}
 ONE_OF = {"mamujoco": "mamujoco/halfcheetah-2x3"}
