@@ -23,11 +23,17 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.blocks.networks import with_agent_ids
-from algorithms.blocks.rollout import RolloutStorage
-from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig, PolicyStep
-from environments.base import EnvSpec, TimeStep
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import ppo_update
+from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.value_critic import ValueCritic
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
 class ACPOConfig(OnPolicyConfig):
@@ -78,40 +84,31 @@ def chained_advantages(values: torch.Tensor, next_first_value: torch.Tensor, rew
     return advantages, advantages + values
 
 
-class ACPO(MAPPO):
-    name = "acpo"
+class ACPO(Algorithm):
     Config = ACPOConfig
     config: ACPOConfig
 
     def __init__(self, spec: EnvSpec, config: ACPOConfig, device: torch.device):
-        # A belief entry per preceding agent: a one-hot action (discrete) or the action vector (continuous).
-        self.belief_width = spec.n_actions if spec.discrete else spec.action_dim
         super().__init__(spec, config, device)
         n = spec.n_agents
-        self.micro_gamma = config.gamma ** (1.0 / n)
+        # A belief entry per preceding agent: a one-hot action (discrete) or the action vector (continuous).
+        self.belief_width = spec.n_actions if spec.discrete else spec.action_dim
+        # pi^(i)(a | o_i, id, b^(i)): the id is part of ACPO's own input (whose action a pass decides or predicts).
+        self.actor = Policy(spec, config, n, spec.obs_dim + n + n * self.belief_width, device, ids=False)
+        # Decentralized critics V^(i)(s, b^(i)) (one shared network with ids by default).
+        self.critic = ValueCritic(config, spec.state_dim + n * self.belief_width, n, n, device)
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=self.critic_input, bootstrap_input=self.bootstrap_input,
+            actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, "team"))
+        self.schedule = LinearAnnealing(config.lr_annealing)
+        self.micro_gamma = config.gamma ** (1.0 / n)  # gamma' (sec. 6, App. D)
         self.micro_lambda = config.gae_lambda ** (1.0 / n) if config.micro_lambda == "root" else config.gae_lambda
 
-    # --- inputs: observation, the id of the agent acting (or predicted), the belief ----------------
-    def actor_input_dim(self, spec: EnvSpec) -> int:
-        return spec.obs_dim + spec.n_agents + spec.n_agents * self.belief_width
-
-    def actor_takes_ids(self, config: OnPolicyConfig) -> bool:
-        return False  # the id is part of ACPO's own input: whose action the pass decides or predicts
-
-    def critic_is_joint(self, config: OnPolicyConfig) -> bool:
-        return False  # one V^(i) per agent
-
-    def critic_input_dim(self, spec: EnvSpec) -> int:
-        return spec.state_dim + spec.n_agents * self.belief_width
-
-    def critic_inputs(self, obs: torch.Tensor, state: torch.Tensor,
-                      context: torch.Tensor | None = None) -> torch.Tensor:
-        x = torch.cat([self.critic_features(obs, state), context], dim=-1)  # V^(i)(s, b^(i))
-        return with_agent_ids(x) if self._critic_ids else x
-
     # --- the chain of N batched passes ------------------------------------------------------------
-    def _chain(self, obs: torch.Tensor, avail: torch.Tensor | None, memory: torch.Tensor, starts: torch.Tensor,
-               deterministic: bool) -> PolicyStep:
+    def chain(self, obs: torch.Tensor, avail: torch.Tensor | None, memory: torch.Tensor, starts: torch.Tensor,
+              deterministic: bool) -> PolicyStep:
         """Serialized acting with predicted beliefs (App. L), every copy and viewer at once.
 
         Row v of pass k is viewer v's view of agent k: for v > k a prediction (written into v's
@@ -122,31 +119,34 @@ class ACPO(MAPPO):
         n, width, obs_dim = self.spec.n_agents, self.belief_width, obs.shape[-1]
         batch = obs.shape[0]
         shared = self.config.share_parameters
+        net = self.actor.net
         x = torch.zeros(batch, n, obs_dim + n + n * width, dtype=obs.dtype, device=obs.device)
         x[..., :obs_dim] = obs
         id_slot, belief_slot = obs_dim, obs_dim + n
         actor_in = torch.empty_like(x)
-        actions = log_probs = None
+        actions = log_probs = own_params = None
         next_memory = torch.empty_like(memory)
         for k in range(n):
             first = k if shared else 0  # rows [first, N) of this pass; agent k's own row is k - first
             own = k - first
             x[:, first:, id_slot:id_slot + n] = 0.0
             x[:, first:, id_slot + k] = 1.0
-            features, memory_k = self.policy.torso(x[:, first:], memory[:, first:], starts)
+            features, memory_k = net.torso(x[:, first:], memory[:, first:], starts)
             # Only agent k's own decision is masked by its available actions: a viewer cannot see another's.
             own_avail = None
             if avail is not None:
                 own_avail = torch.ones_like(avail[:, first:])
                 own_avail[:, own] = avail[:, k]
-            params = self.policy.head.params(features, own_avail)
-            sampled = self.policy.head.sample(params, deterministic)  # [B, rows(, action_dim)]
+            params = net.head.params(features, own_avail)
+            sampled = net.head.sample(params, deterministic)  # [B, rows(, action_dim)]
             if actions is None:
                 actions = torch.empty((batch, n, *sampled.shape[2:]), dtype=sampled.dtype, device=obs.device)
                 log_probs = torch.empty(batch, n, dtype=params.dtype, device=obs.device)
+                own_params = torch.empty(batch, n, params.shape[-1], dtype=params.dtype, device=obs.device)
             actor_in[:, k] = x[:, k]
             actions[:, k] = sampled[:, own]
-            log_probs[:, k] = self.policy.head.log_prob(params[:, own], sampled[:, own])
+            log_probs[:, k] = net.head.log_prob(params[:, own], sampled[:, own])
+            own_params[:, k] = params[:, own]
             next_memory[:, k] = memory_k[:, own]
             predictions = sampled[:, own + 1:]  # viewers k+1..N-1 predicting agent k
             slot = slice(belief_slot + k * width, belief_slot + (k + 1) * width)
@@ -154,34 +154,81 @@ class ACPO(MAPPO):
                 x[:, k + 1:, slot] = torch.nn.functional.one_hot(predictions, width).to(x.dtype)
             else:
                 x[:, k + 1:, slot] = predictions.to(x.dtype)
-        beliefs = actor_in[..., belief_slot:]  # b^(i): agent i's predictions of agents < i
-        return PolicyStep(actor_in, actions, log_probs, next_memory, avail, critic_context=beliefs)
+        return PolicyStep(actor_in, actions, log_probs, next_memory, avail, own_params)
 
-    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> PolicyStep:
-        return self._chain(timestep.obs, self.actor_avail(timestep), memory, timestep.done, deterministic)
+    def beliefs(self, actor_in: torch.Tensor) -> torch.Tensor:
+        """b^(i), `[B, N, N * width]`: agent i's predictions of agents < i (zeros for agents >= i)."""
+        return actor_in[..., self.spec.obs_dim + self.spec.n_agents:]
 
-    def bootstrap_context(self, obs: torch.Tensor, actor_memory: torch.Tensor,
-                          starts: torch.Tensor) -> torch.Tensor | None:
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.chain(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
+
+    # --- the critics' input: V^(i)(s, b^(i)) ------------------------------------------------------
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep) -> torch.Tensor:
+        """At a step the agents acted in: the beliefs they acted on."""
+        return self._critic_input(state, self.beliefs(step.actor_in))
+
+    def bootstrap_input(self, obs: torch.Tensor, state: torch.Tensor, actor_memory: torch.Tensor,
+                        starts: torch.Tensor) -> torch.Tensor:
+        """At a state no one acts in (the value bootstraps)."""
         if self.config.chained:
             # Only V^(1) is bootstrapped, and agent 1 has no belief: skip the passes.
-            return torch.zeros(*obs.shape[:2], self.spec.n_agents * self.belief_width, dtype=obs.dtype,
-                               device=obs.device)
-        return self._chain(obs, None, actor_memory, starts, False).critic_context
+            beliefs = torch.zeros(*obs.shape[:2], self.spec.n_agents * self.belief_width, dtype=obs.dtype,
+                                  device=obs.device)
+        else:
+            beliefs = self.beliefs(self.chain(obs, None, actor_memory, starts, False).actor_in)
+        return self._critic_input(state, beliefs)
+
+    def _critic_input(self, state: torch.Tensor, beliefs: torch.Tensor) -> torch.Tensor:
+        n = self.spec.n_agents
+        return self.critic.inputs(torch.cat([state.unsqueeze(-2).expand(*state.shape[:-1], n, state.shape[-1]),
+                                             beliefs], dim=-1))
+
+    # --- Alg. 3 -------------------------------------------------------------------------------------
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)  # line 3: N micro-steps per env step
+        storage = rollout.storage
+        if cfg.chained:  # line 4: chained advantages over the micro-steps (sec. 6, App. D)
+            # V^(1) of the state each step leads to: next_values is V^(i) there, agent 1's column is V^(1).
+            advantages, returns = chained_advantages(
+                storage["values"], storage["next_values"][..., 0], storage["rewards"][..., -1],
+                storage["terminated"], storage["episode_end"], self.micro_gamma, self.micro_lambda)
+        else:  # the "without chaining" ablation: each agent's GAE on its own V^(i)(s, b^(i))
+            advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        # Lines 5-6 read the same stored rollout, so their order only orders the random minibatch draws.
+        losses = self.critic.update(batch, cfg)  # line 6: the decentralized critics
+        losses.update(ppo_update(self.actor, batch, cfg))  # line 5: each agent's own ratio (eq. 3), PPO-Clip
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
 
     @torch.no_grad()
-    def action_log_probs(self, timestep: TimeStep) -> torch.Tensor:
-        """log pi^(i)(. | o_i, b^(i)) of every agent, `[B, N, n_actions]`, with each belief b^(i) the greedy
-        predictions of the earlier agents (the policy agent i follows when they act greedily)."""
-        memory = self.initial_memory(timestep.obs.shape[0])
-        avail = self.actor_avail(timestep)
-        step = self._chain(timestep.obs, avail, memory, timestep.done, deterministic=True)
-        features, _ = self.policy.torso(step.actor_in, memory, timestep.done)
-        return self.policy.head.params(features, avail)
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
 
-    # --- advantages ---------------------------------------------------------------------------------
-    def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.config.chained:
-            return super().advantages(storage)
-        # V^(1) of the state each step leads to: next_values is V^(i) there, agent 1's column is V^(1).
-        return chained_advantages(storage["values"], storage["next_values"][..., 0], storage["rewards"][..., -1],
-                                  storage["terminated"], storage["episode_end"], self.micro_gamma, self.micro_lambda)
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

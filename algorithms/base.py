@@ -21,8 +21,8 @@ class IterationResult:
 
 
 class Algorithm(ABC):
-    name: ClassVar[str]
-    family: ClassVar[str]  # "on_policy", "off_policy", "value_based", "tabular"
+    """A method: its constructor assembles its parts (algorithms/blocks); the registry names it and its family."""
+
     Config: ClassVar[type[BaseModel]]  # hyperparameters, validated (extra keys forbidden)
 
     def __init__(self, spec: EnvSpec, config: BaseModel, device: torch.device):

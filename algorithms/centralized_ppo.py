@@ -10,18 +10,54 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.blocks.networks import CategoricalHead
-from algorithms.on_policy import OnPolicyAlgorithm, OnPolicyConfig
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import ppo_update
+from algorithms.blocks.rollout import update_batch
+from algorithms.blocks.value_critic import ValueCritic
 from coopbench.base.errors import CoopbenchError
-from environments.base import EnvSpec, TimeStep
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
 class CentralizedPPOConfig(OnPolicyConfig):
     max_joint_actions: int = Field(4096, ge=1, description="refuse tasks whose joint action space is larger")
 
 
-class CentralizedPPO(OnPolicyAlgorithm):
-    name = "centralized_ppo"
+class JointActions:
+    """The action mapping: joint action k <-> the agents' actions (mixed radix, agent 0 most significant)."""
+
+    def __init__(self, spec: EnvSpec, device: torch.device):
+        joint = spec.n_actions ** spec.n_agents
+        radix = spec.n_actions ** torch.arange(spec.n_agents - 1, -1, -1)
+        self.table = (torch.arange(joint).unsqueeze(1) // radix % spec.n_actions).to(device)  # [K, N]
+        self.agents = torch.arange(spec.n_agents, device=device)
+
+    @property
+    def count(self) -> int:
+        return self.table.shape[0]
+
+    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """`[B, 1]` joint actions -> the environment's `[B, N]`."""
+        return self.table[actions[:, 0]]
+
+    def avail(self, avail_actions: torch.Tensor | None) -> torch.Tensor | None:
+        """Joint action k is available iff every agent's part of it is: `[B, N, A] -> [B, 1, K]`."""
+        if avail_actions is None:
+            return None
+        return avail_actions[:, self.agents, self.table].all(-1).unsqueeze(1)  # [B, K, N] -> [B, 1, K]
+
+
+def team_reward(reward: torch.Tensor, reward_mode: str) -> torch.Tensor:
+    """`[B, 1]`: the sum of private rewards, or the team reward every agent already gets."""
+    return reward.sum(dim=-1, keepdim=True) if reward_mode == "private" else reward[:, :1]
+
+
+class CentralizedPPO(Algorithm):
     Config = CentralizedPPOConfig
     config: CentralizedPPOConfig
 
@@ -35,41 +71,56 @@ class CentralizedPPO(OnPolicyAlgorithm):
                 f"centralized_ppo: {spec.name} has {spec.n_actions}^{spec.n_agents} = {joint} joint actions, "
                 f"above max_joint_actions={config.max_joint_actions}",
                 "use it on a task with fewer agents or actions, or raise max_joint_actions (memory grows with it)")
-        # Row k: the agents' actions of joint action k (mixed radix, agent 0 most significant).
-        radix = spec.n_actions ** torch.arange(spec.n_agents - 1, -1, -1)
-        self.joint_to_actions = (torch.arange(joint).unsqueeze(1) // radix % spec.n_actions).to(device)
         super().__init__(spec, config, device)
+        self.joint = JointActions(spec, device)
+        self.actor = Policy(spec, config, 1, spec.state_dim, device, n_actions=self.joint.count)  # pi(a | s)
+        self.critic = ValueCritic(config, spec.state_dim, 1, 1, device)  # V(s)
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=lambda obs, state, step: state.unsqueeze(-2), env_actions=self.joint.env_actions,
+            actor_memory=self.initial_memory(config.n_envs), rewards=lambda r: team_reward(r, spec.reward_mode))
+        self.schedule = LinearAnnealing(config.lr_annealing)
 
-    def learner_count(self, spec: EnvSpec) -> int:
-        return 1
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.state.unsqueeze(-2), self.joint.avail(timestep.avail_actions), memory,
+                               timestep.done, deterministic)
 
-    def actor_input_dim(self, spec: EnvSpec) -> int:
-        return spec.state_dim
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)
+        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(ppo_update(self.actor, batch, cfg))
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
 
-    def actor_features(self, timestep: TimeStep) -> torch.Tensor:
-        return timestep.state.unsqueeze(-2)
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
 
-    def critic_input_dim(self, spec: EnvSpec) -> int:
-        return spec.state_dim
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
 
-    def critic_features(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return state.unsqueeze(-2)
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
 
-    def policy_head(self, n_groups: int, features: int) -> CategoricalHead:
-        return CategoricalHead(n_groups, features, self.joint_to_actions.shape[0])
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
 
-    def actor_avail(self, timestep: TimeStep) -> torch.Tensor | None:
-        if timestep.avail_actions is None:
-            return None
-        # Joint action k is available iff every agent's part of it is: [B, N, A] -> [B, 1, K].
-        agents = torch.arange(self.spec.n_agents, device=self.device)
-        per_agent = timestep.avail_actions[:, agents, self.joint_to_actions]  # [B, K, N]
-        return per_agent.all(-1).unsqueeze(1)
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return self.joint.env_actions(step.actions), step.memory
 
-    def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        return self.joint_to_actions[actions[:, 0]]
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
 
-    def learning_rewards(self, reward: torch.Tensor) -> torch.Tensor:
-        if self.spec.reward_mode == "private":
-            return reward.sum(dim=-1, keepdim=True)
-        return reward[:, :1]  # team tasks give every agent the team reward
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

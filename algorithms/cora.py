@@ -1,27 +1,28 @@
-"""CORA-PPO: core advantage decomposition (CORA paper, sec. 4, Algorithm 1) on the on-policy backbone.
+"""CORA-PPO: core advantage decomposition (CORA paper, sec. 4, Algorithm 1) on the PPO parts
+of algorithms/blocks (the MAPPO/HAPPO backbone).
 
 Per update (Alg. 1), on the whole rollout at once (no loop over agents, coalitions or samples; only rollouts
 too large for one pass are cut into memory-bounded chunks of samples):
 
-1. Two critics (CORA 4.2). V(s), one value per copy on the global state (HAPPO's `joint_value`), gives the
+1. Two critics (CORA 4.2). V(s), one value per copy on the global state (as HAPPO's), gives the
    grand-coalition advantage A_N by GAE (eq. 2; Alg. 1 line 18). Q(s, a) on the state and the joint action
    (one-hot per agent for discrete actions; for continuous ones the action vector, clipped to the box the
    environment clips to and scaled to [-1, 1]) learns the TD target
    y_t = r_t + gamma V(s_{t+1}) (Alg. 1 lines 11 and 23; V(final state) on truncation, 0 on termination,
-   as the backbone's `next_values`).
+   as the collector's `next_values`).
 2. Coalitional advantages for every sample and every coalition C (Alg. 1 lines 13-17): eq. 5,
    Q(s, a_C, abar_{N\\C}) - V(s) with abar the most probable action (`coalition_value: baseline`), or eq. 4,
    E_{a_{N\\C} ~ pi}[Q(s, a_C, a_{N\\C})] - V(s) (`coalition_value: expected`: a mean over `mc_samples` joint
    actions drawn from the current policies, or exact in closed form with the quadratic critic). The
    policies come from one no-grad forward of the actor on the stored inputs (recurrent actors: on the
-   stored chunks, via the backbone's `sequence_params`). Coalitions: all 2^n - 2 proper ones (A.9) or
+   stored chunks, via the policy's `sequence_params`). Coalitions: all 2^n - 2 proper ones (A.9) or
    `coalition_samples` m drawn per sample (eq. 19).
 3. Credits: the strong epsilon-core QP (eq. 8 / eq. 19, `algorithms.core_qp`) for all samples at once
    (Alg. 1 line 19), by default on advantages divided by the batch's RMS (`standardize_qp`: lambda is then
-   unit-free). Each agent's credit replaces the shared advantage; the backbone then normalizes the
-   advantages and runs PPO's clipped update per agent (Alg. 1 line 21).
+   unit-free). Each agent's credit replaces the shared advantage; the credits are then normalized as
+   advantages and PPO's clipped update runs per agent (Alg. 1 line 21).
 
-What V learns (Alg. 1 line 22 writes the TD(0) target y_t): by default the backbone's GAE lambda-return
+What V learns (Alg. 1 line 22 writes the TD(0) target y_t): by default GAE's lambda-return
 (`value_target: gae`), deliberately: it is the target of the MAPPO/HAPPO baselines CORA is compared
 with on the same backbone (CORA Table 1 gives one row of PPO values for all methods), and it is also a
 TD target (TD(lambda)); on the one-step games (matrix/acpo-3x3, differential/*) both are r_t.
@@ -29,7 +30,7 @@ TD target (TD(lambda)); on the one-step games (matrix/acpo-3x3, differential/*) 
 normalization, Q learns its targets in V's normalized units (the same running statistics) and is
 de-normalized before the coalition values, so A_C and A_N share one scale.
 
-The Q critic is feed-forward on the global state even when the backbone's actor and V are recurrent
+The Q critic is feed-forward on the global state even when the actor and V are recurrent
 (SMAX/SMAC configs): the coalition values only vary the action input, and the global state is what
 CORA's Q(s, a) conditions on.
 """
@@ -43,14 +44,21 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.adam import Adam
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP
-from algorithms.blocks.rollout import RolloutStorage, minibatch_indices
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import clipped_step, ppo_update
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatch_indices, update_batch
+from algorithms.blocks.value_critic import ValueCritic
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
-from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig
 from coopbench.base.errors import CoopbenchError
-from environments.base import EnvSpec
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 # Largest intermediate (elements) of one coalition-value pass; larger rollouts are cut into sample chunks.
 COALITION_CHUNK_ELEMENTS = 1 << 24
@@ -74,7 +82,7 @@ class CORAConfig(OnPolicyConfig):
         "mlp", description="mlp: Q = MLP([s, a_1..a_n]); quadratic: CORA 6.1's b(s) + sum <u_i(s), a_i> + "
                            "sum_{i<j} a_i^T W_ij(s) a_j (CORA-PPO-QC)")
     value_target: Literal["gae", "td0"] = Field(
-        "gae", description="V's target: gae: the backbone's lambda-return; td0: r + gamma V(s') (Alg. 1 line 22)")
+        "gae", description="V's target: gae: GAE's lambda-return; td0: r + gamma V(s') (Alg. 1 line 22)")
 
 
 class MLPQCritic(nn.Module):
@@ -171,11 +179,9 @@ class QuadraticQCritic(nn.Module):
         return self._evaluate(state, joint)
 
 
-class CORA(MAPPO):
-    name = "cora"
+class CORA(Algorithm):
     Config = CORAConfig
     config: CORAConfig
-    joint_value = True  # one V(s) per copy: A_N is the team's advantage (CORA eq. 2)
 
     def __init__(self, spec: EnvSpec, config: CORAConfig, device: torch.device):
         if spec.reward_mode == "private" and config.learning_reward == "own":
@@ -191,6 +197,13 @@ class CORA(MAPPO):
                 f"above max_coalitions={config.max_coalitions}",
                 "sample coalitions (CORA eq. 19): set coalition_samples, e.g. 32, or raise max_coalitions")
         super().__init__(spec, config, device)
+        self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi(a_i | o_i), ids if shared
+        self.critic = ValueCritic(config, spec.state_dim, 1, n, device)  # one V(s): A_N is the team's (eq. 2)
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=lambda obs, state, step: state.unsqueeze(-2), actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+        self.schedule = LinearAnnealing(config.lr_annealing)
         self.action_width = spec.n_actions if spec.discrete else spec.action_dim
         critic_cls = QuadraticQCritic if config.q_critic == "quadratic" else MLPQCritic
         self.q_critic = critic_cls(spec.state_dim, n, self.action_width, config.hidden_sizes,
@@ -198,6 +211,39 @@ class CORA(MAPPO):
         self.q_optimizer = Adam(self.q_critic.parameters(), lr=config.lr_critic, eps=1e-5)
         self.coalitions = (all_proper_coalitions(n, device=device) if self.full_coalitions and n > 1 else None)
         self.cora_stats: dict[str, float] = {}
+
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
+
+    # --- Algorithm 1 ----------------------------------------------------------------------------------------
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)  # lines 3-10
+        advantages, returns = self.advantages(rollout.storage)  # lines 11-20: per-agent credits in the core
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic),
+                            (self.q_optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)  # line 22: V
+        losses.update(ppo_update(self.actor, batch, cfg))  # line 21: each agent's PPO on its credit
+        losses.update(self.update_q_critic(rollout.storage))  # line 23: Q
+        losses.update(self.cora_stats)
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
+    def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-agent credits `[T, B, n]` and V's targets; Q's TD targets go to `storage["q_targets"]`."""
+        cfg = self.config
+        gae, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # eq. 2: A_N by GAE, the same for every agent
+        not_terminated = (~storage["terminated"]).to(gae.dtype)
+        # Alg. 1 line 11: y_t = r_t + gamma V(s_{t+1}) (V(final state) on truncation, none after termination)
+        targets = storage["rewards"][..., 0] + cfg.gamma * not_terminated * storage["next_values"][..., 0]
+        storage.fields["q_targets"] = targets
+        if cfg.value_target == "td0":  # Alg. 1 line 22 literally
+            returns = targets.unsqueeze(-1).expand_as(returns)
+        return self.core_credits(storage, gae[..., 0]), returns
 
     # --- action inputs of Q ---------------------------------------------------------------------------------
     def action_inputs(self, actions: torch.Tensor) -> torch.Tensor:
@@ -212,13 +258,13 @@ class CORA(MAPPO):
         """CORA eq. 5's abar: the most probable action (discrete: argmax pi_i; continuous: the Gaussian mean)."""
         if self.spec.discrete:
             return self.action_inputs(params.argmax(-1))
-        return self.action_inputs(self.policy.head.mean_log_std(params)[0])
+        return self.action_inputs(self.actor.net.head.mean_log_std(params)[0])
 
     def expected_action_inputs(self, params: torch.Tensor) -> torch.Tensor:
         """E_{a_i ~ pi_i}[x_i]: the probabilities (discrete) or the mean of the clipped, scaled Gaussian action."""
         if self.spec.discrete:
             return params.exp()
-        mean, log_std = self.policy.head.mean_log_std(params)
+        mean, log_std = self.actor.net.head.mean_log_std(params)
         std, low, high = log_std.exp(), self.spec.action_low, self.spec.action_high
         normal = torch.distributions.Normal(0.0, 1.0)
         alpha, beta = (low - mean) / std, (high - mean) / std
@@ -234,7 +280,7 @@ class CORA(MAPPO):
         if self.spec.discrete:
             draws = torch.multinomial(params.exp().reshape(batch * n, -1), k, replacement=True)
             return self.action_inputs(draws.view(batch, n, k).transpose(1, 2))
-        mean, log_std = self.policy.head.mean_log_std(params)
+        mean, log_std = self.actor.net.head.mean_log_std(params)
         noise = torch.randn(batch, k, *mean.shape[1:], device=mean.device, dtype=mean.dtype)
         return self.action_inputs(mean.unsqueeze(1) + noise * log_std.exp().unsqueeze(1))
 
@@ -267,7 +313,7 @@ class CORA(MAPPO):
         q = torch.cat([self.q_critic.coalition_values(state[i:i + step], x[i:i + step], others[i:i + step],
                                                       members if members.dim() == 2 else members[i:i + step])
                        for i in range(0, batch, step)])
-        return self.value_normalizer.denormalize(q) - values.unsqueeze(-1)
+        return self.critic.normalizer.denormalize(q) - values.unsqueeze(-1)
 
     def _coalition_row_size(self) -> int:
         """Elements of one (sample, coalition) row of the coalition-value pass (memory bound for chunking)."""
@@ -293,7 +339,7 @@ class CORA(MAPPO):
         steps, copies = storage["starts"].shape
         chunk = cfg.chunk_length if cfg.recurrent else 1
         seq = storage.sequences(["actor_in", "avail", "starts", "actor_memory"], chunk)
-        params = self.sequence_params(seq)  # [C, S, n, P], S = (T / C) * B
+        params = self.actor.sequence_params(seq)  # [C, S, n, P], S = (T / C) * B
         return params.unflatten(1, (steps // chunk, copies)).transpose(0, 1).reshape(steps, copies, *params.shape[2:])
 
     @torch.no_grad()
@@ -310,46 +356,45 @@ class CORA(MAPPO):
         coalition_adv = self.coalition_advantages(state, flat(storage["actions"]), params, values, members)
         return self.allocate(coalition_adv, flat(grand), members).view(*grand.shape, n)
 
-    def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
-        gae, returns = super().advantages(storage)  # CORA eq. 2: A_N by GAE, the same for every learner
-        not_terminated = (~storage["terminated"]).to(gae.dtype)
-        # Alg. 1 line 11: y_t = r_t + gamma V(s_{t+1}) (V(final state) on truncation, none after termination)
-        targets = storage["rewards"][..., 0] + self.config.gamma * not_terminated * storage["next_values"][..., 0]
-        storage.fields["q_targets"] = targets
-        if self.config.value_target == "td0":  # Alg. 1 line 22 literally
-            returns = targets.unsqueeze(-1).expand_as(returns)
-        return self.core_credits(storage, gae[..., 0]), returns
-
-    # --- critics ------------------------------------------------------------------------------------------
-    def update(self, storage: RolloutStorage) -> dict[str, float]:
-        losses = super().update(storage)  # credits (advantages), V, then the actors (Alg. 1 lines 11-22)
-        losses.update(self.update_q_critic(storage))  # Alg. 1 line 23
-        losses.update(self.cora_stats)
-        return losses
-
+    # --- the Q critic ----------------------------------------------------------------------------------------
     def update_q_critic(self, storage: RolloutStorage) -> dict[str, float]:
         """Q(s, a) regressed on y_t (in V's normalized units), `ppo_epochs` x `num_minibatches` steps as V."""
         state = storage["critic_in"][..., 0, :].flatten(0, 1)
         x = self.action_inputs(storage["actions"]).flatten(0, 1)
-        targets = self.value_normalizer.normalize(storage["q_targets"].flatten(0, 1))
+        targets = self.critic.normalizer.normalize(storage["q_targets"].flatten(0, 1))
         total, count = 0.0, 0
         for _ in range(self.config.ppo_epochs):
             for idx in minibatch_indices(state.shape[0], self.config.num_minibatches, self.device):
                 loss = 0.5 * (self.q_critic(state[idx], x[idx]) - targets[idx]).pow(2).mean()
-                self.clipped_step(self.q_optimizer, self.q_critic, loss)
+                clipped_step(self.q_optimizer, self.q_critic, loss, self.config.max_grad_norm)
                 total, count = total + loss.item(), count + 1
         return {"q_loss": total / count}
 
-    def _anneal_learning_rates(self) -> None:
-        super()._anneal_learning_rates()
-        self.q_optimizer.lr = self.critic_optimizer.lr
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "q_critic": self.q_critic.state_dict(),
-                "q_optimizer": self.q_optimizer.state_dict()}
+        return {**state_of(self.actor, self.critic, self.collector, self.schedule),
+                "q_critic": self.q_critic.state_dict(), "q_optimizer": self.q_optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)
         self.q_critic.load_state_dict(state["q_critic"])
         self.q_optimizer.load_state_dict(state["q_optimizer"])
-

@@ -1,78 +1,103 @@
 """HAPPO (Kuba et al. 2022, "Trust Region Policy Optimisation in Multi-Agent Reinforcement Learning", Alg. 2).
 
-Each iteration the agents update one after another in a random order i_1..i_n. Agent i_m maximizes
-PPO's clipped surrogate of the joint advantage A(s, a) weighted by M = prod_{k<m} pi_new(a_k)/pi_old(a_k),
-the ratios of the agents already updated this iteration (their eq. 11 / HAPPO's objective). The critic
-is one V(s) for the team (`joint_value`), so every agent's advantage is the joint advantage.
+Per iteration: collect T steps; the joint advantage A(s, a) by GAE on one V(s) for the team; update V; then
+the agents one after another in a random order i_1..i_n (`blocks/sequential_update.py`). Agent i_m
+maximizes PPO's clipped surrogate of A(s, a) weighted by M = prod_{k<m} pi_new(a_k)/pi_old(a_k), the ratios
+of the agents already updated this iteration (their eq. 11 / HAPPO's objective).
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import torch
-from pydantic import Field, model_validator
 
-from algorithms.blocks.adam import AgentwiseAdam
-from algorithms.blocks.ppo_loss import ppo_clip_loss
-from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig
-
-
-class SequentialUpdateConfig(OnPolicyConfig):
-    share_parameters: bool = Field(False, description="must be false: agents are updated one at a time")
-
-    @model_validator(mode="after")
-    def _separate_actors(self):
-        if self.share_parameters:
-            raise ValueError("share_parameters must be false: HAPPO/HATRPO update each agent's own policy in turn "
-                             "(Kuba et al. 2022); set share_parameters: false")
-        return self
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import clipped_step, ppo_clip_loss
+from algorithms.blocks.rollout import learning_rewards, minibatches, update_batch
+from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
+from algorithms.blocks.value_critic import ValueCritic
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
-class SequentialUpdate(MAPPO):
-    """What HAPPO and HATRPO share: the team critic, per-agent optimizers, the random order and M."""
-
+class HAPPO(Algorithm):
     Config = SequentialUpdateConfig
-    joint_value = True
+    config: SequentialUpdateConfig
 
-    def make_actor_optimizer(self) -> AgentwiseAdam:
-        return AgentwiseAdam(self.policy.parameters(), self.n_learners, lr=self.config.lr_actor, eps=1e-5)
+    def __init__(self, spec: EnvSpec, config: SequentialUpdateConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        n = spec.n_agents
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True)  # pi^i(a_i | o_i), one net each
+        self.critic = ValueCritic(config, spec.state_dim, 1, n, device)  # one V(s): every agent's A is the joint A
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+        self.schedule = LinearAnnealing(config.lr_annealing)
 
-    def update_actor(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        factor = torch.ones_like(batch["log_probs"].select(2, 0))  # M, per sample: [C, S]
-        stats: dict[str, float] = {}
-        for agent in torch.randperm(self.n_learners).tolist():
-            batch["factor"] = factor
-            for key, value in self.update_agent(batch, agent).items():
-                stats[key] = stats.get(key, 0.0) + value / self.n_learners
-            with torch.no_grad():  # M *= pi_new(a_i) / pi_old(a_i) of the agent just updated
-                new_log_prob = self.policy.head.log_prob(self.sequence_params(batch, agent),
-                                                         batch["actions"].select(2, agent))
-                factor = factor * torch.exp(new_log_prob - batch["log_probs"].select(2, agent))
-        del batch["factor"]
-        return stats
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
 
-    @abstractmethod
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep | None) -> torch.Tensor:
+        return state.unsqueeze(-2)
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)
+        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(sequential_update(self.actor, batch, self.update_agent))
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        """Update one agent's policy on `batch` (M is `batch["factor"]`); return its statistics."""
-
-
-class HAPPO(SequentialUpdate):
-    name = "happo"
-
-    def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        cfg, head = self.config, self.policy.head
+        """PPO's clipped surrogate for one agent on M A (M = `batch["factor"]`), its own Adam rows only."""
+        cfg, head = self.config, self.actor.net.head
         totals, count = {"policy_loss": 0.0, "entropy": 0.0}, 0
-        for mb in self.minibatches(batch):
-            params = self.sequence_params(mb, agent)
+        for mb in minibatches(batch, cfg.ppo_epochs, cfg.num_minibatches):
+            params = self.actor.sequence_params(mb, agent)
             entropy = head.entropy(params).mean()
             # M > 0, so min(r M A, clip(r) M A) is PPO's clipped objective on the advantage M A.
             loss = ppo_clip_loss(head.log_prob(params, mb["actions"].select(2, agent)),
                                  mb["log_probs"].select(2, agent), mb["factor"] * mb["advantages"].select(2, agent),
                                  cfg.clip_eps)
-            self.clipped_step(self.actor_optimizer, self.policy, loss - cfg.entropy_coef * entropy, agent=agent)
+            clipped_step(self.actor.optimizer, self.actor.net, loss - cfg.entropy_coef * entropy, cfg.max_grad_norm,
+                         agent=agent)
             totals["policy_loss"] += loss.item()
             totals["entropy"] += entropy.item()
             count += 1
         return {k: v / count for k, v in totals.items()}
+
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
+
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

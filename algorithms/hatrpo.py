@@ -1,8 +1,10 @@
-"""HATRPO (Kuba et al. 2022, Alg. 1): the sequential scheme of HAPPO with a trust-region step per agent.
+"""HATRPO (Kuba et al. 2022, Alg. 1): HAPPO's sequential scheme with a trust-region step per agent.
 
-Agent i_m maximizes E[M * pi_i/pi_i_old * A] subject to the mean KL(pi_i_old || pi_i) <= delta: the
-direction from conjugate gradient on Fisher-vector products, then a backtracking line search
-(algorithms/trust_region.py). One step per agent per iteration, on the whole batch.
+Per iteration: collect T steps; the joint advantage A(s, a) by GAE on one V(s) for the team; update V; then
+the agents one after another in a random order (`blocks/sequential_update.py`). Agent i_m maximizes
+E[M * pi_i/pi_i_old * A] subject to the mean KL(pi_i_old || pi_i) <= delta: the direction from conjugate
+gradient on Fisher-vector products, then a backtracking line search (`blocks/trust_region.py`). One step per
+agent per iteration, on the whole batch.
 """
 
 from __future__ import annotations
@@ -10,8 +12,17 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
 from algorithms.blocks.trust_region import trust_region_step
-from algorithms.happo import SequentialUpdate, SequentialUpdateConfig
+from algorithms.blocks.value_critic import ValueCritic
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
 class HATRPOConfig(SequentialUpdateConfig):
@@ -22,25 +33,56 @@ class HATRPOConfig(SequentialUpdateConfig):
     accept_ratio: float = Field(0.5, ge=0, le=1)
 
 
-class HATRPO(SequentialUpdate):
-    name = "hatrpo"
+class HATRPO(Algorithm):
     Config = HATRPOConfig
     config: HATRPOConfig
 
+    def __init__(self, spec: EnvSpec, config: HATRPOConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        n = spec.n_agents
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True)  # pi^i(a_i | o_i), one net each
+        self.critic = ValueCritic(config, spec.state_dim, 1, n, device)  # one V(s): every agent's A is the joint A
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+        self.schedule = LinearAnnealing(config.lr_annealing)
+
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
+
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep | None) -> torch.Tensor:
+        return state.unsqueeze(-2)
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)
+        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(sequential_update(self.actor, batch, self.update_agent))
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        cfg, head = self.config, self.policy.head
-        params = list(self.policy.parameters())
+        """One trust-region step on agent `agent`'s rows of the parameters (M = `batch["factor"]`)."""
+        cfg, actor, head = self.config, self.actor, self.actor.net.head
+        params = list(actor.net.parameters())
         actions, old_log_prob = batch["actions"].select(2, agent), batch["log_probs"].select(2, agent)
         weighted_advantages = batch["factor"] * batch["advantages"].select(2, agent)
         with torch.no_grad():
-            old_params = self.sequence_params(batch, agent)
+            old_params = actor.sequence_params(batch, agent)
 
         def surrogate() -> torch.Tensor:
-            ratio = torch.exp(head.log_prob(self.sequence_params(batch, agent), actions) - old_log_prob)
+            ratio = torch.exp(head.log_prob(actor.sequence_params(batch, agent), actions) - old_log_prob)
             return (ratio * weighted_advantages).mean()
 
         def kl() -> torch.Tensor:
-            return head.kl(old_params, self.sequence_params(batch, agent)).mean()
+            return head.kl(old_params, actor.sequence_params(batch, agent)).mean()
 
         def get_flat() -> torch.Tensor:
             return torch.cat([p.detach()[agent].reshape(-1) for p in params])
@@ -60,3 +102,29 @@ class HATRPO(SequentialUpdate):
 
         return trust_region_step(surrogate, kl, get_flat, set_flat, flat_grad, cfg.kl_threshold, cfg.cg_damping,
                                  cfg.cg_iterations, cfg.line_search_steps, cfg.accept_ratio)
+
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
+
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

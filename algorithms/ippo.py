@@ -1,18 +1,84 @@
-"""IPPO (de Witt et al. 2020): PPO per agent with a decentralized critic V(o_i) on local observations."""
+"""IPPO (de Witt et al. 2020): PPO per agent with a decentralized critic V(o_i) on local observations.
+
+Per iteration: collect T steps from every copy; GAE per agent on V(o_i); update the critics on the
+lambda-returns, then every actor on PPO's clipped surrogate. With `learning_reward: own` (ippo_private) each
+agent learns from its own reward only: independent learners.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from algorithms.on_policy import OnPolicyAlgorithm
-from environments.base import EnvSpec
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import ppo_update
+from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.value_critic import ValueCritic
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
-class IPPO(OnPolicyAlgorithm):
-    name = "ippo"
+class IPPO(Algorithm):
+    Config = OnPolicyConfig
+    config: OnPolicyConfig
 
-    def critic_input_dim(self, spec: EnvSpec) -> int:
-        return spec.obs_dim
+    def __init__(self, spec: EnvSpec, config: OnPolicyConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        n = spec.n_agents
+        self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi(a_i | o_i), ids if shared
+        self.critic = ValueCritic(config, spec.obs_dim, n, n, device)  # V(o_i), ids if shared
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+        self.schedule = LinearAnnealing(config.lr_annealing)
 
-    def critic_features(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return obs
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
+
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep | None) -> torch.Tensor:
+        return self.critic.inputs(obs)
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)
+        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(ppo_update(self.actor, batch, cfg))
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
+
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

@@ -11,18 +11,91 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.mappo import MAPPO
-from algorithms.on_policy import OnPolicyConfig
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.ppo_loss import ppo_update
+from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.value_critic import ValueCritic
+from environments.base import BatchedEnv, EnvSpec, TimeStep
 
 
 class OptimisticMAPPOConfig(OnPolicyConfig):
     optimism_slope: float = Field(0.0, ge=0, lt=1, description="eta: the leaky-ReLU slope on negative advantages")
 
 
-class OptimisticMAPPO(MAPPO):
-    name = "optimistic_mappo"
+def optimistic(advantages: torch.Tensor, slope: float) -> torch.Tensor:
+    """The leaky ReLU of the advantages, slope eta below zero (Zhao et al. 2024's optimistic advantages)."""
+    return torch.where(advantages >= 0, advantages, slope * advantages)
+
+
+class OptimisticMAPPO(Algorithm):
     Config = OptimisticMAPPOConfig
     config: OptimisticMAPPOConfig
 
-    def shape_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
-        return torch.where(advantages >= 0, advantages, self.config.optimism_slope * advantages)
+    def __init__(self, spec: EnvSpec, config: OptimisticMAPPOConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        n = spec.n_agents
+        self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi(a_i | o_i), ids if shared
+        # A shared critic without agent ids sees the same state for every agent and gives every agent the same
+        # value: compute it once per copy (N times fewer critic rows, the same losses and gradients: the value
+        # loss against N targets is their mean either way).
+        joint = config.critic_shares_parameters and not config.agent_id_input
+        self.critic = ValueCritic(config, spec.state_dim, 1 if joint else n, n, device)  # V(s)
+        self.collector = RolloutCollector(
+            config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
+            critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+        self.schedule = LinearAnnealing(config.lr_annealing)
+
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
+
+    def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep | None) -> torch.Tensor:
+        width = self.critic.width  # the global state for each value row
+        return self.critic.inputs(state.unsqueeze(-2).expand(*state.shape[:-1], width, state.shape[-1]))
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        cfg = self.config
+        rollout = self.collector.collect(env, timestep)
+        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        advantages = optimistic(advantages, cfg.optimism_slope)  # the actors' view; V learns the unshaped returns
+        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(ppo_update(self.actor, batch, cfg))
+        self.schedule.advance(rollout.env_steps)
+        return rollout.result(losses)
+
+    # --- the driver's contract ------------------------------------------------------------------
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
+
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

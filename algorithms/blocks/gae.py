@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from algorithms.blocks.rollout import RolloutStorage
+
 
 def compute_gae(
     rewards: torch.Tensor,
@@ -30,3 +32,16 @@ def compute_gae(
         running = deltas[t] + gamma * lam * continues[t] * running
         advantages[t] = running
     return advantages, advantages + values
+
+
+def rollout_gae(storage: RolloutStorage, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE for every learner of a collected rollout, `[T, B, L]`: each on its own reward and value."""
+    n_learners = storage["rewards"].shape[-1]
+    broadcast = lambda flag: flag.unsqueeze(-1).expand(-1, -1, n_learners)  # noqa: E731
+    return compute_gae(storage["rewards"], storage["values"], storage["next_values"],
+                       broadcast(storage["terminated"]), broadcast(storage["episode_end"]), gamma, lam)
+
+
+def standardize(advantages: torch.Tensor) -> torch.Tensor:
+    """Advantages with zero mean and unit standard deviation over the whole batch (`normalize_advantages`)."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)

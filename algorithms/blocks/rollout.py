@@ -1,8 +1,17 @@
-"""Fixed-size on-policy rollout storage: named tensors with a leading `[T, B]`."""
+"""Fixed-size on-policy rollout storage (named tensors with a leading `[T, B]`), what the learners learn from, and
+the minibatches of PPO's epochs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+
+from algorithms.blocks.on_policy_config import OnPolicyConfig
+
+# What the critic and actor updates read from a rollout (absent fields, e.g. memories of feed-forward nets, skipped).
+UPDATE_FIELDS = ["actor_in", "critic_in", "avail", "actions", "log_probs", "values", "advantages", "returns", "starts",
+                 "actor_memory", "critic_memory"]
 
 
 class RolloutStorage:
@@ -20,14 +29,6 @@ class RolloutStorage:
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.fields[name]
-
-    def get(self, name: str) -> torch.Tensor | None:
-        return self.fields.get(name)
-
-    def flat(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """Merge time and copies, `[T, B, ...] -> [T*B, ...]`, for minibatching."""
-        return {n: self.fields[n].flatten(0, 1) for n in names if n in self.fields}
-
 
     def sequences(self, names: list[str], chunk_length: int) -> dict[str, torch.Tensor]:
         """Cut `[T, B, ...]` into chunks of `chunk_length` steps, time first: `[L, (T/L)*B, ...]`.
@@ -47,6 +48,30 @@ class RolloutStorage:
         return out
 
 
+def update_batch(storage: RolloutStorage, advantages: torch.Tensor, returns: torch.Tensor,
+                 config: OnPolicyConfig) -> dict[str, torch.Tensor]:
+    """The rollout with its advantages and value targets `[T, B, L]`, cut into the chunks the updates read."""
+    storage.fields["advantages"] = advantages
+    storage.fields["returns"] = returns
+    return storage.sequences(UPDATE_FIELDS, config.chunk_length if config.recurrent else 1)
+
+
 def minibatch_indices(n_samples: int, n_minibatches: int, device: torch.device) -> list[torch.Tensor]:
     """A random partition of range(n_samples) into `n_minibatches` near-equal parts."""
     return list(torch.randperm(n_samples, device=device).chunk(n_minibatches))
+
+
+def minibatches(batch: dict[str, torch.Tensor], epochs: int, n_minibatches: int) -> Iterator[dict[str, torch.Tensor]]:
+    """`epochs` random partitions of the sequences (second dimension) into `n_minibatches` minibatches."""
+    actions = batch["actions"]
+    for _ in range(epochs):
+        for idx in minibatch_indices(actions.shape[1], n_minibatches, actions.device):
+            yield {k: v[:, idx] for k, v in batch.items()}
+
+
+def learning_rewards(reward: torch.Tensor, reward_mode: str, learning_reward: str) -> torch.Tensor:
+    """`[B, N]` rewards the agents learn from. Team tasks already give every agent the team reward."""
+    if learning_reward == "team" and reward_mode == "private":
+        # The cooperative objective is the team return, the sum of private rewards (AS 3).
+        return reward.sum(dim=-1, keepdim=True).expand_as(reward)
+    return reward
