@@ -492,7 +492,7 @@ class ProcessPool:
     def _read(self, infos: dict) -> PoolStep:
         # One copy of the block (the buffers change on the next step), tensor views of the fields on it.
         # This runs on every step of every pooled adapter: a list and count_nonzero, not a dict and `|`/any()
-        # (a few microseconds, a measurable share of the light libraries' steps).
+        # (a measurable share of the light libraries' steps; benchmarks/README.md).
         block = self._backing.copy()
         obs, state, reward, terminated, truncated, episode_return, episode_length, *avail = [
             torch.from_numpy(np.ndarray(shape, dtype, block, o)) for o, dtype, shape in self._read_fields]
@@ -501,8 +501,8 @@ class ProcessPool:
         (a, b), n = self._done_offsets, self.n_envs
         if np.count_nonzero(block[a:a + n]) or np.count_nonzero(block[b:b + n]):
             # The final_* rows hold the finished copies' last views (written for them only); the running copies'
-            # rows are filled from the current ones, in numpy on this private block (torch's clone and indexed
-            # writes cost ~50 us, and Walker2d or Hopper finish an episode every few steps).
+            # rows are filled from the current ones, in numpy on this private block (cheaper than torch's clone and
+            # indexed writes, and Walker2d or Hopper finish an episode every few steps).
             running = (block[a:a + n] | block[b:b + n]) == 0
             finals = _views(self._final_fields, block)
             for name, current in (("final_obs", obs), ("final_state", state), ("final_avail", avail)):

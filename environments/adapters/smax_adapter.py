@@ -114,19 +114,21 @@ class BatchedFunctions(NamedTuple):
 
 def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
     """Jitted functions that step every copy in one call, reset the finished ones in it and keep their
-    episode statistics. Built for the cost of a step as seen from Python, measured (3m/2s3z, 64 copies):
+    episode statistics. Built for the cost of a step as seen from Python (the measurements behind each choice:
+    benchmarks/README.md, "Environment adapters: measured costs behind the design"):
 
     - What a copy carries from step to step (PRNG key, JaxMARL state, running episode return and length) is one
-      `carry` array [B, W] of 32-bit words: jax's dispatch costs ~3 us per input or output array, and JaxMARL's
+      `carry` array [B, W] of 32-bit words: jax's dispatch costs per input or output array, and JaxMARL's
       state alone has a dozen. `pack`/`unpack` convert (for checkpoints).
     - `step(carry, actions)` returns the TimeStep's arrays as 5 `fields`: (obs, final_obs) stacked, (world_state,
       final_world_state) stacked, avail, (terminated, truncated), and (episode return, episode length, won,
-      team reward): each array handed to torch costs ~10 us of Python (np.asarray, from_numpy, its release), and
-      while Python works, XLA's idle threads spin (2-3x the Python time in process CPU time). Packing
-      everything into one array made XLA's step 7-20% slower; stacking these few did not.
-    - Episode statistics are computed here, where they cost nothing next to a few torch ops.
-    - JaxMARL's auto-resetting step resets every copy and keeps the finished ones' resets (~20-25% of a step's
-      cost): only the finished copies are reset here, with the same keys, hence the same episodes.
+      team reward): each array handed to torch costs Python time, during which XLA's idle threads spin; one
+      array for everything made XLA's step slower, stacking these few did not.
+    - Episode statistics are computed here, inside the jitted step, next to the auto-reset they belong to (the
+      JAX-side counterpart of environments.base.TaskEnv's bookkeeping: a running return and length per copy,
+      reported and cleared where a copy finished).
+    - JaxMARL's auto-resetting step resets every copy and keeps the finished ones' resets: only the finished
+      copies are reset here, with the same keys, hence the same episodes.
     """
     import jax
     import jax.numpy as jnp
@@ -237,10 +239,9 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
 
 
 def _to_torch(arrays, device: torch.device) -> list[torch.Tensor]:
-    """Tensors on JAX CPU arrays' own buffers. np.asarray is zero-copy (~2-7 us an array; dlpack took ~30 us).
+    """Tensors on JAX CPU arrays' own buffers. np.asarray is zero-copy (cheaper than dlpack; benchmarks/README.md).
     numpy marks the arrays read-only: JAX never reads or reuses an output buffer while it is referenced, so
-    writing into such a tensor is harmless, and torch's warning about it is silenced (once for all arrays:
-    `catch_warnings` costs ~6 us)."""
+    writing into such a tensor is harmless, and torch's warning about it is silenced (once for all arrays)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         tensors = [torch.from_numpy(np.asarray(x)) for x in arrays]
