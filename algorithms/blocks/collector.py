@@ -56,6 +56,10 @@ class EpisodeCollector:
             self.t += 1
             steps += len(rows)
             done = timestep.done
+            at_limit = self.t >= self.spec.episode_limit
+            if bool(at_limit.any()) and not bool(done[at_limit].all()):
+                raise RuntimeError(f"{self.spec.name}: an episode ran past the task's episode_limit "
+                                   f"({self.spec.episode_limit}); the replay buffer stores episodes up to that length")
             if bool(done.any()):
                 ended = done.nonzero().squeeze(1)
                 final_avail = timestep.extras.get("final_avail", self.all_available)
