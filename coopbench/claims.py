@@ -329,16 +329,6 @@ def experiment_settings_layers(paper: PaperFile, experiment: Experiment, env: st
     return layers
 
 
-def experiment_settings(paper: PaperFile, experiment: Experiment, env: str, algo: str) -> tuple[dict, dict]:
-    """The paper's and then the experiment's settings matching (env, algo): (hparams, env params)."""
-    hparams: dict[str, Any] = {}
-    env_params: dict[str, Any] = {}
-    for _, rule_hparams, rule_env in experiment_settings_layers(paper, experiment, env, algo):
-        hparams.update(rule_hparams)
-        env_params.update(rule_env)
-    return hparams, env_params
-
-
 def comparison_id(paper: str, experiment: str) -> str:
     return f"{paper}/{experiment}"
 

@@ -11,7 +11,7 @@ import pytest
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import write_json, write_parquet
 from coopbench.base.schema import SCORES_COLUMNS
-from coopbench.claims import PAPERS, experiment_settings, load_paper, load_papers
+from coopbench.claims import PAPERS, experiment_settings_layers, load_paper, load_papers
 from coopbench.config import plan, resolve
 from leaderboard.claims import judge_suite
 from tests.conftest import REPO
@@ -89,6 +89,15 @@ def test_validation_names_the_file_the_claim_and_the_field(tmp_path, monkeypatch
         load_paper("acpo")
 
 
+def merged_settings(paper, experiment, env: str, algo: str) -> tuple[dict, dict]:
+    """The paper's and then the experiment's settings matching (env, algo), merged: (hparams, env params)."""
+    hparams, env_params = {}, {}
+    for _, rule_hparams, rule_env in experiment_settings_layers(paper, experiment, env, algo):
+        hparams.update(rule_hparams)
+        env_params.update(rule_env)
+    return hparams, env_params
+
+
 def test_paper_settings_reach_every_method_of_an_experiment():
     """Each registered method of each experiment resolves with its paper's (and experiment's) settings."""
     for name, paper in load_papers().items():
@@ -101,7 +110,7 @@ def test_paper_settings_reach_every_method_of_an_experiment():
                     if run is None:
                         assert any(s.env == env and s.algo == algo for s in pl.skipped), (name, exp.id, env, algo)
                         continue
-                    hparams, env_params = experiment_settings(paper, exp, env, algo)
+                    hparams, env_params = merged_settings(paper, exp, env, algo)
                     for key, value in hparams.items():
                         assert run.config.algo_hparams[key] == value, (name, exp.id, env, algo, key)
                     for key, value in env_params.items():
