@@ -1,6 +1,6 @@
 """The claims registry: `claims/<paper>.yaml`, one file per paper, validated on load.
 
-A paper file holds three things (DESIGN.md, "Comparisons are the unit" and "Statistics and claims"):
+A paper file holds three things (docs/architecture.md, "Scores, comparisons, statistics" and "Claims and verdicts"):
 
 - `settings`: the paper's "common parameters for all algorithms", applied to every method of its
   experiments (after config/algorithms/<algo>.yaml, before the experiment's own settings, the

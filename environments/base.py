@@ -1,4 +1,4 @@
-"""The batched environment contract (DESIGN.md, "The batched environment contract"), and the one base
+"""The batched environment contract (docs/architecture.md, "Layers"), and the one base
 every native task is written on.
 
 One object holds `n_envs` copies of a task. Every tensor is `[n_envs, n_agents, ...]` (or
