@@ -141,8 +141,9 @@ def team_return(reward: torch.Tensor, reward_mode: RewardMode) -> torch.Tensor:
 class EpisodeTracker:
     """Running team return and length of every copy; reports and clears them when copies finish."""
 
-    def __init__(self, n_envs: int, device: torch.device):
-        self.returns = torch.zeros(n_envs, device=device)
+    def __init__(self, n_envs: int, device: torch.device, dtype: torch.dtype = torch.float32):
+        # float64 where the rewards come as Python floats (the process pool's libraries)
+        self.returns = torch.zeros(n_envs, device=device, dtype=dtype)
         self.lengths = torch.zeros(n_envs, dtype=torch.long, device=device)
 
     def update(self, team_reward: torch.Tensor, done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -204,7 +204,22 @@ def test_resume_without_snapshots_restarts_episodes_deterministically():
     for i in range(2):
         length = int(np.random.default_rng(episode_seed(5, i, episodes[i])).integers(2, 6))
         assert again.pool.buf["state"][i, 0] == 0 and again.pool.buf["state"][i, 2] == length
-    assert again.pool._runner.lengths == [0, 0] and again.pool._runner.returns == [0.0, 0.0]
+    assert again.tracker.lengths.tolist() == [0, 0] and again.tracker.returns.tolist() == [0.0, 0.0]
+    ts = again.step(torch.zeros(2, 2, dtype=torch.long))  # the statistics count from the restart
+    assert not ts.done.any() and torch.isnan(ts.episode_return).all() and again.tracker.lengths.tolist() == [1, 1]
+
+
+def test_a_checkpoint_from_before_the_tracker_moved_resumes_its_statistics():
+    """Pool checkpoints used to keep each copy's running return and length in the workers' state."""
+    env = PooledEnv(SPEC, ToyCopy, n_envs=2, seed=5, n_workers=0)
+    env.reset()
+    env.step(torch.zeros(2, 2, dtype=torch.long))
+    saved = _round_trip(env.state_dict())
+    tracker = saved.pop("tracker")
+    saved["pool"]["returns"], saved["pool"]["lengths"] = tracker["returns"], tracker["lengths"]
+    again = PooledEnv(SPEC, ToyCopy, n_envs=2, seed=5, n_workers=0)
+    again.load_state_dict(saved)
+    assert torch.equal(again.tracker.lengths, env.tracker.lengths) and again.tracker.lengths.tolist() == [1, 1]
 
 
 # --- checks shared by the adapter tests (tests/test_adapter_*.py import these) -----------------------

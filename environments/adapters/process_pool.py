@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from coopbench.base.errors import CoopbenchError
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 
 WORKERS_ENV_VAR = "COOPBENCH_ENV_WORKERS"
 START_METHOD_ENV_VAR = "COOPBENCH_ENV_START_METHOD"
@@ -120,7 +120,7 @@ class Layout:
     n_actions: int = 0  # discrete actions per agent; 0 for continuous
     action_dim: int = 0  # continuous action dimension; 0 for discrete
     has_avail: bool = False
-    reward_mode: str = "team"  # how episode returns sum per-agent rewards (environments.base.team_return)
+    reward_mode: str = "team"  # how the team reward sums per-agent rewards (environments.base.team_return)
 
     @classmethod
     def from_spec(cls, spec: EnvSpec) -> Layout:
@@ -139,8 +139,9 @@ class Layout:
             "reward": ((n, self.n_agents), f32),
             "terminated": ((n,), u8),
             "truncated": ((n,), u8),
-            "episode_return": ((n,), f32),  # NaN where no episode ended
-            "episode_length": ((n,), f32),
+            # the step's team reward in float64, from the copy's own reward (a library's float is not rounded to
+            # float32 first): PooledEnv's EpisodeTracker sums it into the episode returns
+            "team_reward": ((n,), np.dtype(np.float64)),
             "action": action,
         }
         if self.has_avail:
@@ -178,8 +179,6 @@ class _Runner:
         self.copies = [make_copy() for _ in range(count)]
         self.first, self.seed, self.buf, self.layout = first, seed, buffers, layout
         self.episodes = [0] * count  # episodes started so far, per copy
-        self.returns = [0.0] * count  # running team return and length of each copy's episode
-        self.lengths = [0] * count
         self.private = layout.reward_mode == "private"
         # each copy's action row, the same view every step (a copy may build its library's action
         # structure on it once, e.g. a dict of per-agent views)
@@ -205,17 +204,15 @@ class _Runner:
         for j in range(len(self.copies)):
             self._write_view(self.first + j, self._start_episode(j))
         rows = slice(self.first, self.first + len(self.copies))
-        for name, value in (("reward", 0.0), ("terminated", False), ("truncated", False),
-                            ("episode_return", np.nan), ("episode_length", np.nan)):
+        for name, value in (("reward", 0.0), ("terminated", False), ("truncated", False), ("team_reward", 0.0)):
             self.buf[name][rows] = value
-        self.returns = [0.0] * len(self.copies)
-        self.lengths = [0] * len(self.copies)
 
     def step(self) -> dict[int, dict[str, float]]:
         """Step every copy with its action in the buffer; write what they show; reset finished ones.
 
-        Episode statistics are computed here, so that the parent only copies the buffers; final_*
-        rows are written for the copies that finished only (the parent reads them only then).
+        The team reward is computed here (the copy's own float or per-agent array, before float32 rounding);
+        the parent's EpisodeTracker sums it into episode statistics. final_* rows are written for the copies
+        that finished only (the parent reads them only then).
         This loop is the adapters' per-copy overhead: it writes rows in place and keeps per-copy
         Python work to a few operations.
         """
@@ -223,24 +220,18 @@ class _Runner:
         buf, first, n, private = self.buf, self.first, self.layout.n_agents, self.private
         action_rows, reward_rows = self.action_rows, buf["reward"]
         terminated, truncated = buf["terminated"], buf["truncated"]
-        ep_return, ep_length = buf["episode_return"], buf["episode_length"]
-        rows = slice(first, first + len(self.copies))
-        ep_return[rows] = np.nan
-        ep_length[rows] = np.nan
+        team_rows = buf["team_reward"]
         for j, copy in enumerate(self.copies):
             i = first + j
             ob, reward, term, trunc, info = copy.step(action_rows[j])
             reward_rows[i] = reward
             if isinstance(reward, float):  # the team reward, to every agent
-                self.returns[j] += reward * n if private else reward
+                team_rows[i] = reward * n if private else reward
             else:
-                self.returns[j] += float(reward.sum()) if private else float(reward.sum()) / n
-            self.lengths[j] += 1
+                team_rows[i] = float(reward.sum()) if private else float(reward.sum()) / n
             terminated[i], truncated[i] = term, trunc
             if term or trunc:
                 self._write_view(i, ob, final=True)
-                ep_return[i], ep_length[i] = self.returns[j], self.lengths[j]
-                self.returns[j], self.lengths[j] = 0.0, 0
                 if info:
                     infos[i] = dict(info)
                 ob = self._start_episode(j)
@@ -256,8 +247,7 @@ class _Runner:
 
     def get_state(self) -> dict:
         snapshots = [copy.get_state() for copy in self.copies] if self.supports_snapshot else None
-        return {"episodes": list(self.episodes), "returns": list(self.returns), "lengths": list(self.lengths),
-                "copies": snapshots}
+        return {"episodes": list(self.episodes), "copies": snapshots}
 
     @property
     def supports_snapshot(self) -> bool:
@@ -269,7 +259,6 @@ class _Runner:
         if state["copies"] is not None:
             for copy, snapshot in zip(self.copies, state["copies"], strict=True):
                 copy.set_state(snapshot)
-            self.returns, self.lengths = list(state["returns"]), list(state["lengths"])
         else:  # no snapshot: every copy starts its next episode (see the module docstring)
             self.reset()
 
@@ -350,8 +339,7 @@ class PoolStep(NamedTuple):
     final_obs: torch.Tensor  # [B, N, obs_dim]: the finished episode's last observation where done, else obs
     final_state: torch.Tensor
     final_avail: torch.Tensor | None
-    episode_return: torch.Tensor  # [B] team return of the episode that ended here, NaN elsewhere
-    episode_length: torch.Tensor  # [B]
+    team_reward: torch.Tensor  # [B] float64: the step's team reward (the team return's increment)
     infos: dict[int, dict[str, float]]  # copy index -> the info its finished episode ended with
 
 
@@ -390,7 +378,7 @@ class ProcessPool:
         by_name = {name: (offset, dtype, shape) for name, offset, _, dtype, shape in self._offsets}
         # (offset, dtype, shape) of what every step returns, in the order `_read` unpacks them
         self._read_fields = [by_name[name] for name in ("obs", "state", "reward", "terminated", "truncated",
-                                                        "episode_return", "episode_length",
+                                                        "team_reward",
                                                         *(("avail",) if layout.has_avail else ()))]
         self._final_fields = [f for f in self._offsets if f[0].startswith("final_")]
         self._done_offsets = (by_name["terminated"][0], by_name["truncated"][0])
@@ -494,7 +482,7 @@ class ProcessPool:
         # This runs on every step of every pooled adapter: a list and count_nonzero, not a dict and `|`/any()
         # (a measurable share of the light libraries' steps; benchmarks/README.md).
         block = self._backing.copy()
-        obs, state, reward, terminated, truncated, episode_return, episode_length, *avail = [
+        obs, state, reward, terminated, truncated, team_reward, *avail = [
             torch.from_numpy(np.ndarray(shape, dtype, block, o)) for o, dtype, shape in self._read_fields]
         avail = avail[0] if avail else None
         final_obs, final_state, final_avail = obs, state, avail
@@ -511,7 +499,7 @@ class ProcessPool:
             final_obs, final_state = torch.from_numpy(finals["final_obs"]), torch.from_numpy(finals["final_state"])
             final_avail = None if avail is None else torch.from_numpy(finals["final_avail"])
         return PoolStep(obs, state, avail, reward, terminated, truncated, final_obs, final_state, final_avail,
-                        episode_return, episode_length, infos)
+                        team_reward, infos)
 
     def reset(self) -> PoolStep:
         """Start a new episode in every copy."""
@@ -557,8 +545,6 @@ class ProcessPool:
         gather = lambda key: [x for part in parts for x in part[key]]  # noqa: E731
         copies = None if any(p["copies"] is None for p in parts) else gather("copies")
         return {"seed": self.seed, "episodes": torch.tensor(gather("episodes"), dtype=torch.long),
-                "returns": torch.tensor(gather("returns"), dtype=torch.float64),
-                "lengths": torch.tensor(gather("lengths"), dtype=torch.long),
                 "copies": _to_torch(copies), "exact": copies is not None}
 
     def load_state_dict(self, state: dict) -> None:
@@ -569,9 +555,7 @@ class ProcessPool:
         n_parts = 1 if self._runner is not None else self.n_workers
         bounds = np.linspace(0, self.n_envs, n_parts + 1).round().astype(int)
         self.seed = int(state["seed"])
-        returns, lengths = state["returns"].tolist(), state["lengths"].tolist()
-        args = [{"seed": self.seed, "episodes": episodes[a:b], "returns": returns[a:b], "lengths": lengths[a:b],
-                 "copies": None if copies is None else copies[a:b]}
+        args = [{"seed": self.seed, "episodes": episodes[a:b], "copies": None if copies is None else copies[a:b]}
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self._broadcast("set_state", args)
 
@@ -588,9 +572,11 @@ class PooledEnv(BatchedEnv):
     """A `BatchedEnv` over a `ProcessPool`: what a non-vectorized library adapter subclasses.
 
     A subclass builds its `EnvSpec` and passes a picklable `make_copy`; continuous actions are
-    clipped to `[spec.action_low, spec.action_high]`. Episode returns follow `spec.reward_mode`
-    (environments.base.team_return). `episode_info_keys` name the episode-end infos that become
-    `TimeStep.extras` (NaN where no episode ended), e.g. ("won",).
+    clipped to `[spec.action_low, spec.action_high]`. Episode statistics are the base's EpisodeTracker over
+    the copies' team rewards (`spec.reward_mode`, environments.base.team_return), summed in float64 as the
+    libraries give them. The time limit is the library's (its own horizon ends the copy's episode inside the
+    worker, as a truncation). `episode_info_keys` name the episode-end infos that become `TimeStep.extras`
+    (NaN where no episode ended), e.g. ("won",).
     """
 
     def __init__(self, spec: EnvSpec, make_copy: Callable[[], CopyEnv], n_envs: int, seed: int,
@@ -601,8 +587,15 @@ class PooledEnv(BatchedEnv):
         self.episode_info_keys = episode_info_keys
         clip = None if spec.discrete else (spec.action_low, spec.action_high)
         self.pool = ProcessPool(make_copy, Layout.from_spec(spec), n_envs, seed, n_workers, start_method, clip)
+        self.tracker = EpisodeTracker(n_envs, torch.device("cpu"), dtype=torch.float64)
 
-    def _timestep(self, ps: PoolStep) -> TimeStep:
+    def _timestep(self, ps: PoolStep, first: bool = False) -> TimeStep:
+        if first:
+            self.tracker.reset()
+            episode_return = episode_length = torch.full((self.n_envs,), float("nan"))
+        else:
+            finished_return, finished_length = self.tracker.update(ps.team_reward, ps.terminated | ps.truncated)
+            episode_return, episode_length = finished_return.float(), finished_length.float()
         extras = {}
         for key in self.episode_info_keys:
             values = torch.full((self.n_envs,), float("nan"))
@@ -611,7 +604,7 @@ class PooledEnv(BatchedEnv):
                     values[i] = float(info[key])
             extras[key] = values
         timestep = TimeStep(ps.obs, ps.state, ps.avail, ps.reward, ps.terminated, ps.truncated, ps.final_obs,
-                            ps.final_state, ps.episode_return, ps.episode_length, extras)
+                            ps.final_state, episode_return, episode_length, extras)
         if self.device.type == "cpu":
             return timestep
         move = lambda x: None if x is None else x.to(self.device)  # noqa: E731
@@ -619,17 +612,24 @@ class PooledEnv(BatchedEnv):
                            for f, v in vars(timestep).items()})
 
     def reset(self) -> TimeStep:
-        return self._timestep(self.pool.reset())
+        return self._timestep(self.pool.reset(), first=True)
 
     def step(self, actions: torch.Tensor) -> TimeStep:
         return self._timestep(self.pool.step(actions))
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "pool": self.pool.state_dict(), "exact": self.pool.exact_resume}
+        return {**super().state_dict(), "pool": self.pool.state_dict(), "exact": self.pool.exact_resume,
+                "tracker": self.tracker.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.pool.load_state_dict(state["pool"])
+        if not (self.pool.exact_resume and state["pool"]["copies"] is not None):
+            self.tracker.reset()  # every copy started its next episode (see the module docstring)
+        elif "tracker" in state:
+            self.tracker.load_state_dict(state["tracker"])
+        else:  # a checkpoint from before the tracker moved here: the workers kept the running statistics
+            self.tracker.load_state_dict({"returns": state["pool"]["returns"], "lengths": state["pool"]["lengths"]})
 
     def render_rgb(self, index: int = 0) -> np.ndarray:
         frame = self.pool.render(index)
