@@ -26,12 +26,12 @@ from pydantic import Field, model_validator
 from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.parts import load_parts, state_of
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import ppo_update
-from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
@@ -186,9 +186,14 @@ class ACPO(Algorithm):
 
     # --- Alg. 3 -------------------------------------------------------------------------------------
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        rollout = self.collect(env, timestep)
+        return rollout.result(self.update(rollout.storage))
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
+        return self.collector.collect(env, timestep)  # line 3: N micro-steps per env step
+
+    def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
-        rollout = self.collector.collect(env, timestep)  # line 3: N micro-steps per env step
-        storage = rollout.storage
         if cfg.chained:  # line 4: chained advantages over the micro-steps (sec. 6, App. D)
             # V^(1) of the state each step leads to: next_values is V^(i) there, agent 1's column is V^(1).
             advantages, returns = chained_advantages(
@@ -204,8 +209,8 @@ class ACPO(Algorithm):
         # Lines 5-6 read the same stored rollout, so their order only orders the random minibatch draws.
         losses = self.critic.update(batch, cfg)  # line 6: the decentralized critics
         losses.update(ppo_update(self.actor, batch, cfg))  # line 5: each agent's own ratio (eq. 3), PPO-Clip
-        self.schedule.advance(rollout.env_steps)
-        return rollout.result(losses)
+        self.schedule.advance(self.steps_per_iteration)
+        return losses
 
     # --- the driver's contract ------------------------------------------------------------------
     @property

@@ -49,7 +49,7 @@ from algorithms.blocks.adam import Adam
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP
-from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.parts import load_parts, state_of
 from algorithms.blocks.policy import Policy, PolicyStep
@@ -217,21 +217,27 @@ class CORA(Algorithm):
 
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        rollout = self.collect(env, timestep)
+        return rollout.result(self.update(rollout.storage))
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
+        return self.collector.collect(env, timestep)  # lines 3-10
+
+    def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
-        rollout = self.collector.collect(env, timestep)  # lines 3-10
-        advantages, returns = self.advantages(rollout.storage)  # lines 11-20: per-agent credits in the core
+        advantages, returns = self.advantages(storage)  # lines 11-20: per-agent credits in the core
         self.critic.normalizer.update(returns)
         if cfg.normalize_advantages:
             advantages = standardize(advantages)
-        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        batch = update_batch(storage, advantages, returns, cfg)
         self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic),
                             (self.q_optimizer, cfg.lr_critic))
         losses = self.critic.update(batch, cfg)  # line 22: V
         losses.update(ppo_update(self.actor, batch, cfg))  # line 21: each agent's PPO on its credit
-        losses.update(self.update_q_critic(rollout.storage))  # line 23: Q
+        losses.update(self.update_q_critic(storage))  # line 23: Q
         losses.update(self.cora_stats)
-        self.schedule.advance(rollout.env_steps)
-        return rollout.result(losses)
+        self.schedule.advance(self.steps_per_iteration)
+        return losses
 
     def advantages(self, storage: RolloutStorage) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-agent credits `[T, B, n]` and V's targets; Q's TD targets go to `storage["q_targets"]`."""

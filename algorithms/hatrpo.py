@@ -15,10 +15,10 @@ from pydantic import Field
 from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
 from algorithms.blocks.parts import load_parts, state_of
 from algorithms.blocks.policy import Policy, PolicyStep
-from algorithms.blocks.rollout import learning_rewards, update_batch
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
 from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
 from algorithms.blocks.trust_region import trust_region_step
 from algorithms.blocks.value_critic import ValueCritic
@@ -55,18 +55,24 @@ class HATRPO(Algorithm):
         return state.unsqueeze(-2)
 
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        rollout = self.collect(env, timestep)
+        return rollout.result(self.update(rollout.storage))
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
+        return self.collector.collect(env, timestep)
+
+    def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
-        rollout = self.collector.collect(env, timestep)
-        advantages, returns = rollout_gae(rollout.storage, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)
         self.critic.normalizer.update(returns)
         if cfg.normalize_advantages:
             advantages = standardize(advantages)
-        batch = update_batch(rollout.storage, advantages, returns, cfg)
+        batch = update_batch(storage, advantages, returns, cfg)
         self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
         losses = self.critic.update(batch, cfg)
         losses.update(sequential_update(self.actor, batch, self.update_agent))
-        self.schedule.advance(rollout.env_steps)
-        return rollout.result(losses)
+        self.schedule.advance(self.steps_per_iteration)
+        return losses
 
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
         """One trust-region step on agent `agent`'s rows of the parameters (M = `batch["factor"]`)."""

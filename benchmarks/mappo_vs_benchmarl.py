@@ -126,20 +126,14 @@ def run_coopbench(s: dict) -> dict:
                n_agents=s["n_agents"], max_steps=s["max_steps"], shared_rew=s["shared_rew"],
                collisions=s["collisions"], continuous_actions=s["continuous_actions"])
     algorithm = algo_cls(env.spec, hparams, torch.device("cpu"))
-    collect, collected_at = algorithm.collector.collect, []
-
-    def timed_collect(env, timestep):  # marks where collection ends and the update begins
-        rollout = collect(env, timestep)
-        collected_at.append(time.perf_counter())
-        return rollout
-
-    algorithm.collector.collect = timed_collect
     timestep = env.reset()
     records = []
     for _ in range(s["warmup"] + s["iterations"]):
         cpu0, t0 = time.process_time(), time.perf_counter()
-        timestep = algorithm.train_iteration(env, timestep).timestep
-        t1 = collected_at.pop()
+        storage, timestep, finished = algorithm.collect(env, timestep)
+        t1 = time.perf_counter()
+        algorithm.update(storage)
+        torch.cat(finished)  # what train_iteration hands the run loop
         t2, cpu2 = time.perf_counter(), time.process_time()
         records.append({"collection_time": t1 - t0, "training_time": t2 - t1, "iteration_time": t2 - t0,
                         "cpu_time": cpu2 - cpu0, "frames": algorithm.steps_per_iteration})

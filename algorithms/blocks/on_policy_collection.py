@@ -11,7 +11,7 @@ learners' actions become the environment's and which rewards they learn from.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -22,15 +22,15 @@ from algorithms.blocks.value_critic import ValueCritic
 from environments.base import BatchedEnv, TimeStep
 
 
-@dataclass
-class Rollout:
+class Rollout(NamedTuple):
     storage: RolloutStorage
     timestep: TimeStep  # where collection stopped
-    env_steps: int  # summed over copies
     finished_returns: list[torch.Tensor]  # team returns of the training episodes that finished
 
     def result(self, losses: dict[str, float]) -> IterationResult:
-        return IterationResult(self.timestep, self.env_steps, torch.cat(self.finished_returns), losses)
+        """What `train_iteration` reports once the rollout has been learned from."""
+        steps, copies = self.storage["starts"].shape
+        return IterationResult(self.timestep, steps * copies, torch.cat(self.finished_returns), losses)
 
 
 class RolloutCollector:
@@ -83,7 +83,7 @@ class RolloutCollector:
         ended = storage["episode_end"].unsqueeze(-1)
         following = torch.cat([storage["values"][1:], last_values.unsqueeze(0)])
         storage.fields["next_values"] = torch.where(ended, storage["final_values"], following)
-        return Rollout(storage, timestep, self.length * env.n_envs, finished_returns)
+        return Rollout(storage, timestep, finished_returns)
 
     def state_dict(self) -> dict:
         return {"actor_memory": self.actor_memory, "critic_memory": self.critic_memory}
