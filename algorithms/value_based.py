@@ -7,6 +7,14 @@ and take a gradient step on a TD loss. The members differ only in that loss (how
 the learning target), so each method file holds its networks and its loss, and `EpisodicQLearning`
 holds the rest: agent network and its target copy, replay, collector, exploration, optimizer, target
 updates, memory, checkpoint state. It is composed by the methods (no hooks to override).
+
+How the rest of the family fits (issue 14): LAN's local advantages A_a(tau_a, .) are the agent network
+(`AgentQNetwork`, acted on epsilon-greedily as any Q); its centralized value V(s, tau) is one more entry of
+`networks` (target copy, optimizer and checkpoint come with it) reading the hidden states `unroll` returns
+with the batch's obs, last actions, agent ids and state; eq. 3's targets are `greedy_next` on the target
+advantages with the online ones choosing (double Q) plus the target V, through `lambda_returns` and
+`masked_mse` with a per-agent trailing dim (as IQL's). LAN-mean subtracts the action mean (eq. 6). IQL without
+fog (LAN 5.4) is `EpisodicQLearning(..., observe_state=True)`. VAST's sub-team mixers are `networks` entries.
 """
 
 from __future__ import annotations
