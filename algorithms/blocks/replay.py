@@ -88,13 +88,25 @@ class EpisodeBuffer(EpisodeStore):
         longest = int(self.data["filled"][index].sum(1).max())
         return {name: tensor[index, :longest + 1] for name, tensor in self.data.items()}
 
+    def _steps_in_use(self) -> torch.Tensor:
+        """`[size, T + 1]`: the steps an episode uses, its transitions and the view it ended on (the rest is zeros)."""
+        lengths = self.data["filled"][:self.size].sum(1, keepdim=True)
+        return torch.arange(self.data["filled"].shape[1], device=lengths.device) <= lengths
+
     def state_dict(self) -> dict:
-        # Only the slots in use: a young buffer's checkpoint stays small.
-        return {"size": self.size, "next": self.next,
-                "data": {name: tensor[:self.size].clone() for name, tensor in self.data.items()}}
+        # Only the slots and steps in use, packed: a young buffer, or short episodes padded to a long limit (SMAC),
+        # checkpoint at the size of what was played.
+        used = self._steps_in_use()
+        return {"size": self.size, "next": self.next, "lengths": self.data["filled"][:self.size].sum(1),
+                "data": {name: tensor[:self.size][used] for name, tensor in self.data.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.size, self.next = int(state["size"]), int(state["next"])
-        for name, tensor in self.data.items():
+        for tensor in self.data.values():
             tensor.zero_()
-            tensor[:self.size] = state["data"][name]
+        lengths = state["lengths"].to(self.data["filled"].device)
+        self.data["filled"][:self.size] = torch.arange(self.data["filled"].shape[1], device=lengths.device) \
+            < lengths.unsqueeze(1)
+        used = self._steps_in_use()
+        for name, tensor in self.data.items():
+            tensor[:self.size][used] = state["data"][name].to(tensor.device)
