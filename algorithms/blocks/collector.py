@@ -5,6 +5,9 @@ field and step serves every copy and agent, with no Python loop over either. A c
 (the environment resets it in `step`) writes the view it ended on at index `t + 1` (so a truncated
 episode can bootstrap from it), hands its slot to the replay buffer and starts again at `t = 0`.
 Episodes in progress carry over from one training iteration to the next; `state_dict` holds them.
+The TimeStep contract has no available-action mask of the final view: `extras["final_avail"]` is used where an
+adapter gives it, else every action counts as available there (it matters only for a truncated episode's
+bootstrap max on a masked task; a terminated one does not bootstrap).
 """
 
 from __future__ import annotations
