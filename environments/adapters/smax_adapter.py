@@ -7,7 +7,8 @@ aggregated into, SMAC/SMACv2 results (those are family "smac"/"smacv2", see smac
 The learners control the allied team; the enemy team is JaxMARL's `HeuristicEnemySMAX` (attack the
 closest enemy in range, else walk to the enemy's half / follow a visible enemy), the opponent JaxMARL's
 own SMAX baselines use. One jitted, vmapped function steps every copy, auto-resets the finished ones,
-keeps the episode statistics and returns observations, world state, masks, rewards and flags at once;
+and returns observations, world state, masks, rewards and flags at once (episode statistics are the base's
+EpisodeTracker, on the torch side);
 torch sees the arrays zero-copy (see `make_batched_functions` for what its cost from Python is made of).
 
 Scenarios are JaxMARL's (`jaxmarl.environments.smax.MAP_NAME_TO_SCENARIO`), except `2s_vs_1sc`, which
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from coopbench.base.errors import MissingDependencyError
 from environments.adapters import install_hint
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
 
 INSTALL_HINT = install_hint("jaxmarl>=0.2,<0.3", "jax[cpu]>=0.4.30")
 
@@ -107,26 +108,25 @@ class BatchedFunctions(NamedTuple):
 
     reset: Callable  # keys[B] -> (carry, obs, world_state, avail)
     step: Callable  # (carry, actions[B, N]) -> (carry, fields)
-    pack: Callable  # (keys, states, returns, lengths) -> carry
-    unpack: Callable  # carry -> (keys, states, returns, lengths)
+    pack: Callable  # (keys, states) -> carry
+    unpack: Callable  # carry -> (keys, states)
     state_def: Any  # the tree structure of JaxMARL's state
 
 
 def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
-    """Jitted functions that step every copy in one call, reset the finished ones in it and keep their
-    episode statistics. Built for the cost of a step as seen from Python (the measurements behind each choice:
-    benchmarks/README.md, "Environment adapters: measured costs behind the design"):
+    """Jitted functions that step every copy in one call and reset the finished ones in it. Built for the cost
+    of a step as seen from Python (the measurements behind each choice: benchmarks/README.md, "Environment
+    adapters: measured costs behind the design"):
 
-    - What a copy carries from step to step (PRNG key, JaxMARL state, running episode return and length) is one
-      `carry` array [B, W] of 32-bit words: jax's dispatch costs per input or output array, and JaxMARL's
-      state alone has a dozen. `pack`/`unpack` convert (for checkpoints).
+    - What a copy carries from step to step (PRNG key, JaxMARL state) is one `carry` array [B, W] of 32-bit
+      words: jax's dispatch costs per input or output array, and JaxMARL's state alone has a dozen.
+      `pack`/`unpack` convert (for checkpoints).
     - `step(carry, actions)` returns the TimeStep's arrays as 5 `fields`: (obs, final_obs) stacked, (world_state,
-      final_world_state) stacked, avail, (terminated, truncated), and (episode return, episode length, won,
-      team reward): each array handed to torch costs Python time, during which XLA's idle threads spin; one
-      array for everything made XLA's step slower, stacking these few did not.
-    - Episode statistics are computed here, inside the jitted step, next to the auto-reset they belong to (the
-      JAX-side counterpart of environments.base.TaskEnv's bookkeeping: a running return and length per copy,
-      reported and cleared where a copy finished).
+      final_world_state) stacked, avail, (terminated, truncated), and (won, team reward): each array handed to
+      torch costs Python time, during which XLA's idle threads spin; one array for everything made XLA's step
+      slower, stacking these few did not.
+    - Episode statistics are not kept here: SmaxEnv sums the team reward with the base's EpisodeTracker (the
+      same float32 sums this step once kept in its carry; a few torch ops).
     - JaxMARL's auto-resetting step resets every copy and keeps the finished ones' resets: only the finished
       copies are reset here, with the same keys, hence the same episodes.
     """
@@ -150,7 +150,7 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
 
     # one copy's carry: every leaf as 32-bit words (bitcast, or converted for bool/uint8), one after the other
     key0 = jax.random.PRNGKey(0)
-    template = jax.eval_shape(lambda k: (k, strong(env.reset(k)[1]), jnp.float32(0), jnp.int32(0)), key0)
+    template = jax.eval_shape(lambda k: (k, strong(env.reset(k)[1])), key0)
     leaves, treedef = jax.tree_util.tree_flatten(template)
     sizes = [int(np.prod(leaf.shape)) for leaf in leaves]
     for leaf in leaves:  # a wider or a smaller float type would not survive the conversion
@@ -158,9 +158,9 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
                                              or leaf.dtype == jnp.bool_):
             raise TypeError(f"SMAX state leaf of type {leaf.dtype} cannot be carried as 32-bit words")
 
-    def pack_one(keys, state, returns, lengths):
+    def pack_one(keys, state):
         words = [jax.lax.bitcast_convert_type(x, jnp.uint32) if x.dtype.itemsize == 4 else x.astype(jnp.uint32)
-                 for x in jax.tree_util.tree_leaves((keys, state, returns, lengths))]
+                 for x in jax.tree_util.tree_leaves((keys, state))]
         return jnp.concatenate([w.ravel() for w in words])
 
     def unpack_one(carry):
@@ -174,11 +174,11 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
             key, reset_key = jax.random.split(key)
             obs, state = env.reset(reset_key)
             o, ws = stack_obs(obs)
-            return pack_one(key, strong(state), jnp.float32(0), jnp.int32(0)), o, ws, stack_avail(state)
+            return pack_one(key, strong(state)), o, ws, stack_avail(state)
         return jax.vmap(one)(keys)
 
     def step_one(carry, actions):
-        key, state, returns, lengths = unpack_one(carry)
+        key, state = unpack_one(carry)
         key, step_key, reset_key = jax.random.split(key, 3)
         act = {a: actions[i] for i, a in enumerate(agents)}
         obs_st, state_st, rewards, dones, _ = env.step_env(step_key, state, act)
@@ -189,15 +189,10 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
         terminated = allies_dead | enemies_dead
         final_obs, final_ws = stack_obs(obs_st)
         reward = rewards[agents[0]].astype(jnp.float32)
-        # episode statistics as environments.base.EpisodeTracker keeps them (float32 sums, NaN where running)
-        returns, lengths = returns + reward, lengths + 1
-        nan = jnp.float32(jnp.nan)
-        stats = jnp.stack([jnp.where(done, returns, nan), jnp.where(done, lengths.astype(jnp.float32), nan),
-                           jnp.where(done, (enemies_dead & ~allies_dead).astype(jnp.float32), nan), reward])
-        returns, lengths = jnp.where(done, 0.0, returns), jnp.where(done, 0, lengths)
-        out = dict(done=done, final_obs=final_obs, final_ws=final_ws, stats=stats,
+        won = jnp.where(done, (enemies_dead & ~allies_dead).astype(jnp.float32), jnp.float32(jnp.nan))
+        out = dict(done=done, final_obs=final_obs, final_ws=final_ws, stats=jnp.stack([won, reward]),
                    flags=jnp.stack([terminated & done, done & ~terminated]))
-        return key, reset_key, strong(state_st), returns, lengths, out
+        return key, reset_key, strong(state_st), out
 
     def fresh(reset_keys):  # new episodes, as JaxMARL's auto-reset starts them
         obs, state = jax.vmap(env.reset)(reset_keys)
@@ -227,9 +222,9 @@ def make_batched_functions(env, n_envs: int) -> BatchedFunctions:
         return jax.lax.switch(jnp.where(count == 0, 0, jnp.where(count <= few, 1, 2)), (none, some, every))
 
     def step_all(carry, actions):
-        keys, reset_keys, states, returns, lengths, out = jax.vmap(step_one)(carry, actions)
+        keys, reset_keys, states, out = jax.vmap(step_one)(carry, actions)
         states, obs, ws = restart(out["done"], reset_keys, states, out["final_obs"], out["final_ws"])
-        carry = jax.vmap(pack_one)(keys, states, returns, lengths)
+        carry = jax.vmap(pack_one)(keys, states)
         fields = (jnp.stack([obs, out["final_obs"]]), jnp.stack([ws, out["final_ws"]]),
                   jax.vmap(stack_avail)(states), out["flags"].T, out["stats"].T)
         return carry, fields
@@ -271,7 +266,8 @@ class SmaxEnv(BatchedEnv):
         )
         self._fns = make_batched_functions(env, n_envs)
         self._base_key = jax.random.PRNGKey(seed)
-        self._carry = None  # every copy's key, state, running episode return and length (make_batched_functions)
+        self._carry = None  # every copy's key and state (make_batched_functions)
+        self.tracker = EpisodeTracker(n_envs, self.device)
 
     # -- contract -------------------------------------------------------------------------------------------
     def reset(self) -> TimeStep:
@@ -280,6 +276,7 @@ class SmaxEnv(BatchedEnv):
         self._base_key = jax.random.fold_in(self._base_key, 1)
         self._carry, *views = self._fns.reset(keys)
         obs, ws, avail = _to_torch(jax.block_until_ready(views), self.device)
+        self.tracker.reset()
         won = torch.full((self.n_envs,), float("nan"), device=self.device)
         return self.first_timestep(obs, ws, avail, {"won": won})
 
@@ -292,33 +289,30 @@ class SmaxEnv(BatchedEnv):
         obs2, ws2, avail, flags, stats = _to_torch(self._jax.block_until_ready(fields), self.device)
         (obs, final_obs), (ws, final_ws) = obs2.unbind(), ws2.unbind()
         terminated, truncated = flags.unbind()
-        episode_return, episode_length, won, reward = stats.unbind()
+        won, reward = stats.unbind()
+        episode_return, episode_length = self.tracker.update(reward, terminated | truncated)
         return TimeStep(obs, ws, avail, reward.unsqueeze(1).expand(-1, self.n_agents), terminated, truncated,
                         final_obs, final_ws, episode_return, episode_length, {"won": won})
 
     def state_dict(self) -> dict:
         copy = lambda x: torch.from_numpy(np.array(x))  # noqa: E731
-        tracker = {"returns": torch.zeros(self.n_envs), "lengths": torch.zeros(self.n_envs, dtype=torch.long)}
         state = {**super().state_dict(), "base_key": copy(self._base_key), "keys": None, "states": [],
-                 "tracker": tracker}
+                 "tracker": self.tracker.state_dict()}
         if self._carry is not None:
-            keys, states, returns, lengths = self._fns.unpack(self._carry)
-            state.update(keys=copy(keys), states=[copy(leaf) for leaf in self._jax.tree_util.tree_leaves(states)],
-                         tracker={"returns": copy(returns), "lengths": copy(lengths).long()})  # EpisodeTracker's
+            keys, states = self._fns.unpack(self._carry)
+            state.update(keys=copy(keys), states=[copy(leaf) for leaf in self._jax.tree_util.tree_leaves(states)])
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         jax, jnp = self._jax, self._jnp
         self._base_key = jnp.asarray(state["base_key"].numpy())
+        self.tracker.load_state_dict(state["tracker"])
         if state["keys"] is None:
             self._carry = None
             return
         states = jax.tree_util.tree_unflatten(self._fns.state_def, [jnp.asarray(t.numpy()) for t in state["states"]])
-        tracker = state["tracker"]
-        self._carry = self._fns.pack(jnp.asarray(state["keys"].numpy()), states,
-                                     jnp.asarray(tracker["returns"].numpy(), jnp.float32),
-                                     jnp.asarray(tracker["lengths"].numpy(), jnp.int32))
+        self._carry = self._fns.pack(jnp.asarray(state["keys"].numpy()), states)
 
 
 def _scenario(name: str, scenario: str) -> type[SmaxEnv]:
