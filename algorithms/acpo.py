@@ -124,7 +124,7 @@ class ACPO(Algorithm):
         x[..., :obs_dim] = obs
         id_slot, belief_slot = obs_dim, obs_dim + n
         actor_in = torch.empty_like(x)
-        actions = log_probs = own_params = None
+        actions = log_probs = None
         next_memory = torch.empty_like(memory)
         for k in range(n):
             first = k if shared else 0  # rows [first, N) of this pass; agent k's own row is k - first
@@ -142,11 +142,9 @@ class ACPO(Algorithm):
             if actions is None:
                 actions = torch.empty((batch, n, *sampled.shape[2:]), dtype=sampled.dtype, device=obs.device)
                 log_probs = torch.empty(batch, n, dtype=params.dtype, device=obs.device)
-                own_params = torch.empty(batch, n, params.shape[-1], dtype=params.dtype, device=obs.device)
             actor_in[:, k] = x[:, k]
             actions[:, k] = sampled[:, own]
             log_probs[:, k] = net.head.log_prob(params[:, own], sampled[:, own])
-            own_params[:, k] = params[:, own]
             next_memory[:, k] = memory_k[:, own]
             predictions = sampled[:, own + 1:]  # viewers k+1..N-1 predicting agent k
             slot = slice(belief_slot + k * width, belief_slot + (k + 1) * width)
@@ -154,7 +152,7 @@ class ACPO(Algorithm):
                 x[:, k + 1:, slot] = torch.nn.functional.one_hot(predictions, width).to(x.dtype)
             else:
                 x[:, k + 1:, slot] = predictions.to(x.dtype)
-        return PolicyStep(actor_in, actions, log_probs, next_memory, avail, own_params)
+        return PolicyStep(actor_in, actions, log_probs, next_memory, avail)
 
     def beliefs(self, actor_in: torch.Tensor) -> torch.Tensor:
         """b^(i), `[B, N, N * width]`: agent i's predictions of agents < i (zeros for agents >= i)."""

@@ -63,14 +63,14 @@ class HATRPO(Algorithm):
 
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
-        advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)
-        self.critic.normalizer.update(returns)
+        advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # the joint A(s, a), by GAE on V(s)
+        self.critic.normalizer.update(returns)  # ValueNorm's running statistics (Yu et al. 2022)
         if cfg.normalize_advantages:
             advantages = standardize(advantages)
         batch = update_batch(storage, advantages, returns, cfg)
         self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
-        losses = self.critic.update(batch, cfg)
-        losses.update(sequential_update(self.actor, batch, self.update_agent))
+        losses = self.critic.update(batch, cfg)  # V on the lambda-returns
+        losses.update(sequential_update(self.actor, batch, self.update_agent))  # agents in turn, M-weighted
         self.schedule.advance(self.steps_per_iteration)
         return losses
 

@@ -68,15 +68,15 @@ class OptimisticMAPPO(Algorithm):
 
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
-        advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)
-        self.critic.normalizer.update(returns)
+        advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # each agent's GAE on V(s)
+        self.critic.normalizer.update(returns)  # ValueNorm's running statistics (Yu et al. 2022)
         if cfg.normalize_advantages:
             advantages = standardize(advantages)
         advantages = optimistic(advantages, cfg.optimism_slope)  # the actors' view; V learns the unshaped returns
         batch = update_batch(storage, advantages, returns, cfg)
         self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
-        losses = self.critic.update(batch, cfg)
-        losses.update(ppo_update(self.actor, batch, cfg))
+        losses = self.critic.update(batch, cfg)  # V on the lambda-returns
+        losses.update(ppo_update(self.actor, batch, cfg))  # every actor at once: PPO-Clip + entropy
         self.schedule.advance(self.steps_per_iteration)
         return losses
 

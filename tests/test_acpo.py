@@ -12,6 +12,7 @@ from coopbench.base.io import read_parquet
 from coopbench.config import parse_set, resolve
 from coopbench.run import execute, seed_everything
 from environments import make
+from tests.policy_probs import policy_probs
 
 CPU = torch.device("cpu")
 
@@ -159,18 +160,14 @@ def test_available_actions_mask_each_agents_own_decision_only():
     assert (predicted != 2).float().mean() > 0.5  # the near-uniform initial policy, unmasked
 
 
-def test_a_greedy_step_reports_each_agents_policy_given_greedy_beliefs():
-    """The distribution agent i acted from is pi^(i)(. | o_i, b^(i)) on the belief it acted on: re-running the
-    network on the stored input gives the same probabilities, and greedy actions are their argmax."""
+def test_each_agents_policy_given_greedy_beliefs_is_what_it_acts_greedily_on():
+    """pi^(i)(. | o_i, b^(i)) with b^(i) the greedy predictions (tests/policy_probs.py): a distribution per
+    agent whose argmax is the greedy joint action."""
     agent, env = _agent("matrix/acpo-3x3", n_envs=4)
     timestep = env.reset()
     for _ in range(10):
         timestep = agent.train_iteration(env, timestep).timestep
-    memory = agent.initial_memory(4)
-    step = agent.policy_step(timestep, memory, deterministic=True)
-    probs = step.params.exp()
+    probs = policy_probs(agent, timestep)
     torch.testing.assert_close(probs.sum(-1), torch.ones(4, 2))
-    features, _ = agent.actor.net.torso(step.actor_in, memory, timestep.done)
-    torch.testing.assert_close(agent.actor.net.head.params(features, timestep.avail_actions), step.params)
-    greedy, _ = agent.act(timestep, memory, deterministic=True)
+    greedy, _ = agent.act(timestep, agent.initial_memory(4), deterministic=True)
     assert (probs.argmax(-1) == greedy).all()

@@ -7,13 +7,9 @@ from algorithms.registry import ALGORITHMS
 from coopbench.config import resolve
 from coopbench.run import seed_everything
 from environments import make
+from tests.policy_probs import policy_probs
 
 NASH_EQUILIBRIA = {(0, 0), (1, 1), (2, 2)}  # (A,A), (B,B), (C,C): ACPO section 4
-
-
-def policy_probs(agent, timestep):
-    """pi(. | o) of every learner at `timestep` from fresh memory, `[B, L, n_actions]`."""
-    return agent.policy_step(timestep, agent.initial_memory(timestep.done.shape[0]), deterministic=True).params.exp()
 
 
 def train(algo: str, seed: int, iterations: int):

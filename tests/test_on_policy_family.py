@@ -23,6 +23,7 @@ from coopbench.config import resolve
 from coopbench.run import seed_everything
 from environments import make
 from environments.base import BatchedEnv, EnvSpec, EpisodeTracker, TimeStep
+from tests.policy_probs import policy_probs
 
 CPU = torch.device("cpu")
 
@@ -237,11 +238,6 @@ def test_ippo_private_learns_from_own_rewards():
     assert team.collector.rewards(reward).tolist() == [[-4.0]]
     mappo = make_agent("mappo", env, resolve("mappo", "gridworld/as-coop-predation-2").algo_hparams)
     assert mappo.collector.rewards(reward).tolist() == [[-4.0, -4.0]]  # the team return, for every agent
-
-
-def policy_probs(agent, timestep):
-    """pi(. | o) of every learner at `timestep` from fresh memory, `[B, L, n_actions]`."""
-    return agent.policy_step(timestep, agent.initial_memory(timestep.done.shape[0]), deterministic=True).params.exp()
 
 
 def make_agent(algo, env, hparams):

@@ -27,7 +27,6 @@ class PolicyStep:
     log_probs: torch.Tensor  # [B, L]
     memory: torch.Tensor  # [B, L, H] the actor's next memory
     avail: torch.Tensor | None  # [B, L, n_actions] the learners' available actions (None: all)
-    params: torch.Tensor  # [B, L, P] the distributions the actions were drawn from (log-probs or mean, log-std)
 
 
 def first_memory(mb: dict[str, torch.Tensor], name: str, width: int, memory_size: int) -> torch.Tensor:
@@ -72,7 +71,7 @@ class Policy:
         hidden, memory = self.net.torso(actor_in, memory, starts)
         params = self.net.head.params(hidden, avail)
         actions = self.net.head.sample(params, deterministic)
-        return PolicyStep(actor_in, actions, self.net.head.log_prob(params, actions), memory, avail, params)
+        return PolicyStep(actor_in, actions, self.net.head.log_prob(params, actions), memory, avail)
 
     def sequence_params(self, mb: dict[str, torch.Tensor], agent: int | None = None) -> torch.Tensor:
         """The distribution parameters on a minibatch of stored chunks (one learner's with `agent=i`)."""
