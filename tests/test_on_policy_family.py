@@ -136,6 +136,60 @@ class OneAgentBandit(BatchedEnv):
         return TimeStep(obs, state, None, reward, done, ~done, obs, state, ret, length)
 
 
+class Clock(BatchedEnv):
+    """One agent whose observation and state are the time t; copy b's episodes are truncated after 2 + b steps
+    (never terminated); reward 1 per step."""
+
+    Params = BaseModel
+
+    def __init__(self, n_envs, seed, device="cpu"):
+        super().__init__(n_envs, seed, device)
+        self.spec = EnvSpec("test/clock", "test", n_agents=1, obs_dim=1, state_dim=1, n_actions=2, episode_limit=3)
+        self.tracker = EpisodeTracker(n_envs, self.device)
+        self.t = torch.zeros(n_envs)
+        self.limit = 2.0 + torch.arange(n_envs)
+
+    def _view(self, t):
+        return t.view(-1, 1, 1).clone(), t.view(-1, 1).clone()
+
+    def reset(self):
+        self.t.zero_()
+        return self.first_timestep(*self._view(self.t))
+
+    def step(self, actions):
+        self.t += 1
+        truncated = self.t >= self.limit
+        final_obs, final_state = self._view(self.t)
+        reward = torch.ones(self.n_envs, 1)
+        ret, length = self.tracker.update(reward[:, 0], truncated)
+        self.t[truncated] = 0
+        obs, state = self._view(self.t)
+        return TimeStep(obs, state, None, reward, torch.zeros_like(truncated), truncated, final_obs, final_state,
+                        ret, length)
+
+
+def test_a_truncated_episode_bootstraps_from_its_final_state_and_the_rollout_from_the_next():
+    """next_values[t] is V of the state step t leads to: V(final state) where the episode was cut short (not
+    V of the next episode's first state), V(s_{t+1}) otherwise, V(s_T) after the last step (MAPPO's critic)."""
+    env = Clock(2, seed=0)
+    seed_everything(0)
+    agent = MAPPO(env.spec, OnPolicyConfig(n_envs=2, rollout_length=5, hidden_sizes=[8]), CPU)
+    storage, timestep, finished = agent.collect(env, env.reset())
+    with torch.no_grad():
+        v = lambda t: agent.critic.net.step(torch.tensor([[[float(t)]]]), torch.zeros(1, 1, 0),  # noqa: E731
+                                            torch.zeros(1, dtype=torch.bool))[0].item()
+    times = [[0, 1, 0, 1, 0], [0, 1, 2, 0, 1]]  # the state each step was taken in, per copy
+    for b in range(2):
+        for t in range(5):
+            after = times[b][t] + 1  # the clock after step t, before any reset
+            truncated = after == 2 + b
+            assert bool(storage["episode_end"][t, b]) == truncated
+            assert storage["values"][t, b, 0].item() == pytest.approx(v(times[b][t]))
+            assert storage["next_values"][t, b, 0].item() == pytest.approx(v(after)), (b, t)
+    assert timestep.state[:, 0].tolist() == [1.0, 2.0]
+    assert torch.cat(finished).tolist() == [2.0, 3.0, 2.0]  # in the order they ended: copy 0, copy 1, copy 0
+
+
 def test_happo_with_one_agent_is_ppo():
     """HAPPO's sequential update (M = 1 for the only agent, its own Adam rows) is PPO's joint update."""
     env = OneAgentBandit(8, seed=0)
