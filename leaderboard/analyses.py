@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +363,239 @@ def acpo_fig5(quick: bool = False, *, agents: Sequence[int] | None = None, repea
                      "algos": list(FIG5_ALGOS), "reference": "mappo", "repeats": repeats, "warmup_repeats": 1,
                      "seed": seed, "torch_threads": threads, "env_workers": 0, "device": "cpu",
                      "hparams": "resolve(algo, env): config/algorithms/<algo>.yaml", "quick": quick},
+        "values": values,
+        "details": details,
+    }
+
+
+# --- BN Fig. 4 / Fig. 1: the tabular BN policy gradient runs, batched ---------------------------------------------
+BN_FIG1 = ("bn/fig1-cg-2", "bn/fig1-cg-3", "bn/fig1-cg-5")
+BN_DAG_LABELS = {"bn_tabular_product": "product", "bn_tabular_full": "full", "bn_tabular_line": "line"}
+
+
+def _bn_dag_label(hparams: dict) -> str:
+    """BN's name of a DAG: product, full, line, or the subteam sizes joined by '+' (1+2, 2+3)."""
+    if hparams["dag"] == "subteams":
+        return "+".join(str(k) for k in hparams["subteams"])
+    return hparams["dag"]
+
+
+def bn_equilibrium_gap(quick: bool = False, *, seeds: int | None = None) -> dict:
+    """BN Fig. 4 (and Fig. 1's final suboptimality): the equilibrium gap of the Fig. 1 runs, recomputed exactly.
+
+    For every experiment bn/fig1-cg-N, every method's config as that experiment resolves it (DAG, gamma, eta,
+    lambda, theta_0 ~ N(0, init_std^2)) and as many exact gradient steps as its budget gives the run
+    (total_env_steps / (n_envs x rollout_length)), all DAGs and seeds of one N in one batch. Seed k starts from
+    run seed k's theta_0 (algorithms/bn_tabular.py, construction_seed), so these are the runs' own policies.
+    `n<N>.<dag>.final_gap`: mean over seeds of gap(pi) = max_i max_{pi'^i} V(pi'^i, pi^-i)(mu) - V(mu) after the
+    last step; `.final_gaps` per seed; `.gaps`: the mean at `gap_iterations`; `.final_subopt`: the mean of
+    1 - V(mu) / V*(mu) (Fig. 1's y-axis). quick: 10 seeds.
+    """
+    from algorithms.blocks.dag import named_dag
+    from algorithms.bn_tabular import (
+        BNTabularConfig,
+        DagBatch,
+        ExactGame,
+        construction_seed,
+        gradient_ascent,
+        initial_logits,
+        optimal_value,
+    )
+    from coopbench.claims import load_paper, split_comparison
+    from coopbench.config import explain
+    from environments.registry import make
+
+    values: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    settings: dict[str, Any] = {"experiments": list(BN_FIG1), "quick": quick}
+    paper = load_paper("bn")
+    for comparison in BN_FIG1:
+        exp = paper.experiment(split_comparison(comparison)[1])
+        n_seeds = seeds or (min(10, exp.seeds) if quick else exp.seeds)
+        env_name = exp.envs[0]
+        configs = {algo: explain(algo, env_name, experiment=comparison)[0] for algo in exp.algos}
+        hparams = {algo: BNTabularConfig(**c.algo_hparams) for algo, c in configs.items()}
+        shared = {(h.gamma, h.lr, h.reg, h.init_std, h.n_envs * h.rollout_length) for h in hparams.values()}
+        if len(shared) != 1:
+            raise CoopbenchError(f"{comparison}: the methods differ in gamma, lr, reg, init_std or steps per "
+                                 "iteration; one batch needs them equal", "batch them separately")
+        gamma, lr, lam, std, per_iteration = shared.pop()
+        iterations = exp.run.total_env_steps // per_iteration
+        env = make(env_name, n_envs=1, seed=0, **configs[exp.algos[0]].env_params)
+        game = ExactGame.of(env.model(), gamma, "discounted")
+        env.close()
+        n = game.n_agents
+        labels = [_bn_dag_label(h.model_dump()) for h in hparams.values()]
+        dags = DagBatch.of(torch.stack([named_dag(h.dag, n, h.subteams) for h in hparams.values()])
+                           .repeat_interleave(n_seeds, 0))
+        init_seeds = []
+        state = torch.get_rng_state()
+        for seed in range(n_seeds):  # run seed k's theta_0 generator (the driver seeds torch with k, then builds)
+            torch.manual_seed(seed)
+            init_seeds.append(construction_seed())
+        torch.set_rng_state(state)
+        logits = initial_logits(game, dags, init_seeds * len(labels), std)
+        gap_at = sorted({0, iterations // 4, iterations // 2, 3 * iterations // 4, iterations})
+        result = gradient_ascent(game, logits, dags, lr, lam, iterations, gap_at=gap_at)
+        v_star = optimal_value(game)
+        subopt = 1.0 - result.values / v_star  # [B, T + 1]
+        curve_at = list(range(0, iterations + 1, max(1, iterations // 40)))
+        details[comparison] = {"env": env_name, "iterations": iterations, "v_star": v_star, "gap_iterations": gap_at,
+                               "subopt_iterations": curve_at, "dags": {}}
+        for k, (algo, label) in enumerate(zip(hparams, labels, strict=True)):
+            rows = slice(k * n_seeds, (k + 1) * n_seeds)
+            gaps = result.gaps[rows]
+            key = f"n{n}.{label}"
+            values[f"{key}.final_gap"] = float(gaps[:, -1].mean())
+            values[f"{key}.final_gaps"] = gaps[:, -1].tolist()
+            values[f"{key}.gaps"] = gaps.mean(0).tolist()
+            values[f"{key}.final_subopt"] = float(subopt[rows, -1].mean())
+            details[comparison]["dags"][label] = {
+                "algo": algo, "config_hash": configs[algo].hash, "hparams": hparams[algo].model_dump(),
+                "subopt_mean": subopt[rows][:, curve_at].mean(0).tolist(),
+                "subopt_se": (subopt[rows][:, curve_at].std(0) / n_seeds ** 0.5).tolist(),
+                "gap_se": (gaps.std(0) / n_seeds ** 0.5).tolist(),
+                "final_value_mean": float(result.values[rows, -1].mean())}
+        settings[comparison] = {"env": env_name, "env_params": configs[exp.algos[0]].env_params, "seeds": n_seeds,
+                                "gamma": gamma, "lr": lr, "reg": lam, "init_std": std, "iterations": iterations,
+                                "env_steps_per_iteration": per_iteration}
+    return {
+        "analysis": "bn-equilibrium-gap",
+        "description": "BN Fig. 4 / Fig. 1: exact tabular softmax BN policy gradient ascent (eq. 3 with Lemma 1's "
+                       "gradient) on the Coordination Game, N = 2, 3, 5, every DAG of the Fig. 1 experiments at their "
+                       "configs and budgets; `n<N>.<dag>.final_gap` is the equilibrium gap after the last step, mean "
+                       "over seeds; `.final_subopt` the mean normalized suboptimality 1 - V/V*",
+        "settings": settings,
+        "values": values,
+        "details": details,
+    }
+
+
+# --- BN Table 1: fitted decomposition errors ------------------------------------------------------------------
+BN_TABLE1_PARTITIONS = {2: ["product", "full"], 3: ["1+2", "product", "full"], 5: ["1+4", "2+3", "product", "full"]}
+
+
+def _partition(label: str, n: int) -> list[list[int]]:
+    from algorithms.blocks.dag import subteam_partition
+
+    if label == "product":
+        return [[i] for i in range(n)]
+    if label == "full":
+        return [list(range(n))]
+    return subteam_partition([int(k) for k in label.split("+")])
+
+
+@dataclass(frozen=True)
+class AdditiveFit:
+    """One regression of BN B.2: `targets [R, O]` from binary `inputs [R, N]` as sum_k f_k(x^{C_k}) over `teams`."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    teams: list[list[int]]
+
+
+def fit_additive_mlps(problems: list[AdditiveFit], epochs: int, lr: float, hidden: int,
+                      generator: torch.Generator) -> list[torch.Tensor]:
+    """BN B.2: per problem, one three-layer MLP FC(|C_k|, h) -> ReLU -> FC(h, h) -> ReLU -> FC(h, O) per subteam
+    C_k, their sum fitted by full-batch Adam on the mean squared error (eq. 14 / 15). Every MLP of every problem
+    trains in one batched network (rows and outputs zero-padded and masked out of the loss; independent parameters
+    and Adam is elementwise, so this is the separate fits, at one optimizer step per epoch for all). Returns each
+    problem's fitted sum `[R, O]`."""
+    members = [(p, team) for p, problem in enumerate(problems) for team in problem.teams]
+    m, width = len(members), max(len(team) for _, team in members)
+    rows = max(problem.targets.shape[0] for problem in problems)
+    out = max(problem.targets.shape[1] for problem in problems)
+    x = torch.zeros(m, rows, width)
+    targets = torch.zeros(len(problems), rows, out)
+    mask = torch.zeros(len(problems), rows, out)
+    for p, problem in enumerate(problems):
+        r, o = problem.targets.shape
+        targets[p, :r, :o], mask[p, :r, :o] = problem.targets, 1.0
+    owner = torch.tensor([p for p, _ in members])
+    params = []
+    for fan_in, shape in ((None, (width, hidden)), (hidden, (hidden, hidden)), (hidden, (hidden, out))):
+        weight, bias = torch.empty(m, *shape), torch.empty(m, 1, shape[1])
+        for k, (_, team) in enumerate(members):
+            bound = 1.0 / (fan_in or len(team)) ** 0.5  # nn.Linear's default initialization, per true fan-in
+            weight[k].uniform_(-bound, bound, generator=generator)
+            bias[k].uniform_(-bound, bound, generator=generator)
+        params += [weight, bias]
+    for k, (p, team) in enumerate(members):
+        r = problems[p].inputs.shape[0]
+        x[k, :r, : len(team)] = problems[p].inputs[:, team]  # padded inputs stay 0: their weights get no gradient
+    params = [q.requires_grad_(True) for q in params]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    count = mask.sum((1, 2))
+
+    def forward() -> torch.Tensor:
+        w1, b1, w2, b2, w3, b3 = params
+        h = torch.relu(torch.bmm(x, w1) + b1)
+        h = torch.relu(torch.bmm(h, w2) + b2)
+        per_team = torch.bmm(h, w3) + b3  # [M, R, O]
+        return torch.zeros(len(problems), rows, out).index_add(0, owner, per_team)
+
+    for _ in range(epochs):
+        optimizer.zero_grad()
+        loss = ((((forward() - targets) * mask) ** 2).sum((1, 2)) / count).sum()  # each problem's own MSE
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        fitted = forward()
+    return [fitted[p, : problem.targets.shape[0], : problem.targets.shape[1]] for p, problem in enumerate(problems)]
+
+
+def bn_decomposition_errors(quick: bool = False) -> dict:
+    """BN Table 1 (App. B.2): fitted decomposition errors |eps_P|, |eps_r| of the Coordination Game per partition.
+
+    As B.2: P^k: A^{C_k} -> R^{|S|} and r^k: S^{C_k} -> R, three-layer MLPs (hidden 128), Adam lr 1e-3, 10,000
+    full-batch epochs (quick: 2,000) on eq. 14 / 15; |eps_P| = max_{a, s'} |sum_k P^k(s' | a^{C_k}) - P(s' | a)|,
+    |eps_r| = max_s |sum_k r^k(s^{C_k}) - r(s)|. The game's P(s' | s, a) does not depend on s and r(s, a) not on
+    a (checked), which is why B.2 can drop them. Inputs are the binary actions / local states; the MLPs'
+    initialization is torch's nn.Linear default from one generator seeded 0 (the paper states none)."""
+    from coopbench.config import load_env_file
+    from environments.registry import make
+
+    epochs, lr, hidden, seed = (2000 if quick else 10_000), 1e-3, 128, 0
+    generator = torch.Generator().manual_seed(seed)
+    values: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for n, labels in BN_TABLE1_PARTITIONS.items():  # one batched fit per N: equal rows, little padding
+        problems: list[AdditiveFit] = []
+        index: list[tuple[int, str, str]] = []  # (N, partition label, "p" or "r") of each problem
+        env_name = f"coordination/bn-cg-{n}"
+        env = make(env_name, n_envs=1, seed=0, **load_env_file(env_name).params)
+        model = env.model()
+        env.close()
+        transitions = model.transitions.double()
+        reward = model.team_rewards().double()
+        if not torch.allclose(transitions, transitions[:1].expand_as(transitions)):
+            raise CoopbenchError(f"{env_name}: P(s' | s, a) depends on s; BN B.2 fits P(s' | a)",
+                                 "fit P^k(s' | s, a^{C_k}) for this game")
+        if not torch.allclose(reward, reward[:, :1].expand_as(reward)):
+            raise CoopbenchError(f"{env_name}: r(s, a) depends on a; BN B.2 fits r(s)", "fit r^k(s, a^{C_k})")
+        bits = model.joint_actions().float()  # [2^N, N]: joint actions and (the same bit vectors) states
+        if not torch.equal(model.states.float(), bits):
+            raise CoopbenchError(f"{env_name}: the model's states are not the bit vectors of the joint actions",
+                                 "map states to local states explicitly")
+        for label in labels:
+            teams = _partition(label, n)
+            problems.append(AdditiveFit(bits, transitions[0].float(), teams))  # P(s' | a): [J, S']
+            problems.append(AdditiveFit(bits, reward[:, :1].float(), teams))  # r(s): [S, 1]
+            index += [(n, label, "p"), (n, label, "r")]
+        fitted = fit_additive_mlps(problems, epochs, lr, hidden, generator)
+        for (n, label, which), problem, fit in zip(index, problems, fitted, strict=True):
+            residual = fit - problem.targets
+            values[f"n{n}.{label}.eps_{which}"] = float(residual.abs().max())
+            details.setdefault(f"coordination/bn-cg-{n}", {}).setdefault(label, {"subteams": problem.teams}).update(
+                {f"eps_{which}": float(residual.abs().max()), f"mse_{which}": float((residual ** 2).mean())})
+    return {
+        "analysis": "bn-decomposition-errors",
+        "description": "BN Table 1 / App. B.2: max abs residual of additive per-subteam MLP fits of the Coordination "
+                       "Game's transition P(s' | a) and reward r(s), N = 2, 3, 5, per partition",
+        "settings": {"envs": [f"coordination/bn-cg-{n}" for n in BN_TABLE1_PARTITIONS],
+                     "partitions": {str(n): labels for n, labels in BN_TABLE1_PARTITIONS.items()},
+                     "epochs": epochs, "optimizer": "adam", "lr": lr, "hidden": hidden, "layers": 3,
+                     "init": "nn.Linear default, generator seed 0", "dtype": "float32", "quick": quick},
         "values": values,
         "details": details,
     }
