@@ -75,8 +75,11 @@ def test_every_algorithm_on_every_environment_is_planned_or_refused_in_one_line(
     value_based = {a for a in ALGORITHMS.names() if ALGORITHMS.get(a).family == "value_based"}
     for algo in value_based:  # discrete actions only (issue 14)
         assert {e for a, e in refused if a == algo} == set(CONTINUOUS), algo
+    bn_tabular = {a for a in ALGORITHMS.names() if a.startswith("bn_tabular_")}
+    for algo in bn_tabular:  # exact models only, like acpi (issue 17)
+        assert {e for a, e in refused if a == algo} == {e for a, e in refused if a == "acpi"}, algo
     assert {a for a, _ in refused} == {"acpi", "centralized_ppo", "ippo_private", "cora", "cora_no_std", "cora_qc",
-                                       *value_based}
+                                       *value_based, *bn_tabular}
     assert {e for a, e in refused if a == "cora"} == {"particle/bn-predator-prey-15", "gridworld/as-coop-predation-20",
                                                      "gridworld/as-coop-predation-30"}
 
