@@ -7,6 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -215,3 +216,11 @@ def test_manifest_reader_takes_any_json(manifest):
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     read = one_line_error(lambda: read_manifest(run_dir))
     assert read is None or isinstance(read, dict)
+
+
+def test_a_key_with_a_newline_is_named_on_one_line():
+    path = SCRATCH / "newline.yaml"
+    path.write_text(yaml.safe_dump({"description": "d", "bad\nkey": 1}))
+    with pytest.raises(CoopbenchError) as err:
+        load_yaml(path, SuiteFile, "suite 'p'")
+    assert "\n" not in str(err.value) and "'bad\\nkey'" in str(err.value)

@@ -60,7 +60,8 @@ def _ordered(errors: list[dict]) -> list[dict]:
 def params_error(err: ValidationError, prefix: str, model: type[BaseModel], what: str) -> CoopbenchError:
     first = _ordered(err.errors())[0]
     holder, loc = model_at(model, tuple(first["loc"]))
-    key = ".".join(str(part) for part in loc)
+    # A key with a newline or other control characters is shown escaped: the error stays one line.
+    key = ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in loc)
     full_key = f"{prefix}.{key}" if key else prefix
     if first["type"] == "extra_forbidden":
         valid = sorted((holder or model).model_fields)
