@@ -284,3 +284,43 @@ def test_runs_through_the_driver_and_matches_the_batched_solver(tmp_path, algo):
     result = gradient_ascent(game, start, batch, hparams.lr, hparams.reg, iterations=10)
     assert state["steps"] == 10
     assert torch.allclose(state["logits"], result.logits, atol=1e-12)
+
+
+# --- the analyses (leaderboard/analyses.py) ---------------------------------------------------------------------
+def _claim_keys(analysis: str) -> set[str]:
+    from coopbench.claims import load_paper
+
+    return {c.key for c in load_paper("bn").claims if c.analysis == analysis}
+
+
+def test_equilibrium_gap_analysis_serves_every_claim_key():
+    from leaderboard.analyses import bn_equilibrium_gap
+
+    result = bn_equilibrium_gap(seeds=2)
+    values = result["values"]
+    assert _claim_keys("bn-equilibrium-gap") <= set(values)
+    for key in _claim_keys("bn-equilibrium-gap"):
+        gaps = values[key.replace("final_gap", "gaps")]
+        assert len(values[key + "s"]) == 2 and min(values[key + "s"]) >= 0.0
+        assert gaps[-1] < 0.5 * gaps[0]  # from theta_0 ~ N(0, 1) the gap falls (by ~100x at 50 seeds)
+    assert result["settings"]["bn/fig1-cg-5"]["iterations"] == 2000  # the experiment's budget / 256 steps
+
+
+def test_additive_fits_find_zero_error_where_it_exists_and_not_elsewhere():
+    """BN B.2's fit on a 2-agent XOR: a single subteam fits it exactly; two subteams (an additive f(x0) + g(x1))
+    cannot do better than max error 1/2 (the constant 1/2 is the best additive fit)."""
+    from leaderboard.analyses import BN_TABLE1_PARTITIONS, AdditiveFit, _partition, fit_additive_mlps
+
+    bits = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    xor = (bits[:, :1] != bits[:, 1:]).float()
+    additive = (2 * bits[:, :1] - bits[:, 1:]).float()
+    problems = [AdditiveFit(bits, xor, [[0, 1]]), AdditiveFit(bits, xor, [[0], [1]]),
+                AdditiveFit(bits, additive, [[0], [1]])]
+    fitted = fit_additive_mlps(problems, epochs=1500, lr=1e-3, hidden=32, generator=torch.Generator().manual_seed(0))
+    errors = [float((f - p.targets).abs().max()) for f, p in zip(fitted, problems, strict=True)]
+    assert errors[0] < 0.02 and errors[2] < 0.02
+    assert errors[1] == pytest.approx(0.5, abs=0.02)
+    # Table 1's rows are the partitions the claims name
+    keys = {f"n{n}.{label}.eps_{w}" for n, labels in BN_TABLE1_PARTITIONS.items() for label in labels for w in "pr"}
+    assert keys == _claim_keys("bn-decomposition-errors")
+    assert _partition("2+3", 5) == [[0, 1], [2, 3, 4]] and _partition("product", 2) == [[0], [1]]
