@@ -23,17 +23,16 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
+from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
-from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import ppo_update
 from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
 from algorithms.blocks.value_critic import ValueCritic
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import EnvSpec, TimeStep
 
 
 class ACPOConfig(OnPolicyConfig):
@@ -84,7 +83,7 @@ def chained_advantages(values: torch.Tensor, next_first_value: torch.Tensor, rew
     return advantages, advantages + values
 
 
-class ACPO(Algorithm):
+class ACPO(OnPolicyContract):
     Config = ACPOConfig
     config: ACPOConfig
 
@@ -183,13 +182,7 @@ class ACPO(Algorithm):
                                              beliefs], dim=-1))
 
     # --- Alg. 3 -------------------------------------------------------------------------------------
-    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
-        rollout = self.collect(env, timestep)
-        return rollout.result(self.update(rollout.storage))
-
-    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
-        return self.collector.collect(env, timestep)  # line 3: N micro-steps per env step
-
+    # Line 3 (the N micro-steps of every env step) is the collector built above; train_iteration = update(collect()).
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
         if cfg.chained:  # line 4: chained advantages over the micro-steps (sec. 6, App. D)
@@ -210,28 +203,3 @@ class ACPO(Algorithm):
         self.schedule.advance(self.steps_per_iteration)
         return losses
 
-    # --- the driver's contract ------------------------------------------------------------------
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.rollout_length * self.config.n_envs
-
-    def set_budget(self, total_env_steps: int) -> None:
-        self.schedule.set_budget(total_env_steps)
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.actor.initial_memory(n_envs)
-
-    @torch.no_grad()
-    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return step.actions, step.memory
-
-    def state_dict(self) -> dict:
-        return state_of(self.actor, self.critic, self.collector, self.schedule)
-
-    def load_state_dict(self, state: dict) -> None:
-        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

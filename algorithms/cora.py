@@ -44,21 +44,21 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP
-from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
+from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
-from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.on_policy_contract import OnPolicyContract
+from algorithms.blocks.parts import Named
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import clipped_step, ppo_update
 from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatch_indices, update_batch
 from algorithms.blocks.value_critic import ValueCritic
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
 from coopbench.base.errors import CoopbenchError
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import EnvSpec, TimeStep
 
 # Largest intermediate (elements) of one coalition-value pass; larger rollouts are cut into sample chunks.
 COALITION_CHUNK_ELEMENTS = 1 << 24
@@ -179,7 +179,7 @@ class QuadraticQCritic(nn.Module):
         return self._evaluate(state, joint)
 
 
-class CORA(Algorithm):
+class CORA(OnPolicyContract):
     Config = CORAConfig
     config: CORAConfig
 
@@ -209,6 +209,7 @@ class CORA(Algorithm):
         self.q_critic = critic_cls(spec.state_dim, n, self.action_width, config.hidden_sizes,
                                    config.activation).to(device)
         self.q_optimizer = Adam(self.q_critic.parameters(), lr=config.lr_critic, eps=1e-5)
+        self.extra_parts = (Named(q_critic=self.q_critic, q_optimizer=self.q_optimizer),)
         self.coalitions = (all_proper_coalitions(n, device=device) if self.full_coalitions and n > 1 else None)
         self.cora_stats: dict[str, float] = {}
 
@@ -216,13 +217,7 @@ class CORA(Algorithm):
         return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, deterministic)
 
     # --- Algorithm 1 ----------------------------------------------------------------------------------------
-    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
-        rollout = self.collect(env, timestep)
-        return rollout.result(self.update(rollout.storage))
-
-    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
-        return self.collector.collect(env, timestep)  # lines 3-10
-
+    # Lines 3-10 are the collector built above; train_iteration = update(collect()).
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
         advantages, returns = self.advantages(storage)  # lines 11-20: per-agent credits in the core
@@ -376,31 +371,3 @@ class CORA(Algorithm):
                 total, count = total + loss.item(), count + 1
         return {"q_loss": total / count}
 
-    # --- the driver's contract ------------------------------------------------------------------
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.rollout_length * self.config.n_envs
-
-    def set_budget(self, total_env_steps: int) -> None:
-        self.schedule.set_budget(total_env_steps)
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.actor.initial_memory(n_envs)
-
-    @torch.no_grad()
-    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return step.actions, step.memory
-
-    def state_dict(self) -> dict:
-        return {**state_of(self.actor, self.critic, self.collector, self.schedule),
-                "q_critic": self.q_critic.state_dict(), "q_optimizer": self.q_optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        load_parts(state, self.actor, self.critic, self.collector, self.schedule)
-        self.q_critic.load_state_dict(state["q_critic"])
-        self.q_optimizer.load_state_dict(state["q_optimizer"])

@@ -12,17 +12,16 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
-from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.on_policy_collection import RolloutCollector
+from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
 from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
 from algorithms.blocks.trust_region import trust_region_step
 from algorithms.blocks.value_critic import ValueCritic
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import EnvSpec, TimeStep
 
 
 class HATRPOConfig(SequentialUpdateConfig):
@@ -33,7 +32,7 @@ class HATRPOConfig(SequentialUpdateConfig):
     accept_ratio: float = Field(0.5, ge=0, le=1)
 
 
-class HATRPO(Algorithm):
+class HATRPO(OnPolicyContract):
     Config = HATRPOConfig
     config: HATRPOConfig
 
@@ -53,13 +52,6 @@ class HATRPO(Algorithm):
 
     def critic_input(self, obs: torch.Tensor, state: torch.Tensor, step: PolicyStep | None) -> torch.Tensor:
         return state.unsqueeze(-2)
-
-    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
-        rollout = self.collect(env, timestep)
-        return rollout.result(self.update(rollout.storage))
-
-    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
-        return self.collector.collect(env, timestep)
 
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
@@ -109,28 +101,3 @@ class HATRPO(Algorithm):
         return trust_region_step(surrogate, kl, get_flat, set_flat, flat_grad, cfg.kl_threshold, cfg.cg_damping,
                                  cfg.cg_iterations, cfg.line_search_steps, cfg.accept_ratio)
 
-    # --- the driver's contract ------------------------------------------------------------------
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.rollout_length * self.config.n_envs
-
-    def set_budget(self, total_env_steps: int) -> None:
-        self.schedule.set_budget(total_env_steps)
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.actor.initial_memory(n_envs)
-
-    @torch.no_grad()
-    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return step.actions, step.memory
-
-    def state_dict(self) -> dict:
-        return state_of(self.actor, self.critic, self.collector, self.schedule)
-
-    def load_state_dict(self, state: dict) -> None:
-        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

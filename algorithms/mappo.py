@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
+from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
-from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import ppo_update
 from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
 from algorithms.blocks.value_critic import ValueCritic
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import EnvSpec, TimeStep
 
 
-class MAPPO(Algorithm):
+class MAPPO(OnPolicyContract):
     Config = OnPolicyConfig
     config: OnPolicyConfig
 
@@ -47,13 +46,6 @@ class MAPPO(Algorithm):
         width = self.critic.width  # the global state for each value row
         return self.critic.inputs(state.unsqueeze(-2).expand(*state.shape[:-1], width, state.shape[-1]))
 
-    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
-        rollout = self.collect(env, timestep)
-        return rollout.result(self.update(rollout.storage))
-
-    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
-        return self.collector.collect(env, timestep)
-
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
         advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # each agent's GAE on V(s)
@@ -67,28 +59,3 @@ class MAPPO(Algorithm):
         self.schedule.advance(self.steps_per_iteration)
         return losses
 
-    # --- the driver's contract ------------------------------------------------------------------
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.rollout_length * self.config.n_envs
-
-    def set_budget(self, total_env_steps: int) -> None:
-        self.schedule.set_budget(total_env_steps)
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.actor.initial_memory(n_envs)
-
-    @torch.no_grad()
-    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return step.actions, step.memory
-
-    def state_dict(self) -> dict:
-        return state_of(self.actor, self.critic, self.collector, self.schedule)
-
-    def load_state_dict(self, state: dict) -> None:
-        load_parts(state, self.actor, self.critic, self.collector, self.schedule)

@@ -13,3 +13,17 @@ def state_of(*parts) -> dict:
 def load_parts(state: dict, *parts) -> None:
     for part in parts:
         part.load_state_dict(state)
+
+
+class Named:
+    """Modules and optimizers checkpointed under fixed keys: a part made of a method's own pieces."""
+
+    def __init__(self, **pieces):
+        self.pieces = pieces
+
+    def state_dict(self) -> dict:
+        return {key: piece.state_dict() for key, piece in self.pieces.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, piece in self.pieces.items():
+            piece.load_state_dict(state[key])

@@ -1,0 +1,65 @@
+"""The driver's contract (algorithms/base.py) for a method on the PPO backbone, written once.
+
+A method's constructor assembles its parts as `self.actor` (Policy), `self.critic` (ValueCritic),
+`self.collector` (RolloutCollector) and `self.schedule` (LinearAnnealing), plus any of its own in
+`self.extra_parts` (each with state_dict/load_state_dict); it writes `policy_step` (how its agents act)
+and `update` (its paper's update on a collected rollout). This class only wires those to the driver:
+it decides nothing about the method (no hooks beyond the two the method must write).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.on_policy_collection import Rollout
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.policy import PolicyStep
+from algorithms.blocks.rollout import RolloutStorage
+from environments.base import BatchedEnv, TimeStep
+
+
+class OnPolicyContract(Algorithm):
+    extra_parts: tuple = ()
+
+    @abstractmethod
+    def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
+        """Every agent acts at `timestep` (memory cleared where `timestep.done`)."""
+
+    @abstractmethod
+    def update(self, storage: RolloutStorage) -> dict[str, float]:
+        """The method's update on one collected rollout; returns its statistics."""
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        rollout = self.collect(env, timestep)
+        return rollout.result(self.update(rollout.storage))
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
+        return self.collector.collect(env, timestep)
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.rollout_length * self.config.n_envs
+
+    def set_budget(self, total_env_steps: int) -> None:
+        self.schedule.set_budget(total_env_steps)
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.actor.initial_memory(n_envs)
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        step = self.policy_step(timestep, memory, deterministic)
+        return step.actions, step.memory
+
+    def state_dict(self) -> dict:
+        return state_of(self.actor, self.critic, self.collector, self.schedule, *self.extra_parts)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.actor, self.critic, self.collector, self.schedule, *self.extra_parts)
