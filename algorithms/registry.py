@@ -78,3 +78,14 @@ for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), (
                     ("subteam_2_3", "subteams 2+3")):
     register(f"bn_tabular_{_dag}", "tabular", "algorithms.bn_tabular:BNTabular",
              f"exact log-barrier policy gradient of a tabular softmax BN policy, {_what} (BN eq. 2-3, 6.1)", BN_TABULAR)
+# AS (issue 16): Anticipation Sharing on private rewards (AS sec. 4.3, Algorithm 1); the variants share the class and
+# differ in their config files (protocols of AS 5.3, rho = 0 of Fig. 5).
+AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)
+register("as", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
+         "agents exchange action distributions and anticipations of each other's, never rewards (AS eq. 16)", AS)
+register("as_one_neighbour", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
+         "AS where each agent exchanges with one randomly chosen agent per update (AS 5.3, Fig. 3)", AS)
+register("as_every_k", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
+         "AS communicating every second update, independent PPO in between (AS 5.3, Fig. 3)", AS)
+register("as_rho0", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
+         "AS without the discrepancy constraints, rho = 0 (AS 5.3 ablation, Fig. 5)", AS)

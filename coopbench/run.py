@@ -26,7 +26,7 @@ from algorithms.registry import ALGORITHMS
 from coopbench.base import io, provenance
 from coopbench.base.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
 from coopbench.base.normalization import normalized_score, resolve
-from coopbench.base.schema import METRICS_COLUMNS, SCHEMA_VERSION
+from coopbench.base.schema import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, SCHEMA_VERSION
 from coopbench.config import ResolvedConfig
 from environments.base import TimeStep
 from environments.registry import make
@@ -235,7 +235,8 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
         row = {"iteration": progress.iteration, "env_steps": progress.env_steps, **evaluation,
                "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
                "train_episodes": len(returns),
-               **{k: progress.last_losses.get(k, float("nan")) for k in ("policy_loss", "value_loss", "entropy")}}
+               **{k: progress.last_losses.get(k, float("nan"))
+                  for k in ("policy_loss", "value_loss", "entropy", *OPTIONAL_METRICS_COLUMNS)}}
         progress.rows.append(row)
         progress.pending_returns = []
         while progress.next_eval <= progress.env_steps:
@@ -270,7 +271,7 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
     env.close()
 
     wall_time = elapsed_before + (time.perf_counter() - start)
-    metrics = pd.DataFrame(progress.rows, columns=METRICS_COLUMNS)
+    metrics = pd.DataFrame(progress.rows, columns=METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS)
     final = progress.rows[-1]
     manifest = {
         "schema_version": SCHEMA_VERSION,

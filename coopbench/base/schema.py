@@ -24,6 +24,13 @@ METRICS_COLUMNS = [
     "value_loss",
     "entropy",
 ]
+# Columns a method reports when it has them (NaN otherwise), after METRICS_COLUMNS; readers do not require them, so
+# runs written before they existed still read. From the last training iteration before the row, as the losses.
+OPTIONAL_METRICS_COLUMNS = [
+    "comm_floats_per_agent",  # floats each agent sent to others since the start of training, mean over agents (AS)
+    "comm_bytes_per_agent",  # the same in bytes
+    "anticipation_mse",  # AS Fig. 7: mean squared gap between anticipated and true action probabilities
+]
 
 # A run that could not run or failed on its last attempt writes a manifest with status "not_run" or
 # "failed" and a `reason`, and an empty metrics.parquet, so the rest of the suite is still judged.
