@@ -8,6 +8,7 @@ environment: y_a = r + gamma Q_a^target(tau_a', argmax_u Q_a(tau_a', u)), no mix
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 
 from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
@@ -15,7 +16,9 @@ from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
 
 
 class IQLConfig(ValueBasedConfig):
-    pass
+    observe_state: bool = Field(False, description="IQL without fog (LAN 5.4, iql_no_fog): every agent observes the "
+                                                   "global state instead of its observation, same architecture "
+                                                   "and episode replay")
 
 
 class IQL(Algorithm):
@@ -26,7 +29,7 @@ class IQL(Algorithm):
 
     def __init__(self, spec, config: IQLConfig, device: torch.device):
         super().__init__(spec, config, device)
-        self.learner = EpisodicQLearning(spec, config, device)
+        self.learner = EpisodicQLearning(spec, config, device, observe_state=config.observe_state)
 
     @property
     def n_envs(self) -> int:

@@ -71,6 +71,15 @@ register("qplex", "value_based", "algorithms.qplex:QPLEX",
 register("qtran", "value_based", "algorithms.qtran:QTRAN",
          "QTRAN-base: joint Q_jt and V_jt tied to sum Q_a by the L_opt / L_nopt losses (Son et al. 2019)",
          VALUE_BASED)
+register("iql_no_fog", "value_based", "algorithms.iql:IQL",
+         "IQL whose agents observe the global state instead of their observation (LAN 5.4)", VALUE_BASED)
+register("lan", "value_based", "algorithms.lan:LAN",
+         "local advantage networks: Q~_a = V(s, tau) + A_a(tau_a, u_a), one centralized value (LAN eq. 1, 3)",
+         VALUE_BASED)
+register("lan_mean", "value_based", "algorithms.lan:LAN",
+         "LAN with zero-mean local advantages (LAN eq. 6, App. D)", VALUE_BASED)
+register("vast", "value_based", "algorithms.vast:VAST",
+         "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VALUE_BASED)
 # BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
 BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False)
 for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), ("line", "agent i -> i + 1"),

@@ -14,6 +14,8 @@ adds its provenance and writes it atomically. Claims with `analysis:` read one k
   the full problem, n = 7 agents: violation ratio, objective gap, time per solve.
 - `acpo_fig5` (ACPO Fig. 5, App. J): time of one training iteration (collection + update) of ACPO, HAPPO and
   HATRPO relative to MAPPO's in the same repeat, on RWARE with 2 to 12 agents.
+- `lan_parameter_counts` (LAN Tables 1 and 3): parameters of LAN's centralized value and QMIX's / QPLEX's mixers
+  instantiated at each SMAC map's observation and state sizes, computed with SMAC's own formulas.
 
 The helpers (`greedy_return`, `cora_problem`, `full_objective`, `sampled_coalition_errors`,
 `build_learner`, `time_iterations`) are shared with the scripts of benchmarks/.
@@ -596,6 +598,105 @@ def bn_decomposition_errors(quick: bool = False) -> dict:
                      "partitions": {str(n): labels for n, labels in BN_TABLE1_PARTITIONS.items()},
                      "epochs": epochs, "optimizer": "adam", "lr": lr, "hidden": hidden, "layers": 3,
                      "init": "nn.Linear default, generator seed 0", "dtype": "float32", "quick": quick},
+        "values": values,
+        "details": details,
+    }
+
+
+# --- LAN Tables 1 and 3: parameters of the centralized components per SMAC map ------------------------------
+# SMAC's map parameters (github.com/oxwhirl/smac, smac/env/starcraft2/maps/smac_maps.py, map_param_registry):
+# n_agents, n_enemies, a_race, b_race, unit_type_bits of the 14 maps of LAN Table 2.
+SMAC_MAPS: dict[str, tuple[int, int, str, str, int]] = {
+    "2s3z": (5, 5, "P", "P", 2), "3s5z": (8, 8, "P", "P", 2), "1c3s5z": (9, 9, "P", "P", 3),
+    "5m_vs_6m": (5, 6, "T", "T", 0), "10m_vs_11m": (10, 11, "T", "T", 0), "27m_vs_30m": (27, 30, "T", "T", 0),
+    "3s5z_vs_3s6z": (8, 9, "P", "P", 2), "MMM2": (10, 12, "T", "T", 3), "2s_vs_1sc": (2, 1, "P", "Z", 0),
+    "3s_vs_5z": (3, 5, "P", "P", 0), "6h_vs_8z": (6, 8, "Z", "P", 0), "bane_vs_bane": (24, 24, "Z", "Z", 2),
+    "2c_vs_64zg": (2, 64, "P", "Z", 0), "corridor": (6, 24, "P", "Z", 0),
+}
+
+
+def smac_sizes(n_agents: int, n_enemies: int, a_race: str, b_race: str, unit_type_bits: int) -> dict[str, int]:
+    """SMAC's sizes at its default options, by its own formulas (smac/env/starcraft2/starcraft2.py, StarCraft2Env):
+    n_actions = n_actions_no_attack (6) + n_enemies; shield bits 1 for Protoss ('P'); get_obs_size = move feats
+    (n_actions_move 4) + n_enemies x (4 + type bits + 1 + enemy shield) + (n_agents - 1) x (4 + type bits + 1 + ally
+    shield) + own (type bits + 1 + ally shield) (obs_all_health, obs_own_health on; last action, pathing grid,
+    terrain height, timestep off); get_state_size = n_agents x (4 + ally shield + type bits) + n_enemies x (3 + enemy
+    shield + type bits), + n_agents x n_actions with state_last_action (on by default). unit_dim: the per-agent
+    state block QPLEX's Qatten transformation reads (4 + ally shield + type bits, the state's ally features)."""
+    shield_ally, shield_enemy = int(a_race == "P"), int(b_race == "P")
+    n_actions = 6 + n_enemies
+    obs = (4 + n_enemies * (4 + unit_type_bits + 1 + shield_enemy)
+           + (n_agents - 1) * (4 + unit_type_bits + 1 + shield_ally) + unit_type_bits + 1 + shield_ally)
+    units = n_agents * (4 + shield_ally + unit_type_bits) + n_enemies * (3 + shield_enemy + unit_type_bits)
+    return {"n_agents": n_agents, "n_actions": n_actions, "obs": obs, "state_no_last_action": units,
+            "state": units + n_agents * n_actions, "unit_dim": 4 + shield_ally + unit_type_bits}
+
+
+def lan_parameter_counts(quick: bool = False) -> dict:
+    """LAN Table 1 (4 maps) and Table 3 (App. A, 14 maps): parameters of LAN's centralized value V(s, tau) and of
+    QMIX's and QPLEX's mixing networks (hypernetworks included), our modules instantiated at each map's SMAC sizes
+    (`smac_sizes`) with the hyperparameters of config/algorithms/{lan,qmix,qplex}.yaml.
+
+    `<map>.<lan.value | qmix.mixer | qplex.mixer>`: the count / 1000 rounded to the nearest integer, as the tables
+    print it; `ratio.27m_vs_30m.5m_vs_6m.<...>`: the ratio of those rounded thousands (5.2's 2, 8.8 and 16.5).
+    Which SMAC state each paper's count implies (the paper does not say; every cell of both tables agrees): LAN's
+    value reads the state without the allies' last actions (state_last_action off) next to its own last-action
+    inputs; QMIX and QPLEX read PyMARL's default state, with them. QPLEX is its SMAC configuration, the Qatten
+    transformation (official qplex_qatten_sc2.yaml), unit_dim from the map. Costs well under a second (`quick`
+    changes nothing)."""
+    from algorithms.blocks.mixers import DuplexMixer, QMixer
+    from algorithms.lan import CentralValue, LANConfig
+    from algorithms.qmix import QMIXConfig
+    from algorithms.qplex import QPLEXConfig, transformation
+    from coopbench.config import load_algo_file
+    from environments.base import EnvSpec
+
+    lan = LANConfig(**load_algo_file("lan").hparams)
+    qmix = QMIXConfig(**load_algo_file("qmix").hparams)
+    qplex_hparams = {**load_algo_file("qplex").hparams, "transformation": "qatten"}
+    hidden = lan.rnn_hidden_size if lan.recurrent else lan.hidden_sizes[-1]
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    values: dict[str, float] = {}
+    details: dict[str, Any] = {}
+    for name, params in SMAC_MAPS.items():
+        sizes = smac_sizes(*params)
+        n, a = sizes["n_agents"], sizes["n_actions"]
+        qplex = QPLEXConfig(**qplex_hparams, unit_dim=sizes["unit_dim"])
+        spec = EnvSpec(name=f"smac/{name}", family="smac", n_agents=n, obs_dim=sizes["obs"], state_dim=sizes["state"],
+                       n_actions=a, episode_limit=1)
+        counts = {
+            "lan.value": count(CentralValue(n, sizes["obs"], a, hidden, sizes["state_no_last_action"],
+                                            lan.value_embed_size, lan.value_hidden_sizes)),
+            "qmix.mixer": count(QMixer(n, sizes["state"], qmix.mixing_embed_dim, qmix.hypernet_layers,
+                                       qmix.hypernet_embed)),
+            "qplex.mixer": count(DuplexMixer(n, a, sizes["state"], transformation(spec, qplex), qplex.n_heads,
+                                             qplex.adv_hypernet_layers, qplex.adv_hypernet_embed)),
+        }
+        for key, c in counts.items():
+            values[f"{name}.{key}"] = round(c / 1000)
+        details[name] = {"sizes": sizes, "parameters": counts}
+    for key in ("lan.value", "qmix.mixer", "qplex.mixer"):
+        values[f"ratio.27m_vs_30m.5m_vs_6m.{key}"] = values[f"27m_vs_30m.{key}"] / values[f"5m_vs_6m.{key}"]
+    return {
+        "analysis": "lan-parameter-counts",
+        "description": "LAN Tables 1 and 3: thousands of parameters (rounded) of LAN's centralized value and of "
+                       "QMIX's and QPLEX's mixing networks on the 14 SMAC maps, at SMAC's observation and state "
+                       "sizes from its own formulas (no StarCraft II needed)",
+        "settings": {"maps": {k: dict(zip(("n_agents", "n_enemies", "a_race", "b_race", "unit_type_bits"), v,
+                                          strict=True)) for k, v in SMAC_MAPS.items()},
+                     "lan": {"rnn_hidden_size": hidden, "value_embed_size": lan.value_embed_size,
+                             "value_hidden_sizes": lan.value_hidden_sizes, "state": "without last actions"},
+                     "qmix": {"mixing_embed_dim": qmix.mixing_embed_dim, "hypernet_layers": qmix.hypernet_layers,
+                              "hypernet_embed": qmix.hypernet_embed, "state": "with last actions"},
+                     "qplex": {k: qplex_hparams[k] for k in ("transformation", "hypernet_embed", "mixing_embed_dim",
+                                                             "attention_heads", "n_heads", "adv_hypernet_layers",
+                                                             "adv_hypernet_embed")} | {"state": "with last actions"},
+                     "sources": "smac/env/starcraft2/starcraft2.py (get_obs_size, get_state_size), "
+                                "smac/env/starcraft2/maps/smac_maps.py (github.com/oxwhirl/smac)",
+                     "quick": quick},
         "values": values,
         "details": details,
     }

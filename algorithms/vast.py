@@ -1,0 +1,153 @@
+"""VAST: value function factorization with variable agent sub-teams (Phan et al., NeurIPS 2021).
+
+The agents are split into K = ceil(eta N) sub-teams that may change at every step. Sub-team k's value is the
+sum of its members' utilities, Q^k = sum_{a in C_k} Q_a(tau_a, u_a) (a linear decomposition inside the
+sub-team, so IGM holds for it), and a value-factorization operator mixes the K sub-team values instead of the
+N agent values: Q_VAST(s, u) = Phi(Q^1, ..., Q^K; s) (BN sec. 6.3 states it this way; here Phi is QMIX's
+monotonic mixer over K inputs, or their plain sum). Trained like the operator alone: one TD target on Q_VAST
+with the agents' greedy next actions (double Q).
+
+The sub-teams come from a learned assignment policy X(k | s, o_a) (the official code's `VASTNet`: the state and
+the agent's observation -> 128 ELU -> 128 ELU -> softmax over K, github.com/thomyphan/scalable-marl,
+vast/controllers/vast.py), sampled at every step; it is trained by a policy gradient,
+-log X(k_a | s, o_a) (G - sum_u pi_a(u) Q_a(u)), the official code's update_assignment_learner, where G is the
+official code's Monte Carlo return and is our TD(lambda) target here. BN's heuristic sub-teams (BN sec. 6.3)
+come with the BN family (issue 17), as `vast_heuristic`.
+
+Our choices where the sources leave one: the assignment and the TD losses are summed and take one optimizer step
+with a joint gradient-norm clip (the official code has two optimizers; the losses share no parameter); the next
+step's Q_VAST uses that step's sampled sub-teams.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+from torch.distributions import Categorical
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.mixers import QMixer, SumMixer
+from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse, with_fallback
+from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig
+
+VAST_CODE = "VAST's official code (github.com/thomyphan/scalable-marl, vast/controllers/vast.py)"
+
+
+class VASTConfig(ValueBasedConfig):
+    subteam_ratio: float = Field(0.25, gt=0, le=1, description="eta: K = ceil(eta N) sub-teams (Phan et al. 2021; "
+                                                               "BN 6.3: 'K = ceil(eta N) with eta = 1/4')")
+    mixer: Literal["qmix", "vdn"] = Field("qmix", description="the factorization operator over the sub-team values")
+    assignment_hidden: int = Field(128, ge=1, description=f"width of the assignment network's two ELU layers "
+                                                          f"({VAST_CODE}, VASTNet)")
+    assignment_loss_coef: float = Field(1.0, ge=0, description="weight of the assignment policy gradient in the "
+                                                               "summed loss (1: the official separate loss)")
+    mixing_embed_dim: int = Field(32, ge=1, description=f"qmix: mixing network width ({PYMARL})")
+    hypernet_layers: int = Field(2, ge=1, le=2, description=f"qmix: layers of the weight hypernetworks ({PYMARL})")
+    hypernet_embed: int = Field(64, ge=1, description=f"qmix: hidden width of 2-layer hypernetworks ({PYMARL})")
+
+
+class SubteamAssignment(nn.Module):
+    """X(k | s, o_a): every agent's distribution over the K sub-teams from [state, its observation]
+    (VASTNet of the official code)."""
+
+    def __init__(self, state_dim: int, obs_dim: int, n_subteams: int, hidden: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(state_dim + obs_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
+                                 nn.Linear(hidden, n_subteams))
+
+    def forward(self, state: torch.Tensor, obs: torch.Tensor) -> Categorical:
+        """`state [..., S]`, `obs [..., N, D]` -> a Categorical over sub-teams with batch shape `[..., N]`."""
+        state = state.unsqueeze(-2).expand(*obs.shape[:-1], state.shape[-1])
+        return Categorical(logits=self.net(torch.cat([state, obs], dim=-1)))
+
+
+def subteam_values(qs: torch.Tensor, subteams: torch.Tensor, n_subteams: int) -> torch.Tensor:
+    """Q^k = sum of the members' `qs [..., N]` for sub-teams `subteams [..., N]` (ids in 0..K-1) -> `[..., K]`;
+    an empty sub-team's value is 0."""
+    return qs.unsqueeze(-2).mul(F.one_hot(subteams, n_subteams).transpose(-1, -2).to(qs.dtype)).sum(-1)
+
+
+def epsilon_greedy_expectation(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float) -> torch.Tensor:
+    """sum_u pi_a(u) Q_a(u) under the epsilon-greedy policy over the available actions, `[..., N]` (the baseline of
+    the official assignment update, which takes the behaviour policy's probabilities)."""
+    allowed = with_fallback(avail, q)
+    uniform = allowed.to(q.dtype) / allowed.sum(-1, keepdim=True)
+    greedy = F.one_hot(q.masked_fill(~allowed, float("-inf")).argmax(-1), q.shape[-1]).to(q.dtype)
+    return ((1 - epsilon) * greedy + epsilon * uniform).mul(q).sum(-1)
+
+
+class VAST(Algorithm):
+    name = "vast"
+    family = "value_based"
+    Config = VASTConfig
+    config: VASTConfig
+
+    def __init__(self, spec, config: VASTConfig, device: torch.device):
+        super().__init__(spec, config, device)
+        self.n_subteams = math.ceil(config.subteam_ratio * spec.n_agents)
+        mixer = (QMixer(self.n_subteams, spec.state_dim, config.mixing_embed_dim, config.hypernet_layers,
+                        config.hypernet_embed) if config.mixer == "qmix" else SumMixer())
+        assignment = SubteamAssignment(spec.state_dim, spec.obs_dim, self.n_subteams, config.assignment_hidden)
+        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer, "assignment": assignment})
+        self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
+        self.assignment = self.learner.online["assignment"]
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
+        return self.config.n_envs * self.spec.episode_limit
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.learner.initial_memory(n_envs)
+
+    def act(self, timestep, memory, deterministic: bool):
+        # decentralized execution: each agent's own Q (the sub-teams exist only in training)
+        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
+
+    def train_iteration(self, env, timestep) -> IterationResult:
+        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
+        losses: dict[str, float] = {}
+        for batch in self.learner.batches():
+            losses = self.update(batch)
+        return self.learner.result(collected, losses)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        c, filled, state, avail = self.config, batch["filled"][:, :-1], batch["state"], batch["avail"]
+        k = self.n_subteams
+        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        assignment = self.assignment(state, batch["obs"])  # X(. | s_t, o_a,t) at every step, [S, L + 1, N]
+        subteams = assignment.sample()  # variable sub-teams: a fresh draw at every step
+        with torch.no_grad():
+            target_q, _ = self.learner.unroll(batch, target=True)
+            next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), avail[:, 1:], c.double_q)
+            next_tot = self.target_mixer(subteam_values(next_q, subteams[:, 1:], k), state[:, 1:])
+            targets = lambda_returns(batch["reward"][:, :-1], batch["terminated"][:, :-1], filled, next_tot,
+                                     c.gamma, c.td_lambda)
+        chosen = gather_actions(q[:, :-1], batch["actions"][:, :-1])  # [S, L, N]
+        q_vast = self.mixer(subteam_values(chosen, subteams[:, :-1], k), state[:, :-1])  # Phi(Q^1..Q^K; s)
+        td_loss = masked_mse(q_vast - targets, filled)
+        # The assignment's policy gradient (official update_assignment_learner): advantage G - E_pi[Q_a].
+        with torch.no_grad():
+            baseline = epsilon_greedy_expectation(q[:, :-1], avail[:, :-1], self.learner.epsilon)
+            advantage = targets.unsqueeze(-1) - baseline  # [S, L, N]
+        log_probs = assignment.log_prob(subteams)[:, :-1]
+        mask = filled.unsqueeze(-1).expand_as(log_probs).to(log_probs.dtype)
+        assignment_loss = -(log_probs * advantage * mask).sum() / mask.sum().clamp(min=1.0)
+        grad_norm = self.learner.optimize(td_loss + c.assignment_loss_coef * assignment_loss)
+        return {"value_loss": td_loss.item(), "assignment_loss": assignment_loss.item(), "grad_norm": grad_norm,
+                "epsilon": self.learner.epsilon,
+                "assignment_entropy": float((assignment.entropy()[:, :-1] * mask).sum() / mask.sum().clamp(min=1.0))}
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
