@@ -142,9 +142,9 @@ class VAST(Algorithm):
         mask = filled.unsqueeze(-1).expand_as(log_probs).to(log_probs.dtype)
         assignment_loss = -(log_probs * advantage * mask).sum() / mask.sum().clamp(min=1.0)
         grad_norm = self.learner.optimize(td_loss + c.assignment_loss_coef * assignment_loss)
+        entropy = float((assignment.entropy().detach()[:, :-1] * mask).sum() / mask.sum().clamp(min=1.0))
         return {"value_loss": td_loss.item(), "assignment_loss": assignment_loss.item(), "grad_norm": grad_norm,
-                "epsilon": self.learner.epsilon,
-                "assignment_entropy": float((assignment.entropy()[:, :-1] * mask).sum() / mask.sum().clamp(min=1.0))}
+                "epsilon": self.learner.epsilon, "assignment_entropy": entropy}
 
     def state_dict(self) -> dict:
         return self.learner.state_dict()
