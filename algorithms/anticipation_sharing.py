@@ -43,12 +43,12 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
-from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.on_policy_contract import OnPolicyContract
+from algorithms.blocks.parts import Named
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.rollout import UPDATE_FIELDS, RolloutStorage, minibatch_indices
 from algorithms.blocks.value_critic import ValueCritic
@@ -58,6 +58,10 @@ BYTES_PER_FLOAT = 4  # messages are float32
 
 
 class ASConfig(OnPolicyConfig):
+    # Independent learners on private rewards (AS 3, 4.3): the only values the validator below accepts.
+    learning_reward: Literal["team", "own"] = "own"
+    share_parameters: bool = False
+    agent_id_input: bool = False
     rho: float = Field(0.1, ge=0.0, description="penalty weight of eq. 16 (rho_j = rho'_j = rho, AS 4.3)")
     protocol: Literal["neighbours", "one_random"] = Field(
         "neighbours", description="neighbours: the task's graph (every other agent if it has none); one_random: "
@@ -75,8 +79,6 @@ class ASConfig(OnPolicyConfig):
         if self.value_normalization:
             problems.append("value_normalization must be false (its running statistics would pool the agents' "
                             "private returns)")
-        if self.recurrent:
-            problems.append("recurrent must be false (AS's policies are feed-forward, A.3 Table 2)")
         if problems:
             raise ValueError("AS: " + "; ".join(problems))
         return self
@@ -126,7 +128,41 @@ def anticipation_objective(own_log: torch.Tensor, antic_log: torch.Tensor, own_o
     return surrogate - penalty, stats
 
 
-class AnticipationSharing(Algorithm):
+class Protocol:
+    """Who exchanges with whom at each update (AS 4.3, 5.3), and what the agents have sent so far."""
+
+    def __init__(self, config: ASConfig, device: torch.device):
+        self.kind, self.every, self.device = config.protocol, config.communicate_every, device
+        self.updates = 0  # updates done: which ones communicate (communicate_every)
+        self.floats_sent = 0.0  # floats each agent sent since the start, averaged over agents
+        self.generator = torch.Generator(device=device)  # the random neighbour of `one_random`
+        self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))
+
+    def communication_graph(self, task_graph: torch.Tensor) -> torch.Tensor:
+        """`[T, B, N, N]`: who exchanges with whom in this update (all False in a gap of `communicate_every`)."""
+        if self.updates % self.every:
+            return torch.zeros_like(task_graph)
+        if self.kind == "neighbours":
+            return task_graph
+        _, batch, n, _ = task_graph.shape
+        # one other agent per agent and copy: a uniform draw among the N - 1 others
+        pick = torch.randint(0, n - 1, (batch, n), generator=self.generator, device=self.generator.device)
+        pick = pick.to(self.device)
+        pick = pick + (pick >= torch.arange(n, device=self.device))
+        chose = torch.nn.functional.one_hot(pick, n).bool()  # [B, i, j]: i picked j
+        return (chose | chose.transpose(1, 2)).expand_as(task_graph)
+
+    def state_dict(self) -> dict:
+        return {"protocol": {"updates": self.updates, "floats_sent": self.floats_sent,
+                             "generator": self.generator.get_state()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = state["protocol"]
+        self.updates, self.floats_sent = int(mine["updates"]), float(mine["floats_sent"])
+        self.generator.set_state(mine["generator"])
+
+
+class AnticipationSharing(OnPolicyContract):
     Config = ASConfig
     config: ASConfig
 
@@ -134,21 +170,21 @@ class AnticipationSharing(Algorithm):
         super().__init__(spec, config, device)
         if not spec.discrete:
             raise ValueError("AS compares discrete action distributions (eq. 16's squared L2 over actions)")
+        if config.recurrent:
+            raise ValueError("AS's policies are feed-forward (A.3 Table 2): recurrent must be false")
         n = self.n = spec.n_agents
         self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi^ii(a_i | o_i), one network per agent
         # pi^ij(a_j | o_i): one network per ordered pair (N^2, as AS 6 says; the diagonal rows are never read).
         self.anticipation = Policy(spec, config, n * n, spec.obs_dim, device, ids=False)
-        self.anticipation_memory = torch.zeros(0)  # feed-forward only
         self.critic = ValueCritic(config, spec.obs_dim, n, n, device)  # V_i(o_i) on agent i's reward (eq. 18)
         self.collector = RolloutCollector(
             config.rollout_length, False, act=self.collect_step, critic=self.critic,
             critic_input=lambda obs, state, step: obs, actor_memory=self.initial_memory(config.n_envs),
             rewards=lambda reward: reward)  # each agent's private reward, nothing else
         self.schedule = LinearAnnealing(config.lr_annealing)
-        self.updates = 0  # updates done: which ones communicate (communicate_every)
-        self.comm_floats = 0.0  # floats each agent sent since the start, averaged over agents
-        self.generator = torch.Generator(device=device)  # the random neighbour of `one_random`
-        self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))
+        self.protocol = Protocol(config, device)
+        anticipation = Named(anticipation=self.anticipation.net, anticipation_optimizer=self.anticipation.optimizer)
+        self.extra_parts = (anticipation, self.protocol)
         self._graphs: list[torch.Tensor] = []
 
     # --- acting and collection --------------------------------------------------------------------
@@ -167,10 +203,6 @@ class AnticipationSharing(Algorithm):
         batch = timestep.obs.shape[0]
         return ~torch.eye(self.n, dtype=torch.bool, device=self.device).expand(batch, -1, -1)
 
-    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
-        rollout = self.collect(env, timestep)
-        return rollout.result(self.update(rollout.storage))
-
     def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
         self._graphs = []
         rollout = self.collector.collect(env, timestep)
@@ -178,20 +210,6 @@ class AnticipationSharing(Algorithm):
         return rollout
 
     # --- Algorithm 1's update -------------------------------------------------------------------
-    def communication_graph(self, task_graph: torch.Tensor) -> torch.Tensor:
-        """`[T, B, N, N]`: who exchanges with whom in this update under the protocol (all False in a gap)."""
-        if self.updates % self.config.communicate_every:
-            return torch.zeros_like(task_graph)
-        if self.config.protocol == "neighbours":
-            return task_graph
-        _, batch, n, _ = task_graph.shape
-        # one other agent per agent and copy: a uniform draw among the N - 1 others
-        pick = torch.randint(0, n - 1, (batch, n), generator=self.generator, device=self.generator.device)
-        pick = pick.to(self.device)
-        pick = pick + (pick >= torch.arange(n, device=self.device))
-        chose = torch.nn.functional.one_hot(pick, n).bool()  # [B, i, j]: i picked j
-        return (chose | chose.transpose(1, 2)).expand_as(task_graph)
-
     def distributions(self, obs: torch.Tensor, avail: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """log pi^ii(.|o_i) `[S, N, A]` and log pi^ij(.|o_i) `[S, N, N, A]` for flat samples `obs [S, N, D]`."""
         n, samples = self.n, obs.shape[0]
@@ -208,7 +226,7 @@ class AnticipationSharing(Algorithm):
         storage.fields["advantages"], storage.fields["returns"] = advantages, returns
         batch = storage.sequences(UPDATE_FIELDS + ["neighbours"], 1)  # [1, T*B, ...]
         flat = {k: v[0] for k, v in batch.items()}
-        graph = self.communication_graph(storage["neighbours"]).reshape(-1, n, n)  # [S, N, N]
+        graph = self.protocol.communication_graph(storage["neighbours"]).reshape(-1, n, n)  # [S, N, N]
         communicating = bool(graph.any())
         kappa = flat["advantages"].abs().mean(0)  # kappa_i = mean |A_i| (4.3)
         avail = flat.get("avail")
@@ -258,46 +276,11 @@ class AnticipationSharing(Algorithm):
         # What each agent sent: per exchange, 2|A| + 1 floats per step and neighbour it serves (j serves i when
         # j in N_i), averaged over agents.
         sent = exchanges * graph.sum().item() * (2 * self.spec.n_actions + 1) / n
-        self.comm_floats += sent
-        self.updates += 1
+        self.protocol.floats_sent += sent
+        self.protocol.updates += 1
         self.schedule.advance(self.steps_per_iteration)
         losses.update({k: v / count for k, v in totals.items()})
         losses.update({"anticipation_mse": mse, "comm_floats_per_agent_update": sent,
-                       "comm_floats_per_agent": self.comm_floats,
-                       "comm_bytes_per_agent": self.comm_floats * BYTES_PER_FLOAT})
+                       "comm_floats_per_agent": self.protocol.floats_sent,
+                       "comm_bytes_per_agent": self.protocol.floats_sent * BYTES_PER_FLOAT})
         return losses
-
-    # --- the driver's contract ------------------------------------------------------------------
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:
-        return self.config.rollout_length * self.config.n_envs
-
-    def set_budget(self, total_env_steps: int) -> None:
-        self.schedule.set_budget(total_env_steps)
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.actor.initial_memory(n_envs)
-
-    @torch.no_grad()
-    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return step.actions, step.memory
-
-    def state_dict(self) -> dict:
-        state = state_of(self.actor, self.critic, self.collector, self.schedule)
-        antic = self.anticipation.state_dict()
-        state.update({"anticipation": antic["policy"], "anticipation_optimizer": antic["actor_optimizer"],
-                      "updates": self.updates, "comm_floats": self.comm_floats,
-                      "protocol_generator": self.generator.get_state()})
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        load_parts(state, self.actor, self.critic, self.collector, self.schedule)
-        self.anticipation.load_state_dict({"policy": state["anticipation"],
-                                           "actor_optimizer": state["anticipation_optimizer"]})
-        self.updates, self.comm_floats = int(state["updates"]), float(state["comm_floats"])
-        self.generator.set_state(state["protocol_generator"])

@@ -143,7 +143,7 @@ def test_rho0_keeps_the_anticipation_ratio_over_several_iterations():
     _, their_actor = updated(ippo, storage)
     assert any(not torch.allclose(our_actor[k], v, atol=1e-7) for k, v in their_actor.items())
     agent, ippo, storage = twin_learners(rho=5.0, ppo_epochs=3, communicate_every=2)
-    agent.updates = 1  # an update between two communications
+    agent.protocol.updates = 1  # an update between two communications
     _, our_actor = updated(agent, storage)
     _, their_actor = updated(ippo, storage)
     for name, value in their_actor.items():
@@ -178,8 +178,8 @@ def test_one_random_neighbour_exchanges_with_exactly_the_picked_agents():
     task = torch.zeros(5, 2, 20, 20, dtype=torch.bool)
     for _ in range(5):
         draws = torch.Generator()
-        draws.set_state(agent.generator.get_state())
-        graph = agent.communication_graph(task)
+        draws.set_state(agent.protocol.generator.get_state())
+        graph = agent.protocol.communication_graph(task)
         assert torch.equal(graph, graph.transpose(-1, -2)) and torch.equal(graph[0], graph[-1])  # both ways, fixed
         assert not graph.diagonal(dim1=-2, dim2=-1).any()
         # agent i's pick: a uniform index among the 19 others; the pair exchanges, nobody else
@@ -191,11 +191,11 @@ def test_one_random_neighbour_exchanges_with_exactly_the_picked_agents():
                 assert set(graph[0, b, i].nonzero().flatten().tolist()) == (
                     {int(pick[b, i])} | set((pick[b] == i).nonzero().flatten().tolist()))
             assert 10 <= graph[0, b].sum().item() / 2 <= 20  # 20 picks, each edge carrying one or two
-        agent.updates += 1
+        agent.protocol.updates += 1
     draws = torch.Generator()
-    draws.set_state(agent.generator.get_state())
-    expected = agent.communication_graph(task)
-    agent.generator.set_state(draws.get_state())
+    draws.set_state(agent.protocol.generator.get_state())
+    expected = agent.protocol.communication_graph(task)
+    agent.protocol.generator.set_state(draws.get_state())
     losses = agent.train_iteration(env, env.reset()).losses
     # K = 1 exchange x 5 steps over the picked pairs, 2|A| + 1 = 5 floats each, averaged over the 20 agents
     assert losses["comm_floats_per_agent_update"] == expected.sum().item() * 5 / 20
