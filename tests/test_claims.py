@@ -133,8 +133,11 @@ def test_two_papers_settings_for_one_task_and_method_are_two_configs():
 
 
 def test_unimplemented_methods_and_missing_binaries_are_left_out_with_reasons():
-    lan = plan("paper-lan")
-    assert any("not implemented yet" in s.reason and s.algo == "lan" for s in lan.skipped)
+    from coopbench.claims import PLANNED_ALGORITHMS
+
+    unimplemented = {s.algo for name in ("paper-as", "paper-acpo", "paper-bn") for s in plan(name).skipped
+                     if "not implemented yet" in s.reason}
+    assert unimplemented and unimplemented <= set(PLANNED_ALGORITHMS)  # each left out with its issue
     sc2 = [s for s in plan("paper-acpo").skipped if s.env.startswith("smacv2/")]
     assert sc2 and all("StarCraft II" in s.reason or "not implemented" in s.reason for s in sc2)
 
