@@ -452,6 +452,7 @@ def bn_equilibrium_gap(quick: bool = False, *, seeds: int | None = None) -> dict
             values[f"{key}.final_gaps"] = gaps[:, -1].tolist()
             values[f"{key}.gaps"] = gaps.mean(0).tolist()
             values[f"{key}.final_subopt"] = float(subopt[rows, -1].mean())
+            values[f"{key}.final_subopts"] = subopt[rows, -1].tolist()
             details[comparison]["dags"][label] = {
                 "algo": algo, "config_hash": configs[algo].hash, "hparams": hparams[algo].model_dump(),
                 "subopt_mean": subopt[rows][:, curve_at].mean(0).tolist(),
