@@ -390,7 +390,7 @@ def bn_equilibrium_gap(quick: bool = False, *, seeds: int | None = None) -> dict
     (total_env_steps / (n_envs x rollout_length)), all DAGs and seeds of one N in one batch. Seed k starts from
     run seed k's theta_0 (algorithms/bn_tabular.py, construction_seed), so these are the runs' own policies.
     `n<N>.<dag>.final_gap`: mean over seeds of gap(pi) = max_i max_{pi'^i} V(pi'^i, pi^-i)(mu) - V(mu) after the
-    last step; `.final_gaps` per seed; `.gaps`: the mean at `gap_iterations`; `.final_subopt`: the mean of
+    last step; `.final_gaps` per seed; `.gaps`: the mean at `gap_iterations`; `.final_subopt(s)`: the mean (per seed) of
     1 - V(mu) / V*(mu) (Fig. 1's y-axis). quick: 10 seeds.
     """
     from algorithms.blocks.dag import named_dag
