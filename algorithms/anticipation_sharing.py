@@ -38,56 +38,29 @@ Our choices where the paper is silent or ambiguous (each a config key or documen
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.on_policy_collection import Rollout, RolloutCollector
-from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.parts import Named
 from algorithms.blocks.policy import Policy, PolicyStep
+from algorithms.blocks.protocol import (
+    BYTES_PER_FLOAT,
+    CommunicatingConfig,
+    Protocol,
+    standardize_per_agent,
+    task_graph,
+)
 from algorithms.blocks.rollout import UPDATE_FIELDS, RolloutStorage, minibatch_indices
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 
-BYTES_PER_FLOAT = 4  # messages are float32
 
-
-class ASConfig(OnPolicyConfig):
-    # Independent learners on private rewards (AS 3, 4.3): the only values the validator below accepts.
-    learning_reward: Literal["team", "own"] = "own"
-    share_parameters: bool = False
-    agent_id_input: bool = False
+class ASConfig(CommunicatingConfig):
     rho: float = Field(0.1, ge=0.0, description="penalty weight of eq. 16 (rho_j = rho'_j = rho, AS 4.3)")
-    protocol: Literal["neighbours", "one_random"] = Field(
-        "neighbours", description="neighbours: the task's graph (every other agent if it has none); one_random: "
-                                  "each agent picks one other agent per update (AS 5.3)")
-    communicate_every: int = Field(1, ge=1, description="exchange on every k-th update only (AS 5.3: k = 2)")
-
-    @model_validator(mode="after")
-    def _private_learners(self):
-        problems = []
-        if self.learning_reward != "own":
-            problems.append("learning_reward must be 'own' (each agent learns from its private reward, AS 3)")
-        if self.share_parameters or self.critic_shares_parameters:
-            problems.append("share_parameters and share_critic_parameters must be false (agents never share "
-                            "parameters, AS 4.3)")
-        if self.value_normalization:
-            problems.append("value_normalization must be false (its running statistics would pool the agents' "
-                            "private returns)")
-        if problems:
-            raise ValueError("AS: " + "; ".join(problems))
-        return self
-
-
-def standardize_per_agent(advantages: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit standard deviation over each agent's own samples (last dim = agents)."""
-    flat = advantages.reshape(-1, advantages.shape[-1])
-    return (advantages - flat.mean(0)) / (flat.std(0) + 1e-8)
 
 
 def anticipation_objective(own_log: torch.Tensor, antic_log: torch.Tensor, own_old: torch.Tensor,
@@ -128,40 +101,6 @@ def anticipation_objective(own_log: torch.Tensor, antic_log: torch.Tensor, own_o
     return surrogate - penalty, stats
 
 
-class Protocol:
-    """Who exchanges with whom at each update (AS 4.3, 5.3), and what the agents have sent so far."""
-
-    def __init__(self, config: ASConfig, device: torch.device):
-        self.kind, self.every, self.device = config.protocol, config.communicate_every, device
-        self.updates = 0  # updates done: which ones communicate (communicate_every)
-        self.floats_sent = 0.0  # floats each agent sent since the start, averaged over agents
-        self.generator = torch.Generator(device=device)  # the random neighbour of `one_random`
-        self.generator.manual_seed(int(torch.randint(0, 2**62, ()).item()))
-
-    def communication_graph(self, task_graph: torch.Tensor) -> torch.Tensor:
-        """`[T, B, N, N]`: who exchanges with whom in this update (all False in a gap of `communicate_every`)."""
-        if self.updates % self.every:
-            return torch.zeros_like(task_graph)
-        if self.kind == "neighbours":
-            return task_graph
-        _, batch, n, _ = task_graph.shape
-        # one other agent per agent and copy: a uniform draw among the N - 1 others
-        pick = torch.randint(0, n - 1, (batch, n), generator=self.generator, device=self.generator.device)
-        pick = pick.to(self.device)
-        pick = pick + (pick >= torch.arange(n, device=self.device))
-        chose = torch.nn.functional.one_hot(pick, n).bool()  # [B, i, j]: i picked j
-        return (chose | chose.transpose(1, 2)).expand_as(task_graph)
-
-    def state_dict(self) -> dict:
-        return {"protocol": {"updates": self.updates, "floats_sent": self.floats_sent,
-                             "generator": self.generator.get_state()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        mine = state["protocol"]
-        self.updates, self.floats_sent = int(mine["updates"]), float(mine["floats_sent"])
-        self.generator.set_state(mine["generator"])
-
-
 class AnticipationSharing(OnPolicyContract):
     Config = ASConfig
     config: ASConfig
@@ -193,15 +132,8 @@ class AnticipationSharing(OnPolicyContract):
 
     def collect_step(self, timestep: TimeStep, memory: torch.Tensor) -> PolicyStep:
         """Acting during collection also notes who neighbours whom at this step (the task's graph)."""
-        self._graphs.append(self.task_graph(timestep))
+        self._graphs.append(task_graph(timestep, self.device))
         return self.policy_step(timestep, memory)
-
-    def task_graph(self, timestep: TimeStep) -> torch.Tensor:
-        """`[B, N, N]` bool, j in N_i at [b, i, j]: the task's neighbourhoods, or every other agent."""
-        if "neighbours" in timestep.extras:
-            return timestep.extras["neighbours"].to(self.device, torch.bool)
-        batch = timestep.obs.shape[0]
-        return ~torch.eye(self.n, dtype=torch.bool, device=self.device).expand(batch, -1, -1)
 
     def collect(self, env: BatchedEnv, timestep: TimeStep) -> Rollout:
         self._graphs = []

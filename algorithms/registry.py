@@ -98,3 +98,11 @@ register("as_every_k", "on_policy", "algorithms.anticipation_sharing:Anticipatio
          "AS communicating every second update, independent PPO in between (AS 5.3, Fig. 3)", AS)
 register("as_rho0", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
          "AS without the discrepancy constraints, rho = 0 (AS 5.3 ablation, Fig. 5)", AS)
+# AS's baselines (AS 5.2): PPO on private rewards sharing values or parameters with neighbours (one class, `sharing`).
+NETWORKED = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)
+register("vs", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
+         "value sharing: advantages on the neighbourhood-averaged values (AS 5.2, Du et al. 2022)", NETWORKED)
+register("vps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
+         "value-function parameter consensus over neighbours (AS 5.2, Zhang et al. 2018b)", NETWORKED)
+register("ps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
+         "global-policy parameter consensus over neighbours (AS 5.2, Zhang & Zavlanos 2019)", NETWORKED)

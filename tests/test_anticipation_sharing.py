@@ -290,3 +290,80 @@ def test_as_cooperates_in_the_two_predator_dilemma_where_ippo_private_defects():
         # Mutual pursuit every step is -60, mutual defection -180 (a lone pursuer step costs the team -4).
         assert outcome["as"] > -75, (seed, outcome)
         assert outcome["ippo_private"] < -150, (seed, outcome)
+
+
+# --- the baselines VS, VPS, PS (AS 5.2) ------------------------------------------------------------------
+def connected_graph(n, extra, seed):
+    generator = torch.Generator().manual_seed(seed)
+    graph = torch.zeros(n, n, dtype=torch.bool)
+    idx = torch.arange(n - 1)
+    graph[idx, idx + 1] = True  # a chain: connected
+    graph |= torch.rand(n, n, generator=generator) < extra
+    graph = (graph | graph.T) & ~torch.eye(n, dtype=torch.bool)
+    return graph
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_metropolis_consensus_preserves_the_average_and_converges_to_it(seed):
+    from algorithms.blocks.protocol import consensus_step, metropolis_weights
+
+    graph = connected_graph(7, 0.2, seed)
+    weights = metropolis_weights(graph)
+    assert torch.allclose(weights, weights.T) and (weights >= 0).all()
+    assert torch.allclose(weights.sum(0), torch.ones(7)) and torch.allclose(weights.sum(1), torch.ones(7))
+    assert ((weights > 0) == (graph | torch.eye(7, dtype=torch.bool))).all()  # only neighbours are weighted
+    x = torch.randn(7, 3, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    mean = x.mean(0)
+    y = consensus_step(weights, x)
+    assert torch.allclose(y.mean(0), mean, atol=1e-12)  # one step keeps the neighbourhood-graph average
+    for _ in range(500):
+        y = consensus_step(weights, y)
+    assert torch.allclose(y, mean.expand_as(y), atol=1e-8)  # and repeated steps reach it on a connected graph
+    # Two components keep two averages: connectivity is what makes the consensus global.
+    split = graph.clone()
+    split[:3, 3:] = split[3:, :3] = False
+    z = x
+    for _ in range(500):
+        z = consensus_step(metropolis_weights(split), z)
+    assert torch.allclose(z[:3], x[:3].mean(0).expand(3, 3, 4), atol=1e-8)
+    assert torch.allclose(z[3:], x[3:].mean(0).expand(4, 3, 4), atol=1e-8)
+
+
+def test_baselines_share_what_their_papers_share():
+    from algorithms.networked_ppo import NetworkedPPO, parameters_per_agent
+
+    sent = {}
+    for algo in ("vs", "vps", "ps"):
+        agent, env = agent_for(algo, "gridworld/as-exchange", n_envs=2, rollout_length=10, communicate_every=2)
+        assert isinstance(agent, NetworkedPPO)
+        first = agent.train_iteration(env, env.reset())
+        gap = agent.train_iteration(env, first.timestep).losses
+        sent[algo] = first.losses["comm_floats_per_agent_update"]
+        assert gap["comm_floats_per_agent_update"] == 0.0  # every second update only (AS 5.3)
+        pairs = 4  # Exchange's chain 0 - 1 - 2
+        if algo == "vs":
+            assert sent[algo] == 2 * pairs * 10 * 2 / 3  # V_j(s), V_j(s') per stored step and neighbour
+        else:
+            module = agent.critic.net if algo == "vps" else agent.actor.net
+            assert sent[algo] == parameters_per_agent(module, 3) * pairs / 3
+    assert sent["vs"] < sent["vps"] < sent["ps"]  # outputs < a critic < the global policy (AS 2, 6)
+
+
+def test_ps_agents_act_with_their_own_component_of_the_global_policy():
+    from algorithms.blocks.protocol import metropolis_weights
+    from algorithms.networked_ppo import group_consensus
+
+    agent, env = agent_for("ps", "gridworld/as-exchange", n_envs=4)
+    timestep = env.reset()
+    step = agent.policy_step(timestep, agent.initial_memory(4))
+    net, n = agent.actor.net, 3
+    full = net.head.params(net.torso.mlp(agent.copies(timestep.obs)), agent.copies(timestep.avail_actions))
+    full = full.view(4, n, n, -1)
+    for i in range(n):
+        assert torch.allclose(step.log_probs[:, i], full[:, i, i].gather(-1, step.actions[:, i:i + 1]).squeeze(-1))
+    # the consensus step mixes whole copies: agent i's copy of agent j's policy with the others' copies of j's
+    before = [p.clone() for p in net.parameters()]
+    weights = metropolis_weights(torch.ones(n, n, dtype=torch.bool))
+    group_consensus(net, weights, n)
+    for b, p in zip(before, net.parameters(), strict=True):
+        assert torch.allclose(p.view(n, n, -1), torch.einsum("ik,kjx->ijx", weights, b.view(n, n, -1)), atol=1e-6)

@@ -78,7 +78,7 @@ def test_every_algorithm_on_every_environment_is_planned_or_refused_in_one_line(
     bn_tabular = {a for a in ALGORITHMS.names() if a.startswith("bn_tabular_")}
     for algo in bn_tabular:  # exact models only, like acpi (issue 17)
         assert {e for a, e in refused if a == algo} == {e for a, e in refused if a == "acpi"}, algo
-    as_family = {"as", "as_one_neighbour", "as_every_k", "as_rho0"}
+    as_family = {"as", "as_one_neighbour", "as_every_k", "as_rho0", "vs", "vps", "ps"}
     for algo in as_family:  # private rewards and discrete actions only (issue 16)
         assert {e for a, e in refused if a == algo} == {
             e for e in ENVIRONMENTS.names() if e in CONTINUOUS or env_traits(e).reward_mode == "team"}, algo
