@@ -3,15 +3,15 @@
 The agents are split into K = ceil(eta N) sub-teams that may change at every step. Sub-team k's value is the
 sum of its members' utilities, Q^k = sum_{a in C_k} Q_a(tau_a, u_a) (a linear decomposition inside the
 sub-team, so IGM holds for it), and a value-factorization operator mixes the K sub-team values instead of the
-N agent values: Q_VAST(s, u) = Phi(Q^1, ..., Q^K; s) (BN sec. 6.3 states it this way; here Phi is QMIX's
-monotonic mixer over K inputs, or their plain sum). Trained like the operator alone: one TD target on Q_VAST
-with the agents' greedy next actions (double Q).
+N agent values: Q_VAST(s, u) = Phi(Q^1, ..., Q^K; s) (BN 6.2.2 states it this way; here Phi is QMIX's
+monotonic mixer over K inputs, their plain sum, or BN Table 3's MLP on the concatenated sub-team values).
+Trained like the operator alone: one TD target on Q_VAST with the agents' greedy next actions (double Q).
 
 The sub-teams come from a learned assignment policy X(k | s, o_a) (the official code's `VASTNet`: the state and
 the agent's observation -> 128 ELU -> 128 ELU -> softmax over K, github.com/thomyphan/scalable-marl,
 vast/controllers/vast.py), sampled at every step; it is trained by a policy gradient,
 -log X(k_a | s, o_a) (G - sum_u pi_a(u) Q_a(u)), the official code's update_assignment_learner, where G is the
-official code's Monte Carlo return and is our TD(lambda) target here. BN's heuristic sub-teams (BN sec. 6.3)
+official code's Monte Carlo return and is our TD(lambda) target here. BN's heuristic sub-teams (BN 6.2.2)
 come with the BN family (issue 17), as `vast_heuristic`.
 
 Our choices where the sources leave one: the assignment and the TD losses are summed and take one optimizer step
@@ -40,15 +40,31 @@ VAST_CODE = "VAST's official code (github.com/thomyphan/scalable-marl, vast/cont
 
 class VASTConfig(ValueBasedConfig):
     subteam_ratio: float = Field(0.25, gt=0, le=1, description="eta: K = ceil(eta N) sub-teams (Phan et al. 2021; "
-                                                               "BN 6.3: 'K = ceil(eta N) with eta = 1/4')")
-    mixer: Literal["qmix", "vdn"] = Field("qmix", description="the factorization operator over the sub-team values")
+                                                               "BN 6.2.2: 'K = ceil(eta N) with eta = 1/4')")
+    mixer: Literal["qmix", "vdn", "mlp"] = Field(
+        "qmix", description="the factorization operator over the sub-team values: QMIX's monotonic mixer, their sum, "
+                            "or BN Table 3's 'Mixer architecture (QTRAN/VAST)' Concat(Q^{C_1..K}) -> FC -> ELU -> FC "
+                            "-> ELU -> FC(1) of width mixing_embed_dim (no monotonicity, no state)")
     assignment_hidden: int = Field(128, ge=1, description=f"width of the assignment network's two ELU layers "
                                                           f"({VAST_CODE}, VASTNet)")
     assignment_loss_coef: float = Field(1.0, ge=0, description="weight of the assignment policy gradient in the "
                                                                "summed loss (1: the official separate loss)")
-    mixing_embed_dim: int = Field(32, ge=1, description=f"qmix: mixing network width ({PYMARL})")
+    mixing_embed_dim: int = Field(32, ge=1, description=f"qmix: mixing network width ({PYMARL}); mlp: its width "
+                                                        "(BN Table 3: 128)")
     hypernet_layers: int = Field(2, ge=1, le=2, description=f"qmix: layers of the weight hypernetworks ({PYMARL})")
     hypernet_embed: int = Field(64, ge=1, description=f"qmix: hidden width of 2-layer hypernetworks ({PYMARL})")
+
+
+class MLPMixer(nn.Module):
+    """BN Table 3's VAST mixer: Concat(Q^{C_1}, ..., Q^{C_K}) -> FC(E) -> ELU -> FC(E) -> ELU -> FC(1)."""
+
+    def __init__(self, n_inputs: int, embed_dim: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_inputs, embed_dim), nn.ELU(), nn.Linear(embed_dim, embed_dim), nn.ELU(),
+                                 nn.Linear(embed_dim, 1))
+
+    def forward(self, qs: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(qs).squeeze(-1)
 
 
 class SubteamAssignment(nn.Module):
@@ -90,8 +106,10 @@ class VAST(Algorithm):
     def __init__(self, spec, config: VASTConfig, device: torch.device):
         super().__init__(spec, config, device)
         self.n_subteams = math.ceil(config.subteam_ratio * spec.n_agents)
-        mixer = (QMixer(self.n_subteams, spec.state_dim, config.mixing_embed_dim, config.hypernet_layers,
-                        config.hypernet_embed) if config.mixer == "qmix" else SumMixer())
+        mixers = {"qmix": lambda: QMixer(self.n_subteams, spec.state_dim, config.mixing_embed_dim,
+                                         config.hypernet_layers, config.hypernet_embed),
+                  "vdn": SumMixer, "mlp": lambda: MLPMixer(self.n_subteams, config.mixing_embed_dim)}
+        mixer = mixers[config.mixer]()
         assignment = SubteamAssignment(spec.state_dim, spec.obs_dim, self.n_subteams, config.assignment_hidden)
         self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer, "assignment": assignment})
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]

@@ -151,12 +151,14 @@ def test_vast_baseline_is_the_epsilon_greedy_expectation():
     assert epsilon_greedy_expectation(q, avail, 0.5).item() == pytest.approx(0.5 * 3.0 + 0.5 * (1.0 + 3.0) / 2)
 
 
-def test_vast_learns_its_assignment():
+@pytest.mark.parametrize("mixer", ["qmix", "vdn", "mlp"])
+def test_vast_learns_its_assignment(mixer):
     """With 8 agents (K = 2), one update moves the assignment network (its policy gradient reaches it)."""
     from algorithms.vast import VAST, VASTConfig
 
     spec = EnvSpec(name="test/eight", family="test", n_agents=8, obs_dim=3, state_dim=4, n_actions=2, episode_limit=3)
-    algo = VAST(spec, VASTConfig(hidden_sizes=[8], rnn_hidden_size=8, batch_episodes=2), torch.device("cpu"))
+    algo = VAST(spec, VASTConfig(hidden_sizes=[8], rnn_hidden_size=8, batch_episodes=2, mixer=mixer),
+                torch.device("cpu"))
     assert algo.n_subteams == 2
     before = [p.detach().clone() for p in algo.assignment.parameters()]
     batch = {"obs": torch.randn(2, 4, 8, 3), "state": torch.randn(2, 4, 4), "actions": torch.randint(0, 2, (2, 4, 8)),
