@@ -480,8 +480,6 @@ class ACPI(Algorithm):
     policy), the initial policy, the same in every state, is played.
     """
 
-    name = "acpi"
-    family = "tabular"
     Config = ACPIConfig
     config: ACPIConfig
 

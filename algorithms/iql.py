@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 
 class IQLConfig(ValueBasedConfig):
@@ -21,36 +20,13 @@ class IQLConfig(ValueBasedConfig):
                                                    "and episode replay")
 
 
-class IQL(Algorithm):
-    name = "iql"
-    family = "value_based"
+class IQL(ValueBasedContract):
     Config = IQLConfig
     config: IQLConfig
 
     def __init__(self, spec, config: IQLConfig, device: torch.device):
         super().__init__(spec, config, device)
         self.learner = EpisodicQLearning(spec, config, device, observe_state=config.observe_state)
-
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, filled = self.config, batch["filled"][:, :-1]
@@ -64,9 +40,3 @@ class IQL(Algorithm):
         loss = masked_mse(chosen - targets, filled)
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 LAN_B = "LAN App. B"
 
@@ -97,9 +96,7 @@ def lan_targets(reward: torch.Tensor, terminated: torch.Tensor, filled: torch.Te
     return lambda_returns(reward.unsqueeze(-1).expand_as(next_q), terminated, filled, next_q, gamma, td_lambda)
 
 
-class LAN(Algorithm):
-    name = "lan"
-    family = "value_based"
+class LAN(ValueBasedContract):
     Config = LANConfig
     config: LANConfig
 
@@ -113,27 +110,8 @@ class LAN(Algorithm):
         self.learner = EpisodicQLearning(spec, config, device, networks={"value": value})
         self.value, self.target_value = self.learner.online["value"], self.learner.target["value"]
 
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        # epsilon-greedy on the raw advantages: eq. 6's shift does not move the argmax (Alg. 1 line 14)
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # Alg. 1 lines 7-20: one epsilon-greedy episode stored
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():  # lines 21-29, twice per episode (App. B)
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
+    # Acting: epsilon-greedy on the raw advantages, eq. 6's shift does not move the argmax (Alg. 1 line 14).
+    # An iteration is Alg. 1 lines 7-20 (one episode stored), then lines 21-29 twice per episode (App. B).
 
     def central_value(self, net: CentralValue, hidden: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """V(s_t, tau_t) at every step of the batch, `[S, L + 1]`."""
@@ -156,9 +134,3 @@ class LAN(Algorithm):
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon,
                 "central_value": float((v[:, :-1].detach() * filled).sum() / filled.float().sum().clamp(min=1))}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.mixers import QMixer
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 
 class QMIXConfig(ValueBasedConfig):
@@ -24,9 +23,7 @@ class QMIXConfig(ValueBasedConfig):
     hypernet_embed: int = Field(64, ge=1, description=f"hidden width of 2-layer hypernetworks ({PYMARL})")
 
 
-class QMIX(Algorithm):
-    name = "qmix"
-    family = "value_based"
+class QMIX(ValueBasedContract):
     Config = QMIXConfig
     config: QMIXConfig
 
@@ -36,27 +33,6 @@ class QMIX(Algorithm):
                        config.hypernet_embed)
         self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer})
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
-
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, filled, state = self.config, batch["filled"][:, :-1], batch["state"]
@@ -70,9 +46,3 @@ class QMIX(Algorithm):
         loss = masked_mse(q_tot - targets, filled)  # eq. 6
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

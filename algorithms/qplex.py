@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.mixers import DuplexMixer, HyperTransformation, QattenTransformation
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_max, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 QPLEX_CODE = "QPLEX's official code (github.com/wjh720/QPLEX, pymarl-master/src/config/algs/qplex_sc2.yaml)"
 QATTEN_CODE = "QPLEX's official code, qplex_qatten_sc2.yaml"
@@ -54,9 +53,7 @@ def transformation(spec, c: QPLEXConfig) -> nn.Module:
     return HyperTransformation(spec.n_agents, spec.state_dim, c.hypernet_embed)
 
 
-class QPLEX(Algorithm):
-    name = "qplex"
-    family = "value_based"
+class QPLEX(ValueBasedContract):
     Config = QPLEXConfig
     config: QPLEXConfig
 
@@ -66,27 +63,6 @@ class QPLEX(Algorithm):
                             config.n_heads, config.adv_hypernet_layers, config.adv_hypernet_embed)
         self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer})
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
-
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
 
     def q_tot(self, mixer: DuplexMixer, q: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor,
               state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +85,3 @@ class QPLEX(Algorithm):
         loss = td_loss + regulariser  # the official learner adds Qatten's logit regulariser (0 for hypernetworks)
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": td_loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

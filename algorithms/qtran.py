@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.mixers import QTranJoint
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_argmax, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 PYMARL_QTRAN = "PyMARL algs/qtran.yaml"
 
@@ -31,9 +30,7 @@ class QTRANConfig(ValueBasedConfig):
     nopt_min_loss: float = Field(0.1, ge=0, description=f"lambda_nopt, weight of L_nopt ({PYMARL_QTRAN})")
 
 
-class QTRAN(Algorithm):
-    name = "qtran"
-    family = "value_based"
+class QTRAN(ValueBasedContract):
     Config = QTRANConfig
     config: QTRANConfig
 
@@ -43,27 +40,6 @@ class QTRAN(Algorithm):
         joint = QTranJoint(spec.n_actions, spec.state_dim, hidden, config.mixing_embed_dim)
         self.learner = EpisodicQLearning(spec, config, device, networks={"joint": joint})
         self.joint, self.target_joint = self.learner.online["joint"], self.learner.target["joint"]
-
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
 
     def onehot(self, actions: torch.Tensor) -> torch.Tensor:
         return F.one_hot(actions, self.spec.n_actions).float()
@@ -93,9 +69,3 @@ class QTRAN(Algorithm):
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": td_loss.item(), "opt_loss": opt_loss.item(), "nopt_loss": nopt_loss.item(),
                 "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

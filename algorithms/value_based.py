@@ -20,6 +20,7 @@ fog (LAN 5.4) is `EpisodicQLearning(..., observe_state=True)`. VAST's sub-team m
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 from typing import Literal
 
 import torch
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from algorithms.base import IterationResult
+from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.collector import EpisodeCollector
 from algorithms.blocks.exploration import epsilon_greedy, linear_epsilon
@@ -182,3 +183,43 @@ class EpisodicQLearning:
         self.collector.load_state_dict(state["collector"])
         self.memory = state["memory"].clone()
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+
+
+class ValueBasedContract(Algorithm):
+    """The driver's contract (algorithms/base.py) for a member built on `self.learner` (`EpisodicQLearning`),
+    written once: a method's constructor builds its networks and the learner, and it writes its TD loss,
+    `update(batch)`. Acting is decentralized and epsilon-greedy on each agent's own network (greedy in
+    evaluation); an iteration stores `n_envs` episodes, then takes `updates_per_episode` gradient steps."""
+
+    learner: EpisodicQLearning
+
+    @abstractmethod
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step of the method's loss on a batch of whole episodes; returns its statistics."""
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
+        losses: dict[str, float] = {}
+        for batch in self.learner.batches():
+            losses = self.update(batch)
+        return self.learner.result(collected, losses)
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
+        return self.config.n_envs * self.spec.episode_limit
+
+    def initial_memory(self, n_envs: int) -> torch.Tensor:
+        return self.learner.initial_memory(n_envs)
+
+    def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)

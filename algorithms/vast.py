@@ -30,10 +30,9 @@ from pydantic import Field
 from torch import nn
 from torch.distributions import Categorical
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.mixers import QMixer, SumMixer
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse, with_fallback
-from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 VAST_CODE = "VAST's official code (github.com/thomyphan/scalable-marl, vast/controllers/vast.py)"
 
@@ -97,9 +96,7 @@ def epsilon_greedy_expectation(q: torch.Tensor, avail: torch.Tensor | None, epsi
     return ((1 - epsilon) * greedy + epsilon * uniform).mul(q).sum(-1)
 
 
-class VAST(Algorithm):
-    name = "vast"
-    family = "value_based"
+class VAST(ValueBasedContract):
     Config = VASTConfig
     config: VASTConfig
 
@@ -115,28 +112,7 @@ class VAST(Algorithm):
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
         self.assignment = self.learner.online["assignment"]
 
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        # decentralized execution: each agent's own Q (the sub-teams exist only in training)
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
-
+    # Acting is decentralized: each agent's own Q (the sub-teams exist only in training).
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, filled, state, avail = self.config, batch["filled"][:, :-1], batch["state"], batch["avail"]
         k = self.n_subteams
@@ -163,9 +139,3 @@ class VAST(Algorithm):
         entropy = float((assignment.entropy().detach()[:, :-1] * mask).sum() / mask.sum().clamp(min=1.0))
         return {"value_loss": td_loss.item(), "assignment_loss": assignment_loss.item(), "grad_norm": grad_norm,
                 "epsilon": self.learner.epsilon, "assignment_entropy": entropy}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)

@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.mixers import SumMixer
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
 
 
 class VDNConfig(ValueBasedConfig):
     pass
 
 
-class VDN(Algorithm):
-    name = "vdn"
-    family = "value_based"
+class VDN(ValueBasedContract):
     Config = VDNConfig
     config: VDNConfig
 
@@ -29,27 +26,6 @@ class VDN(Algorithm):
         super().__init__(spec, config, device)
         self.mixer = SumMixer()
         self.learner = EpisodicQLearning(spec, config, device)
-
-    @property
-    def n_envs(self) -> int:
-        return self.config.n_envs
-
-    @property
-    def steps_per_iteration(self) -> int:  # at most: an iteration ends when n_envs episodes have finished
-        return self.config.n_envs * self.spec.episode_limit
-
-    def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return self.learner.initial_memory(n_envs)
-
-    def act(self, timestep, memory, deterministic: bool):
-        return self.learner.act(timestep, memory, 0.0 if deterministic else self.learner.epsilon)
-
-    def train_iteration(self, env, timestep) -> IterationResult:
-        collected = self.learner.collect(env, timestep)  # epsilon-greedy episodes into the replay buffer
-        losses: dict[str, float] = {}
-        for batch in self.learner.batches():
-            losses = self.update(batch)
-        return self.learner.result(collected, losses)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, filled = self.config, batch["filled"][:, :-1]
@@ -63,9 +39,3 @@ class VDN(Algorithm):
         loss = masked_mse(q_tot - targets, filled)
         grad_norm = self.learner.optimize(loss)
         return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
-
-    def state_dict(self) -> dict:
-        return self.learner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.learner.load_state_dict(state)
