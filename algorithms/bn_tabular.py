@@ -349,8 +349,6 @@ class BNTabular(Algorithm):
     by topological level, each conditioning on its parents' drawn (greedy when `deterministic`) actions.
     """
 
-    name = "bn_tabular"
-    family = "tabular"
     Config = BNTabularConfig
     config: BNTabularConfig
 
