@@ -78,7 +78,6 @@ SMACV2_ENV_ARGS = dict(
     state_last_action=True, state_timestep_number=False, step_mul=8, heuristic_ai=False, debug=False,
     prob_obs_enemy=0, replay_dir="", replay_prefix="",
 )
-SMACV2_LIMIT = 200  # 10gen_* maps' episode limit
 
 
 class SmacParams(BaseModel):
