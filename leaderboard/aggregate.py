@@ -108,6 +108,18 @@ def non_finite(metrics: pd.DataFrame) -> str | None:
     return None
 
 
+def communication(metrics: pd.DataFrame) -> dict | None:
+    """What each agent sent to the others over the run, for methods that communicate and record it (AS and its
+    baselines, issue 16: the optional metrics columns): the totals at the last evaluation. None otherwise."""
+    if "comm_floats_per_agent" not in metrics or "comm_bytes_per_agent" not in metrics:
+        return None
+    last = metrics.iloc[-1]
+    floats, sent_bytes = float(last["comm_floats_per_agent"]), float(last["comm_bytes_per_agent"])
+    if not (np.isfinite(floats) and np.isfinite(sent_bytes)):
+        return None
+    return {"floats_per_agent": floats, "bytes_per_agent": sent_bytes, "env_steps": int(last["env_steps"])}
+
+
 def run_scores(run_dir: Path, manifest: dict, metrics: pd.DataFrame, comparison: str) -> pd.DataFrame:
     """The scores rows of one validated run, for one comparison it serves."""
     frame = pd.DataFrame(
@@ -162,6 +174,9 @@ def aggregate(run_dirs: list[Path], out: Path, suite: str, comparisons: dict[Pat
             statuses[-1].update(status="failed", reason=f"excluded by aggregate: {reason}")
             print(f"aggregate: warning: {run_dir} excluded from the scores: {reason}", file=sys.stderr)
             continue
+        sent = communication(metrics)
+        if sent is not None:
+            statuses[-1]["communication"] = sent
         frames += [run_scores(run_dir, manifest, metrics, comparison) for comparison in served]
     columns = {c: pd.Series(dtype="object") for c in SCORES_COLUMNS}
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from coopbench.base.errors import CoopbenchError
@@ -223,6 +224,10 @@ def _render(site: Path, stats: dict, scores: pd.DataFrame, manifests: dict, runs
 
     completed = sorted(k for k, m in manifests.items() if m.get("status") == "completed")
     runs = [_run_summary(key, manifests[key], scores) for key in completed]
+    sent = {_run_key(r["env"], r["algo"], r["config_hash"], r["seed"]): r["communication"]
+            for r in runs_file["runs"] if r.get("communication")}
+    for run in runs:
+        run["communication"] = sent.get(run["key"])
     not_completed = [r for r in runs_file["runs"] if r["status"] != "completed"]
     comparisons = [_comparison_view(name, cstats, runs, figures) for name, cstats in stats["comparisons"].items()]
     totals = {v: sum(p["counts"].get(v, 0) for p in claims) for v in VERDICTS}
@@ -285,6 +290,7 @@ def _comparison_view(name: str, cstats: dict, runs: list[dict], figures: list[Pa
         env["curve"] = f"figures/{folder}/{stem}" if stem in have else None
     page_slug = slug(name.replace(":", "-"))
     return {
+        "communication": _communication_rows([r for r in runs if name in r["comparisons"]]),
         "name": name,
         "slug": page_slug,
         "href": f"comparisons/{page_slug}.html",
@@ -292,6 +298,19 @@ def _comparison_view(name: str, cstats: dict, runs: list[dict], figures: list[Pa
         "figures": [{"path": f"figures/{folder}/{fig}", "caption": CAPTIONS[fig]} for fig in FIGURES if fig in have],
         "envs": envs,
     }
+
+
+def _communication_rows(runs: list[dict]) -> list[dict]:
+    """Per task and method, what each agent sent over training (mean over the seeds that recorded it)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        if run.get("communication"):
+            groups.setdefault((run["env"], run["algo"]), []).append(run["communication"])
+    return [{"env": env, "algo": algo, "seeds": len(sent),
+             "floats": float(np.mean([s["floats_per_agent"] for s in sent])),
+             "bytes": float(np.mean([s["bytes_per_agent"] for s in sent])),
+             "env_steps": int(np.mean([s["env_steps"] for s in sent]))}
+            for (env, algo), sent in sorted(groups.items())]
 
 
 def _method_info(method: str) -> dict:

@@ -524,3 +524,26 @@ def test_no_shared_task_gives_no_placeholder_figure_and_says_why(tmp_path: Path)
     assert drawn == {"curve-matrix__a", "curve-matrix__b"}  # learning curves per task, no aggregate placeholder
     page = (site / "comparisons" / "suite-demo.html").read_text()
     assert "no runs of y" in page and "aggregate.svg" not in page
+
+
+def test_what_each_agent_sent_reaches_runs_json_and_the_comparison_page(tmp_path: Path):
+    """AS and its baselines record their messages (optional metrics columns): aggregate keeps the final totals per
+    run, the comparison page lists them per task and method; a method that records none is not listed."""
+    runs = []
+    for seed, (floats, sent) in enumerate([(1200.0, 4800.0), (1800.0, 7200.0)]):
+        run_dir = make_run(tmp_path, "matrix/a", "talker", seed, [0.0, 20.0])
+        metrics = pd.read_parquet(run_dir / "metrics.parquet")
+        metrics["comm_floats_per_agent"] = [floats / 2, floats]
+        metrics["comm_bytes_per_agent"] = [sent / 2, sent]
+        metrics["anticipation_mse"] = float("nan")
+        write_parquet(run_dir / "metrics.parquet", metrics)
+        runs += [run_dir, make_run(tmp_path, "matrix/a", "silent", seed, [0.0, -20.0])]
+    site = site_of(tmp_path, runs)
+    recorded = {(r["algo"], r["seed"]): r.get("communication") for r in read_json(tmp_path / "runs.json")["runs"]}
+    assert recorded[("talker", 0)] == {"floats_per_agent": 1200.0, "bytes_per_agent": 4800.0, "env_steps": 200}
+    assert recorded[("silent", 0)] is None
+    page = (site / "comparisons" / "suite-demo.html").read_text()
+    table = page[page.index('class="results sortable communication-table"'):]
+    table = table[:table.index("</table>")]
+    assert "talker" in table and "silent" not in table
+    assert "1,500" in table and "6,000" in table  # the means over the two seeds
