@@ -56,18 +56,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from side_by_side import rates, report, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
 SIDE_SCRIPT = REPO / "benchmarks" / "benchmarl_side.py"
 ENV = "vmas/navigation"
-METRICS = {"collection": "collection_time", "training": "training_time", "total": "iteration_time"}
 
 SETTINGS = {
     "n_envs": 10,
@@ -162,40 +162,22 @@ def check_benchmarl(python: Path) -> None:
              "    try:\n        importlib.import_module(m)\n"
              "    except Exception as e:\n        missing.append(f'{m} ({type(e).__name__}: {e})')\n"
              "print('; '.join(missing))")
-    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=single_thread_env())
+    out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True,
+                         env=single_thread_env(TQDM_DISABLE="1"))
     missing = out.stdout.strip() or (out.stderr.strip().splitlines() or [""])[-1]
     if out.returncode or missing:
         raise SystemExit(f"{python} cannot import: {missing}\n  (re)install with `{INSTALL}`; "
                          f"`--only coopbench` measures coopbench's side alone")
 
 
-def single_thread_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
 
 
 def run_benchmarl(python: Path, s: dict) -> dict:
     proc = subprocess.run([str(python), str(SIDE_SCRIPT), json.dumps(s)], capture_output=True, text=True,
-                          env=single_thread_env(), cwd=REPO)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise SystemExit(f"the BenchMARL side failed (exit code {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1])
+                          env=single_thread_env(TQDM_DISABLE="1"), cwd=REPO)
+    return side_result(proc, "BenchMARL")
 
 
-# --- report -----------------------------------------------------------------------------------------
-
-def summary(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def rates(run: dict) -> dict:
-    """frames/s of one repeat: timed frames over the summed time of each part."""
-    its = run["iterations"]
-    frames = sum(i["frames"] for i in its)
-    out = {name: frames / sum(i[key] for i in its) for name, key in METRICS.items()}
-    out["total_per_cpu_s"] = frames / sum(i["cpu_time"] for i in its)
-    return out
 
 
 def main() -> None:
@@ -243,33 +225,13 @@ def main() -> None:
                  "loadavg_before": load_before, "loadavg_after": load_after},
         "settings": base, "repeats": args.repeats, "wall_s": round(wall, 1),
         "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
-        "frames_per_s": {}, "ratio_coopbench_over_benchmarl": {},
         "resolved": {side: runs[side][0]["resolved"] for side in sides},
         "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
                 for side in sides},
     }
     if "benchmarl" in runs:
         results["benchmarl_versions"] = runs["benchmarl"][0]["versions"]
-    per_repeat = {side: [rates(run) for run in runs[side]] for side in sides}
-    print(f"\n{'frames/s':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
-    for side in sides:
-        results["frames_per_s"][side] = {}
-        for metric in [*METRICS, "total_per_cpu_s"]:
-            stats = summary([p[metric] for p in per_repeat[side]])
-            results["frames_per_s"][side][metric] = stats
-            print(f"{side + ' ' + metric:28s} " + " ".join(f"{stats[k]:9,.0f}" for k in ("min", "median", "max")))
-    if len(sides) == 2:
-        print(f"\n{'coopbench / BenchMARL':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
-        for metric in [*METRICS, "total_per_cpu_s"]:
-            pairs = zip(per_repeat["coopbench"], per_repeat["benchmarl"], strict=True)
-            ratios = [c[metric] / b[metric] for c, b in pairs]
-            stats = summary(ratios)
-            results["ratio_coopbench_over_benchmarl"][metric] = stats
-            print(f"{metric:28s} " + " ".join(f"{stats[k]:9.2f}" for k in ("min", "median", "max")))
-        median = results["ratio_coopbench_over_benchmarl"]["total"]["median"]
-        results["target"] = {"ratio": args.target, "met": median >= args.target}
-        print(f"\ncoopbench total frames/s = {median:.2f}x BenchMARL's (median over repeats): "
-              f"{'meets' if median >= args.target else 'MISSES'} the {args.target:g}x target")
+    results.update(report(runs, "benchmarl", "BenchMARL", "frames", args.target))
     print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"({os.cpu_count()} CPUs); {wall:.0f} s")
     if args.json:

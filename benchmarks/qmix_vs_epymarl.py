@@ -54,18 +54,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from side_by_side import rates, report, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_EPYMARL_VENV = REPO / "build" / "bench-venvs" / "epymarl"
 SIDE_SCRIPT = REPO / "benchmarks" / "epymarl_side.py"
 ENV = "rware/tiny-2ag-hard"
-METRICS = {"collection": "collection_time", "training": "training_time", "total": "iteration_time"}
 
 SETTINGS = {
     "n_envs": 1,
@@ -183,9 +183,6 @@ def run_coopbench_here(s: dict) -> dict:
 INSTALL = "bash benchmarks/setup_epymarl_venv.sh EPYMARL_GIT"
 
 
-def single_thread_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "PYTHONWARNINGS": "ignore"}
 
 
 def check_epymarl(venv: Path) -> None:
@@ -218,25 +215,9 @@ def run_side(side: str, s: dict, venv: Path, env_workers: int | None = None) -> 
         if env_workers is not None:
             env["COOPBENCH_ENV_WORKERS"] = str(env_workers)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode or not lines:
-        raise SystemExit(f"the {side} side failed (exit code {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return json.loads(lines[-1])
+    return side_result(proc, side)
 
 
-# --- report -------------------------------------------------------------------------------------------------
-
-def summary(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
-
-
-def rates(run: dict) -> dict:
-    """env steps/s of one repeat: timed steps over the summed time of each part."""
-    its = run["iterations"]
-    frames = sum(i["frames"] for i in its)
-    out = {name: frames / sum(i[key] for i in its) for name, key in METRICS.items()}
-    out["total_per_cpu_s"] = frames / sum(i["cpu_time"] for i in its)
-    return out
 
 
 def main() -> None:
@@ -296,32 +277,13 @@ def main() -> None:
         "settings": {**base, "coopbench_env_workers": args.coopbench_env_workers},
         "repeats": args.repeats, "wall_s": round(wall, 1),
         "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
-        "env_steps_per_s": {}, "ratio_coopbench_over_epymarl": {},
         "resolved": {side: runs[side][0]["resolved"] for side in sides},
         "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
                 for side in sides},
     }
     if "epymarl" in runs:
         results["epymarl_versions"] = runs["epymarl"][0]["versions"]
-    per_repeat = {side: [rates(run) for run in runs[side]] for side in sides}
-    print(f"\n{'env steps/s':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
-    for side in sides:
-        results["env_steps_per_s"][side] = {}
-        for metric in [*METRICS, "total_per_cpu_s"]:
-            stats = summary([p[metric] for p in per_repeat[side]])
-            results["env_steps_per_s"][side][metric] = stats
-            print(f"{side + ' ' + metric:28s} " + " ".join(f"{stats[k]:9,.0f}" for k in ("min", "median", "max")))
-    if len(sides) == 2:
-        print(f"\n{'coopbench / EPyMARL':28s} {'min':>9s} {'median':>9s} {'max':>9s}")
-        for metric in [*METRICS, "total_per_cpu_s"]:
-            pairs = zip(per_repeat["coopbench"], per_repeat["epymarl"], strict=True)
-            stats = summary([c[metric] / e[metric] for c, e in pairs])
-            results["ratio_coopbench_over_epymarl"][metric] = stats
-            print(f"{metric:28s} " + " ".join(f"{stats[k]:9.2f}" for k in ("min", "median", "max")))
-        median = results["ratio_coopbench_over_epymarl"]["total"]["median"]
-        results["target"] = {"ratio": args.target, "met": median >= args.target}
-        print(f"\ncoopbench total env steps/s = {median:.2f}x EPyMARL's (median over repeats): "
-              f"{'meets' if median >= args.target else 'MISSES'} the {args.target:g}x target")
+    results.update(report(runs, "epymarl", "EPyMARL", "env steps", args.target))
     print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
           f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}); {wall:.0f} s")
     if args.json:
