@@ -23,14 +23,14 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import ppo_update
-from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import EnvSpec, TimeStep
 
@@ -192,14 +192,7 @@ class ACPO(OnPolicyContract):
                 storage["terminated"], storage["episode_end"], self.micro_gamma, self.micro_lambda)
         else:  # the "without chaining" ablation: each agent's GAE on its own V^(i)(s, b^(i))
             advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)
-        self.critic.normalizer.update(returns)
-        if cfg.normalize_advantages:
-            advantages = standardize(advantages)
-        batch = update_batch(storage, advantages, returns, cfg)
-        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
         # Lines 5-6 read the same stored rollout, so their order only orders the random minibatch draws.
-        losses = self.critic.update(batch, cfg)  # line 6: the decentralized critics
-        losses.update(ppo_update(self.actor, batch, cfg))  # line 5: each agent's own ratio (eq. 3), PPO-Clip
-        self.schedule.advance(self.steps_per_iteration)
-        return losses
+        # line 6, the decentralized critics, then line 5: each agent's own ratio (eq. 3), PPO-Clip
+        return self.backbone_update(storage, advantages, returns, lambda batch: ppo_update(self.actor, batch, cfg))
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import clipped_step, ppo_clip_loss
-from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatches, update_batch
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatches
 from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import EnvSpec, TimeStep
@@ -46,15 +46,9 @@ class HAPPO(OnPolicyContract):
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
         advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # the joint A(s, a), by GAE on V(s)
-        self.critic.normalizer.update(returns)  # ValueNorm's running statistics (Yu et al. 2022)
-        if cfg.normalize_advantages:
-            advantages = standardize(advantages)
-        batch = update_batch(storage, advantages, returns, cfg)
-        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
-        losses = self.critic.update(batch, cfg)  # V on the lambda-returns
-        losses.update(sequential_update(self.actor, batch, self.update_agent))  # agents in turn, M-weighted
-        self.schedule.advance(self.steps_per_iteration)
-        return losses
+        # critic on the returns, then agents in turn, M-weighted
+        return self.backbone_update(storage, advantages, returns,
+                                    lambda batch: sequential_update(self.actor, batch, self.update_agent))
 
     def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
         """PPO's clipped surrogate for one agent on M A (M = `batch["factor"]`), its own Adam rows only."""

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from algorithms.blocks.gae import rollout_gae, standardize
+from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import ppo_update
-from algorithms.blocks.rollout import RolloutStorage, learning_rewards, update_batch
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import EnvSpec, TimeStep
 
@@ -49,13 +49,6 @@ class MAPPO(OnPolicyContract):
     def update(self, storage: RolloutStorage) -> dict[str, float]:
         cfg = self.config
         advantages, returns = rollout_gae(storage, cfg.gamma, cfg.gae_lambda)  # each agent's GAE on V(s)
-        self.critic.normalizer.update(returns)  # ValueNorm's running statistics (Yu et al. 2022)
-        if cfg.normalize_advantages:
-            advantages = standardize(advantages)
-        batch = update_batch(storage, advantages, returns, cfg)
-        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
-        losses = self.critic.update(batch, cfg)  # V on the lambda-returns
-        losses.update(ppo_update(self.actor, batch, cfg))  # every actor at once: PPO-Clip + entropy
-        self.schedule.advance(self.steps_per_iteration)
-        return losses
+        # critic on the returns, then every actor at once: PPO-Clip + entropy
+        return self.backbone_update(storage, advantages, returns, lambda batch: ppo_update(self.actor, batch, cfg))
 

@@ -10,14 +10,16 @@ it decides nothing about the method (no hooks beyond the two the method must wri
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 
 import torch
 
 from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.gae import standardize
 from algorithms.blocks.on_policy_collection import Rollout
 from algorithms.blocks.parts import load_parts, state_of
 from algorithms.blocks.policy import PolicyStep
-from algorithms.blocks.rollout import RolloutStorage
+from algorithms.blocks.rollout import RolloutStorage, update_batch
 from environments.base import BatchedEnv, TimeStep
 
 
@@ -63,3 +65,22 @@ class OnPolicyContract(Algorithm):
 
     def load_state_dict(self, state: dict) -> None:
         load_parts(state, self.actor, self.critic, self.collector, self.schedule, *self.extra_parts)
+
+    def backbone_update(self, storage: RolloutStorage, advantages: torch.Tensor, returns: torch.Tensor,
+                        update_actors: Callable[[dict], dict[str, float]],
+                        shape: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+        """The PPO backbone's update once a method has its advantages and value targets: ValueNorm's running
+        statistics (Yu et al. 2022), standardized advantages (then the method's `shape`, if any, for the actors
+        only), the chunked batch, the learning-rate schedule, the critic on the returns, then `update_actors`."""
+        cfg = self.config
+        self.critic.normalizer.update(returns)
+        if cfg.normalize_advantages:
+            advantages = standardize(advantages)
+        if shape is not None:
+            advantages = shape(advantages)
+        batch = update_batch(storage, advantages, returns, cfg)
+        self.schedule.apply((self.actor.optimizer, cfg.lr_actor), (self.critic.optimizer, cfg.lr_critic))
+        losses = self.critic.update(batch, cfg)
+        losses.update(update_actors(batch))
+        self.schedule.advance(self.steps_per_iteration)
+        return losses
