@@ -128,6 +128,10 @@ class Aloha(TaskEnv):
         state = self.backlog.float()
         return state.unsqueeze(-1), state, None
 
+    def _extras(self) -> dict[str, torch.Tensor]:
+        """`positions [B, N, 2]`: the fixed grid cells (BN B.3's Manhattan dependency scores)."""
+        return {"positions": self.agent_positions.float().expand(self.n_envs, -1, -1)}
+
     def _transition(self, actions: torch.Tensor):
         p = self.params
         transmit = actions.long() == TRANSMIT  # [B, N]

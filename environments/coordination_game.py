@@ -75,6 +75,11 @@ class CoordinationGame(TaskEnv):
     def _observe(self) -> tuple[torch.Tensor, torch.Tensor, None]:
         return *self._views(self.s), None
 
+    @staticmethod
+    def positions_from_views(obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """`[..., N, 1]`: each agent's binary local state as its 1D position (BN 6.2.1 / B.3's dependency score)."""
+        return state.unsqueeze(-1)
+
     def _fresh(self) -> dict[str, torch.Tensor]:
         return {"s": torch.randint(0, 2, (self.n_envs, self.n_agents), generator=self.generator, device=self.device)}
 

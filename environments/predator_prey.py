@@ -129,6 +129,11 @@ class PredatorPrey(TaskEnv):
                         f"{p.n_landmarks} landmarks",
         )
 
+    @staticmethod
+    def positions_from_views(obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """`[..., P, 2]`: the predators' positions, the state's first 2P numbers (BN B.3's Euclidean scores)."""
+        return state[..., : 2 * obs.shape[-2]].unflatten(-1, (obs.shape[-2], 2))
+
     @property
     def pos(self) -> torch.Tensor:
         return torch.stack([self.x, self.y], dim=-1)

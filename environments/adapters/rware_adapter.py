@@ -156,6 +156,11 @@ class WarehouseCopy(CopyEnv):
 class Warehouse(PooledEnv):
     """RWARE: N robots deliver requested shelves; team reward = deliveries by all robots."""
 
+    @staticmethod
+    def positions_from_views(obs, state):
+        """`[..., N, 2]`: a robot's observation starts with its grid cell (x, y) (BN 6.2.2's 2D positions)."""
+        return obs[..., :2]
+
     Params = RwareParams
     NAME = "rware/custom"
 
