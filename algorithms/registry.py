@@ -87,6 +87,13 @@ for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), (
                     ("subteam_2_3", "subteams 2+3")):
     register(f"bn_tabular_{_dag}", "tabular", "algorithms.bn_tabular:BNTabular",
              f"exact log-barrier policy gradient of a tabular softmax BN policy, {_what} (BN eq. 2-3, 6.1)", BN_TABULAR)
+# BN (issue 17): MAPPO with a BN actor over a DAG (BN 6.2.1, Fig. 2); one class, the DAG is the config's `topology`.
+for _topology, _what in (("full", "the full DAG"), ("product", "the product DAG (no edges)"),
+                         ("random", "a random DAG of at most B edges"),
+                         ("heuristic", "BN Algorithm 1's subteams under B edges, recomputed every step")):
+    register(f"bn_mappo_{_topology}", "on_policy", "algorithms.bn_mappo:BNMAPPO",
+             f"MAPPO whose agents sample in a DAG's order, each conditioned on its parents' actions: {_what} "
+             "(BN 6.2.1)", ON_POLICY)
 # AS (issue 16): Anticipation Sharing on private rewards (AS sec. 4.3, Algorithm 1); the variants share the class and
 # differ in their config files (protocols of AS 5.3, rho = 0 of Fig. 5).
 AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)
@@ -106,3 +113,12 @@ register("vps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
          "value-function parameter consensus over neighbours (AS 5.2, Zhang et al. 2018b)", NETWORKED)
 register("ps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
          "global-policy parameter consensus over neighbours (AS 5.2, Zhang & Zavlanos 2019)", NETWORKED)
+# The off-policy family (issue 15): deterministic actors on continuous actions, transition replay (algorithms/
+# off_policy.py); each method's file holds its networks and its update.
+OFF_POLICY = Capabilities(discrete=False, recurrent=False)
+register("maddpg", "off_policy", "algorithms.maddpg:MADDPG",
+         "deterministic actors on one centralized critic of all actions (Lowe et al. 2017; HARL)", OFF_POLICY)
+register("hatd3", "off_policy", "algorithms.hatd3:HATD3",
+         "TD3 with HAML's sequential actor updates on a centralized twin critic (Zhong et al. 2024)", OFF_POLICY)
+register("ac_td3", "off_policy", "algorithms.ac_td3:ACTD3",
+         "agent-chained TD3: chained critics Q^(i)([s, a^(<i)], a^(i)) with k-step targets (ACPO App. N)", OFF_POLICY)

@@ -37,7 +37,6 @@ PAPERS = ("acpo", "as", "bn", "cora", "lan")
 PLANNED_ALGORITHMS: dict[str, str] = {
     **{name: "the off-policy family (issue 15)" for name in ("maddpg", "hatd3", "ac_td3")},
     **{name: "the BN family (issue 17)" for name in (
-        "bn_mappo_full", "bn_mappo_product", "bn_mappo_random", "bn_mappo_heuristic",
         "bn_maddpg_full", "bn_maddpg_product", "bn_maddpg_random", "bn_maddpg_heuristic",
         "vast_heuristic")},
 }
