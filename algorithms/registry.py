@@ -80,6 +80,8 @@ register("lan_mean", "value_based", "algorithms.lan:LAN",
          "LAN with zero-mean local advantages (LAN eq. 6, App. D)", VALUE_BASED)
 register("vast", "value_based", "algorithms.vast:VAST",
          "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VALUE_BASED)
+register("vast_heuristic", "value_based", "algorithms.vast:VAST",
+         "VAST whose K = ceil(N/4) sub-teams come from BN Algorithm 1 on the agents' positions (BN 6.2.2)", VALUE_BASED)
 # BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
 BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False)
 for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), ("line", "agent i -> i + 1"),

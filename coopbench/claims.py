@@ -35,10 +35,8 @@ PAPERS = ("acpo", "as", "bn", "cora", "lan")
 # Methods the papers use that coopbench does not implement yet, and the issue that brings them. A claim
 # naming one is judged `not run` with this reason; a name in neither this table nor the registry is a typo.
 PLANNED_ALGORITHMS: dict[str, str] = {
-    **{name: "the off-policy family (issue 15)" for name in ("maddpg", "hatd3", "ac_td3")},
     **{name: "the BN family (issue 17)" for name in (
-        "bn_maddpg_full", "bn_maddpg_product", "bn_maddpg_random", "bn_maddpg_heuristic",
-        "vast_heuristic")},
+        "bn_maddpg_full", "bn_maddpg_product", "bn_maddpg_random", "bn_maddpg_heuristic")},
 }
 
 # Analyses: results a paper reports that are no training curve (an exact planner's converged policy, a QP's

@@ -1,0 +1,191 @@
+"""The off-policy family's shared parts: its config, the replay learner and the driver's contract.
+
+Every member (MADDPG, HATD3, AC-TD3; BN's MADDPG after them) is HARL's off-policy loop (Zhong et al. 2024,
+`OffPolicyBaseRunner`), the setup ACPO App. I/O follows for MA-MuJoCo: `n_envs` copies step together; the first
+`warmup_steps` act uniformly at random, then deterministic actors plus Gaussian exploration noise; every
+transition goes to a replay buffer; every `train_interval` steps of each copy the learner takes
+`update_per_train x train_interval` gradient steps on sampled n-step transitions. Members differ in their
+networks and their update (critic targets, how the actors climb the critics), so a method file holds those and
+`OffPolicyLearner` holds the rest: replay, collection, warm-up and the step counters. No hooks: a member calls
+the learner's pieces from its own constructor and update.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.td3 import explore, uniform_actions
+from algorithms.blocks.transition_replay import TransitionReplay
+from environments.base import BatchedEnv, EnvSpec, TimeStep, team_return
+
+HARL = "HARL (Zhong et al. 2024) harl/configs/algos_cfgs/{maddpg,hatd3}.yaml, commit 60efde1"
+
+
+class OffPolicyConfig(BaseModel):
+    """Hyperparameters every off-policy member shares. Defaults: HARL's MADDPG/HATD3 configs (the MA-MuJoCo setup of
+    Zhong et al. 2024, which ACPO App. I says it uses for every baseline there)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_envs: int = Field(10, ge=1, description=f"batched copies ({HARL}: n_rollout_threads 10)")
+    buffer_size: int = Field(1_000_000, ge=1, description=f"replay capacity in transitions ({HARL})")
+    batch_size: int = Field(1000, ge=1, description=f"transitions per gradient step ({HARL})")
+    warmup_steps: int = Field(10000, ge=0, description=f"env steps of uniform random actions first ({HARL})")
+    train_interval: int = Field(50, ge=1, description=f"steps of every copy between training rounds ({HARL})")
+    update_per_train: float = Field(
+        1.0, gt=0, description=f"gradient steps per round = update_per_train x train_interval ({HARL})")
+    gamma: float = Field(0.99, ge=0, le=1, description=f"{HARL}; ACPO Table 3 (MA-MuJoCo)")
+    n_step: int = Field(1, ge=1, description=f"n-step returns (HARL n_step, {HARL}: 1)")
+    polyak: float = Field(0.005, gt=0, le=1, description=f"target networks' soft-update rate ({HARL})")
+    lr: float = Field(5e-4, gt=0, description=f"actor learning rate, Adam ({HARL})")
+    critic_lr: float = Field(1e-3, gt=0, description=f"critic learning rate, Adam ({HARL})")
+    hidden_sizes: list[int] = Field(default_factory=lambda: [128, 128], min_length=1,
+                                    description=f"actor and critic MLP widths ({HARL})")
+    activation: Literal["relu", "tanh", "elu"] = Field("relu", description=f"{HARL}: relu")
+    expl_noise: float = Field(0.1, ge=0, description=f"exploration noise std in half box widths ({HARL})")
+    share_parameters: bool = Field(False, description=f"one actor network for all agents ({HARL}: share_param false)")
+    agent_id_input: bool = Field(True, description="a one-hot agent id as actor input when parameters are shared")
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return max(1, int(self.update_per_train * self.train_interval))
+
+
+class TD3Config(OffPolicyConfig):
+    """TD3's machinery (Fujimoto et al. 2018): twin critics, target policy smoothing, delayed actor updates."""
+
+    policy_noise: float = Field(0.2, ge=0, description=f"target smoothing noise std, half box widths ({HARL}; TD3)")
+    noise_clip: float = Field(0.5, ge=0, description=f"target smoothing noise clip, half box widths ({HARL}; TD3)")
+    policy_freq: int = Field(2, ge=1, description=f"critic steps per actor and target update ({HARL}; TD3 d = 2)")
+
+
+def transition_fields(spec: EnvSpec, extra: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None):
+    """What one transition of `spec` stores (continuous actions), plus a method's own per-step fields."""
+    n, f32 = spec.n_agents, torch.float32
+    return {"obs": ((n, spec.obs_dim), f32), "state": ((spec.state_dim,), f32),
+            "actions": ((n, spec.action_dim), f32), "reward": ((), f32), "terminated": ((), torch.bool),
+            "done": ((), torch.bool), "next_obs": ((n, spec.obs_dim), f32), "next_state": ((spec.state_dim,), f32),
+            **(extra or {})}
+
+
+class OffPolicyLearner:
+    """Replay, collection (warm-up, exploration noise) and the step counters of one off-policy run."""
+
+    def __init__(self, spec: EnvSpec, config: OffPolicyConfig, device: torch.device,
+                 extra_fields: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None):
+        if spec.discrete:
+            raise ValueError(f"{spec.name}: the off-policy family has deterministic actors on continuous actions; "
+                             "this task's actions are discrete")
+        self.spec, self.config, self.device = spec, config, device
+        self.replay = TransitionReplay(config.buffer_size, config.n_envs, transition_fields(spec, extra_fields),
+                                       device)
+        self.env_steps = 0  # training steps so far (the warm-up's clock)
+        self.updates = 0  # gradient steps so far (TD3's delayed-update clock)
+
+    @property
+    def warming_up(self) -> bool:
+        return self.env_steps < self.config.warmup_steps
+
+    def behaviour(self, actions: torch.Tensor) -> torch.Tensor:
+        """What the agents play while training: uniform during the warm-up, then mu + exploration noise."""
+        spec = self.spec
+        if self.warming_up:
+            return uniform_actions(tuple(actions.shape), spec.action_low, spec.action_high, actions.device)
+        return explore(actions, self.config.expl_noise, spec.action_low, spec.action_high)
+
+    def collect(self, env: BatchedEnv, timestep: TimeStep,
+                policy: Callable[[TimeStep], tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> IterationResult:
+        """`train_interval` steps of every copy; `policy` gives the greedy actions `[B, N, A]` and the method's own
+        per-step fields (stored with the transition). Returns what the driver records (losses filled later)."""
+        returns = []
+        for _ in range(self.config.train_interval):
+            with torch.no_grad():
+                greedy, extra = policy(timestep)
+            actions = self.behaviour(greedy)
+            after = env.step(actions)
+            self.replay.insert({"obs": timestep.obs, "state": timestep.state, "actions": actions,
+                                "reward": team_return(after.reward, self.spec.reward_mode),
+                                "terminated": after.terminated, "done": after.done,
+                                "next_obs": after.final_obs, "next_state": after.final_state, **extra})
+            self.env_steps += self.config.n_envs
+            if bool(after.done.any()):
+                returns.append(after.episode_return[after.done])
+            timestep = after
+        episode_returns = torch.cat(returns) if returns else torch.zeros(0)
+        return IterationResult(timestep, self.config.train_interval * self.config.n_envs, episode_returns)
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        c = self.config
+        return self.replay.sample(c.batch_size, c.n_step, c.gamma)
+
+    def state_dict(self) -> dict:
+        return {"replay": self.replay.state_dict(), "env_steps": self.env_steps, "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.replay.load_state_dict(state["replay"])
+        self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+
+
+def actor_inputs(obs: torch.Tensor, config: OffPolicyConfig) -> torch.Tensor:
+    """Each agent's actor input: its observation, plus its one-hot id when one network serves every agent."""
+    if not (config.share_parameters and config.agent_id_input):
+        return obs
+    n = obs.shape[-2]
+    return torch.cat([obs, torch.eye(n, dtype=obs.dtype, device=obs.device).expand(*obs.shape[:-1], n)], dim=-1)
+
+
+class OffPolicyContract(Algorithm):
+    """The driver's contract (algorithms/base.py) for a member built on `self.learner` (`OffPolicyLearner`) and its
+    networks and optimizers `self.parts` (each with state_dict/load_state_dict), written once. A member writes
+    `policy` (its greedy joint action and the fields it stores) and `update` (one gradient step on a sample);
+    an iteration is HARL's training round: collect `train_interval` steps, then `updates_per_iteration` steps
+    once the warm-up is over."""
+
+    learner: OffPolicyLearner
+    parts: tuple = ()
+
+    @abstractmethod
+    def policy(self, timestep: TimeStep) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Greedy actions `[B, N, A]` of every copy and the method's extra per-step fields (for the replay)."""
+
+    @abstractmethod
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step on a sampled batch of n-step transitions; returns its statistics."""
+
+    def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
+        result = self.learner.collect(env, timestep, self.policy)
+        if not self.learner.warming_up:
+            for _ in range(self.config.updates_per_iteration):
+                result.losses = self.update(self.learner.sample())
+                self.learner.updates += 1
+        return result
+
+    @property
+    def n_envs(self) -> int:
+        return self.config.n_envs
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.config.train_interval * self.config.n_envs
+
+    def initial_memory(self, n_envs: int) -> None:
+        return None  # feed-forward actors
+
+    @torch.no_grad()
+    def act(self, timestep: TimeStep, memory: None, deterministic: bool) -> tuple[torch.Tensor, None]:
+        actions, _ = self.policy(timestep)
+        if not deterministic:
+            actions = explore(actions, self.config.expl_noise, self.spec.action_low, self.spec.action_high)
+        return actions, None
+
+    def state_dict(self) -> dict:
+        return state_of(self.learner, *self.parts)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_parts(state, self.learner, *self.parts)
