@@ -25,6 +25,12 @@ class Capabilities:
     # Decomposes one team advantage: refuses `learning_reward: own` on private-reward tasks (CORA).
     team_advantage: bool = False
     recurrent: bool = True  # supports `recurrent: true` (GRU torsos)
+    # (hparam, value, where): with hparam == value the method builds subteams from the agents' positions (BN Algorithm
+    # 1), which the task must expose at every step ("step") or in its observations/state, also on stored steps
+    # ("views") (EnvTraits.positions).
+    needs_positions: tuple[str, str, str] | None = None
+    # The hyperparameter listing subteam sizes, which must sum to the number of agents (bn_tabular_subteam*).
+    subteam_sizes: str | None = None
 
 
 def incompatibility(algo: str, env: str | EnvSpec | EnvTraits, hparams: dict[str, Any] | None = None,
@@ -58,6 +64,18 @@ def incompatibility(algo: str, env: str | EnvSpec | EnvTraits, hparams: dict[str
                 f"{name} gives private rewards (set algo.learning_reward=team)")
     if hparams.get("recurrent") and not caps.recurrent:
         return f"{algo} cannot run on {name} with recurrent=true: {algo} has no recurrent policy"
+    if caps.needs_positions and hparams.get(caps.needs_positions[0]) == caps.needs_positions[1]:
+        key, value, where = caps.needs_positions
+        if traits.positions not in (("views",) if where == "views" else ("views", "step")):
+            stored = " on stored steps (in its observations or state)" if where == "views" else ""
+            tasks = "coordination/*, particle/*, rware/*" + ("" if where == "views" else ", aloha/*")
+            return (f"{algo} cannot run on {name} with {key}={value}: BN Algorithm 1 needs the agents' positions"
+                    f"{stored} and {name} exposes none (tasks that do: {tasks})")
+    if caps.subteam_sizes and traits.n_agents and hparams.get(caps.subteam_sizes) is not None:
+        sizes = list(hparams[caps.subteam_sizes])
+        if sum(sizes) != traits.n_agents:
+            return (f"{algo} cannot run on {name}: its subteam sizes {sizes} sum to {sum(sizes)}, not {name}'s "
+                    f"{traits.n_agents} agents (set algo.{caps.subteam_sizes} to sizes that sum to {traits.n_agents})")
     if caps.joint_action_limit and traits.discrete and traits.n_agents and traits.n_actions:
         joint, limit = traits.n_actions ** traits.n_agents, hparams[caps.joint_action_limit]
         if joint > limit:

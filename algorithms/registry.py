@@ -81,9 +81,11 @@ register("lan_mean", "value_based", "algorithms.lan:LAN",
 register("vast", "value_based", "algorithms.vast:VAST",
          "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VALUE_BASED)
 register("vast_heuristic", "value_based", "algorithms.vast:VAST",
-         "VAST whose K = ceil(N/4) sub-teams come from BN Algorithm 1 on the agents' positions (BN 6.2.2)", VALUE_BASED)
+         "VAST whose K = ceil(N/4) sub-teams come from BN Algorithm 1 on the agents' positions (BN 6.2.2)",
+         Capabilities(continuous=False, needs_positions=("subgroups", "heuristic", "views")))
 # BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
-BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False)
+BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False,
+                          subteam_sizes="subteams")
 for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), ("line", "agent i -> i + 1"),
                     ("subteam", "K subteams (algo.subteams)"), ("subteam_1_4", "subteams 1+4"),
                     ("subteam_2_3", "subteams 2+3")):
@@ -95,7 +97,7 @@ for _topology, _what in (("full", "the full DAG"), ("product", "the product DAG 
                          ("heuristic", "BN Algorithm 1's subteams under B edges, recomputed every step")):
     register(f"bn_mappo_{_topology}", "on_policy", "algorithms.bn_mappo:BNMAPPO",
              f"MAPPO whose agents sample in a DAG's order, each conditioned on its parents' actions: {_what} "
-             "(BN 6.2.1)", ON_POLICY)
+             "(BN 6.2.1)", Capabilities(needs_positions=("topology", "heuristic", "step")))
 # AS (issue 16): Anticipation Sharing on private rewards (AS sec. 4.3, Algorithm 1); the variants share the class and
 # differ in their config files (protocols of AS 5.3, rho = 0 of Fig. 5).
 AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)

@@ -11,8 +11,12 @@ The sub-teams come from a learned assignment policy X(k | s, o_a) (the official 
 the agent's observation -> 128 ELU -> 128 ELU -> softmax over K, github.com/thomyphan/scalable-marl,
 vast/controllers/vast.py), sampled at every step; it is trained by a policy gradient,
 -log X(k_a | s, o_a) (G - sum_u pi_a(u) Q_a(u)), the official code's update_assignment_learner, where G is the
-official code's Monte Carlo return and is our TD(lambda) target here. BN's heuristic sub-teams (BN 6.2.2)
-come with the BN family (issue 17), as `vast_heuristic`.
+official code's Monte Carlo return and is our TD(lambda) target here.
+
+`subgroups: heuristic` (`vast_heuristic`, BN 6.2.2, Fig. 3) replaces the learned assignment with BN's Algorithm 1:
+at every stored step, the K = ceil(eta N) subteams that Algorithm 1 reaches on the dependency scores of that step's
+positions (the task's `positions_from_views`; BN 6.2.2: "computed from 2D positions as in Predator-Prey"), "with
+the mixer and learning losses [following] the original VAST algorithm"; there is no assignment network or loss.
 
 Our choices where the sources leave one: the assignment and the TD losses are summed and take one optimizer step
 with a joint gradient-norm clip (the official code has two optimizers; the losses share no parameter); the next
@@ -32,7 +36,15 @@ from torch.distributions import Categorical
 
 from algorithms.blocks.mixers import QMixer, SumMixer
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse, with_fallback
+from algorithms.blocks.subteams import (
+    DependencyScore,
+    contiguous_ids,
+    dependency_scores,
+    heuristic_subteams,
+    positions_from_views,
+)
 from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from coopbench.base.errors import CoopbenchError
 
 VAST_CODE = "VAST's official code (github.com/thomyphan/scalable-marl, vast/controllers/vast.py)"
 
@@ -52,6 +64,11 @@ class VASTConfig(ValueBasedConfig):
                                                         "(BN Table 3: 128)")
     hypernet_layers: int = Field(2, ge=1, le=2, description=f"qmix: layers of the weight hypernetworks ({PYMARL})")
     hypernet_embed: int = Field(64, ge=1, description=f"qmix: hidden width of 2-layer hypernetworks ({PYMARL})")
+    subgroups: Literal["meta", "heuristic"] = Field(
+        "meta", description="meta: VAST's learned assignment policy (Phan et al. 2021); heuristic: BN Algorithm 1's K "
+                            "subteams on the step's dependency scores (BN 6.2.2, vast_heuristic)")
+    dependency_score: DependencyScore = Field("neg_euclidean", description="heuristic: d_ij from the agents' "
+                                                                           "positions (BN App. B.3)")
 
 
 class MLPMixer(nn.Module):
@@ -87,6 +104,13 @@ def subteam_values(qs: torch.Tensor, subteams: torch.Tensor, n_subteams: int) ->
     return qs.unsqueeze(-2).mul(F.one_hot(subteams, n_subteams).transpose(-1, -2).to(qs.dtype)).sum(-1)
 
 
+def heuristic_subteam_ids(positions: torch.Tensor, score: DependencyScore, n_subteams: int) -> torch.Tensor:
+    """Sub-team ids 0..K-1 `[..., N]` of BN Algorithm 1 run until K subteams are left (no edge budget: BN 6.2.2
+    takes VAST's K = ceil(eta N) as the budget) on the dependency scores of `positions [..., N, D]`."""
+    _, slots = heuristic_subteams(dependency_scores(positions.float(), score), n_subteams=n_subteams)
+    return contiguous_ids(slots, n_subteams)
+
+
 def epsilon_greedy_expectation(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float) -> torch.Tensor:
     """sum_u pi_a(u) Q_a(u) under the epsilon-greedy policy over the available actions, `[..., N]` (the baseline of
     the official assignment update, which takes the behaviour policy's probabilities)."""
@@ -107,18 +131,30 @@ class VAST(ValueBasedContract):
                                          config.hypernet_layers, config.hypernet_embed),
                   "vdn": SumMixer, "mlp": lambda: MLPMixer(self.n_subteams, config.mixing_embed_dim)}
         mixer = mixers[config.mixer]()
-        assignment = SubteamAssignment(spec.state_dim, spec.obs_dim, self.n_subteams, config.assignment_hidden)
-        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer, "assignment": assignment})
+        networks = {"mixer": mixer}
+        if config.subgroups == "meta":
+            networks["assignment"] = SubteamAssignment(spec.state_dim, spec.obs_dim, self.n_subteams,
+                                                       config.assignment_hidden)
+        else:  # BN 6.2.2: Algorithm 1 on the positions the task's views hold
+            self.positions = positions_from_views(spec.name)
+            if self.positions is None:
+                raise CoopbenchError(f"vast_heuristic needs the agents' positions and {spec.name}'s observations "
+                                     "and state do not expose them (no positions_from_views)",
+                                     "run it on a task that does (rware/*, particle/*, coordination/*)")
+        self.learner = EpisodicQLearning(spec, config, device, networks=networks)
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
-        self.assignment = self.learner.online["assignment"]
+        self.assignment = self.learner.online["assignment"] if config.subgroups == "meta" else None
 
     # Acting is decentralized: each agent's own Q (the sub-teams exist only in training).
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         c, filled, state, avail = self.config, batch["filled"][:, :-1], batch["state"], batch["avail"]
         k = self.n_subteams
         q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
-        assignment = self.assignment(state, batch["obs"])  # X(. | s_t, o_a,t) at every step, [S, L + 1, N]
-        subteams = assignment.sample()  # variable sub-teams: a fresh draw at every step
+        if c.subgroups == "heuristic":  # BN 6.2.2: Algorithm 1's K subteams at every step, from its positions
+            subteams = heuristic_subteam_ids(self.positions(batch["obs"], state), c.dependency_score, k)
+        else:
+            assignment = self.assignment(state, batch["obs"])  # X(. | s_t, o_a,t) at every step, [S, L + 1, N]
+            subteams = assignment.sample()  # variable sub-teams: a fresh draw at every step
         with torch.no_grad():
             target_q, _ = self.learner.unroll(batch, target=True)
             next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), avail[:, 1:], c.double_q)
@@ -128,6 +164,9 @@ class VAST(ValueBasedContract):
         chosen = gather_actions(q[:, :-1], batch["actions"][:, :-1])  # [S, L, N]
         q_vast = self.mixer(subteam_values(chosen, subteams[:, :-1], k), state[:, :-1])  # Phi(Q^1..Q^K; s)
         td_loss = masked_mse(q_vast - targets, filled)
+        if c.subgroups == "heuristic":
+            grad_norm = self.learner.optimize(td_loss)
+            return {"value_loss": td_loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
         # The assignment's policy gradient (official update_assignment_learner): advantage G - E_pi[Q_a].
         with torch.no_grad():
             baseline = epsilon_greedy_expectation(q[:, :-1], avail[:, :-1], self.learner.epsilon)

@@ -94,6 +94,7 @@ class Aloha(TaskEnv):
     Params = AlohaParams
     NAME = "aloha/bn-aloha-10"
     STATE_KEYS = ("backlog",)
+    POSITIONS_IN_EXTRAS = True  # `_extras`: the grid cells (environments/registry.py EnvTraits.positions)
 
     def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = AlohaParams(**params)

@@ -174,6 +174,9 @@ class EnvTraits:
     has_model: bool  # the exact model, env.model() (matrix and coordination games)
     n_agents: int | None = None
     n_actions: int | None = None  # discrete actions per agent; 0 for continuous
+    # Where the agents' positions are (BN's dependency scores): "views" (the class's static positions_from_views(obs,
+    # state), so also on stored steps), "step" (the task's extras["positions"] at every step), "" nowhere.
+    positions: str = ""
 
     @property
     def actions(self) -> str:
@@ -191,7 +194,14 @@ def traits_of_spec(spec, env_class=None) -> EnvTraits:
     if env_class is None and spec.name in ENVIRONMENTS.names():
         env_class = ENVIRONMENTS.get(spec.name).load()
     return EnvTraits(spec.name, spec.discrete, spec.reward_mode, callable(getattr(env_class, "model", None)),
-                     spec.n_agents, spec.n_actions)
+                     spec.n_agents, spec.n_actions, positions_of(env_class))
+
+
+def positions_of(env_class) -> str:
+    """`EnvTraits.positions` of a task class."""
+    if callable(getattr(env_class, "positions_from_views", None)):
+        return "views"
+    return "step" if getattr(env_class, "POSITIONS_IN_EXTRAS", False) else ""
 
 
 def env_traits(name: str, params: dict | None = None) -> EnvTraits:
@@ -214,7 +224,7 @@ def _env_traits(name: str, params_json: str) -> EnvTraits:
             discrete = not params.get("continuous_actions", True)
         else:
             discrete = _LIBRARY_DISCRETE[entry.family]
-        return EnvTraits(name, discrete, "team", False)
+        return EnvTraits(name, discrete, "team", False, positions=positions_of(entry.load()))
     cls = entry.load()
     env = cls(n_envs=1, seed=0, device="cpu", name=name, **params)
     try:

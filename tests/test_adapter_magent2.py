@@ -19,10 +19,15 @@ def test_random_red_team_episodes_shapes_masks_rewards_and_statistics():
     env = Battle40v40(n_envs=2, seed=0, n_workers=0, max_cycles=30)
     spec, g = env.spec, torch.Generator().manual_seed(0)
     assert spec.family == "magent2" and spec.n_agents == 40 and spec.n_actions == N_ACTIONS == 21
-    assert spec.obs_dim == 13 * 13 * 5 and spec.state_dim == 32 * 32 * 5 and spec.has_action_mask
+    assert spec.obs_dim == 13 * 13 * 5 and spec.state_dim == 32 * 32 * 5 + 2 * 40 and spec.has_action_mask
     ts = env.reset()
-    assert ts.obs.shape == (2, 40, 845) and ts.state.shape == (2, 5120) and ts.avail_actions.all()
-    assert ts.state.view(2, 32, 32, 5)[..., 1].sum(dim=(1, 2)).tolist() == [40.0, 40.0]  # red presence
+    assert ts.obs.shape == (2, 40, 845) and ts.state.shape == (2, 5200) and ts.avail_actions.all()
+    assert ts.state[:, :5120].view(2, 32, 32, 5)[..., 1].sum(dim=(1, 2)).tolist() == [40.0, 40.0]  # red presence
+    # the state ends with every red agent's cell / 32, each on the red presence map (BN 6.2.2's positions)
+    cells = (Battle40v40.positions_from_views(ts.obs, ts.state) * 32).round().long()  # [2, 40, 2]
+    assert len({tuple(c) for c in cells[0].tolist()}) == 40
+    grid = ts.state[:, :5120].view(2, 32, 32, 5)[..., 1]
+    assert bool((grid[torch.arange(2).unsqueeze(1), cells[..., 0], cells[..., 1]] == 1).all())
     running, ends = torch.zeros(2), 0
     for _ in range(1, 61):
         ts = env.step(random_actions(ts, g))

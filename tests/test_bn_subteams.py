@@ -122,3 +122,15 @@ def test_random_dag_respects_the_budget_and_is_acyclic(n, budget):
         assert is_acyclic(parents)
         seen.add(tuple(parents.flatten().tolist()))
     assert len(seen) > 1 or budget >= n * (n - 1) // 2  # random, unless the budget makes it the full DAG
+
+
+def test_subteam_sizes_that_do_not_sum_to_n_are_refused_at_plan_time():
+    from algorithms.capabilities import incompatibility
+    from coopbench.config import parse_set, resolve
+
+    ok = resolve("bn_tabular_subteam", "coordination/bn-cg-5", parse_set([]))
+    assert incompatibility("bn_tabular_subteam", "coordination/bn-cg-5", ok.algo_hparams) is None
+    bad = resolve("bn_tabular_subteam", "coordination/bn-cg-5", parse_set(["algo.subteams=[2,2]"]))
+    reason = incompatibility("bn_tabular_subteam", "coordination/bn-cg-5", bad.algo_hparams)
+    assert reason == ("bn_tabular_subteam cannot run on coordination/bn-cg-5: its subteam sizes [2, 2] sum to 4, not "
+                      "coordination/bn-cg-5's 5 agents (set algo.subteams to sizes that sum to 5)")

@@ -15,6 +15,10 @@ Blue team (fixed, deterministic, documented in config/environments/magent2/battl
      nearest to the nearest visible red agent;
   3. else move 2 cells toward the red side (west).
 
+Global state: the map (walls; each team's presence and HP) followed by every red agent's cell (x, y) / map_size in
+agent order (a dead agent keeps its last cell): BN 6.2.2 builds subteams from the agents' 2D positions, and the map
+alone does not say which agent stands where (`positions_from_views`).
+
 Team reward: the sum of the red agents' MAgent2 rewards at that step (every red agent receives it).
 An episode ends when a team is wiped out (terminated) or after `max_cycles` steps (truncated, 100 as in
 BN Table 3). Dead agents observe zeros and may only take the stay action (index 6: MAgent2's "do
@@ -164,7 +168,10 @@ class BattleCopy(CopyEnv):
                 state[pos[:, 0], pos[:, 1], 2 + 2 * team] = team_view[:, centre, centre, 2]
         mask = np.repeat(alive[:, None], N_ACTIONS, axis=1)
         mask[:, STAY] = True
-        return CopyObs(obs, state.reshape(-1), mask)
+        red_pos = world.get_pos(self.red)
+        if len(red_pos):
+            self.cells[ids] = red_pos[:, :2] / self.p.map_size
+        return CopyObs(obs, np.concatenate([state.reshape(-1), self.cells.reshape(-1)]), mask)
 
     def reset(self, seed: int) -> CopyObs:
         world = self.world
@@ -174,6 +181,7 @@ class BattleCopy(CopyEnv):
         world.add_agents(self.red, method="custom", pos=self.red_pos)
         world.add_agents(self.blue, method="custom", pos=self.blue_pos)
         self.frames = 0
+        self.cells = np.zeros((self.n, 2), np.float32)  # every red agent's last cell / map_size
         return self._observe()
 
     def step(self, action: np.ndarray) -> CopyStep:
@@ -199,6 +207,12 @@ class BattleCopy(CopyEnv):
 class Battle40v40(PooledEnv):
     """MAgent2 battle, 40 red learners against 40 scripted blue agents."""
 
+    @staticmethod
+    def positions_from_views(obs, state):
+        """`[..., N, 2]`: the red agents' cells / map_size, the state's last 2N numbers (BN 6.2.2's 2D positions)."""
+        n = obs.shape[-2]
+        return state[..., state.shape[-1] - 2 * n:].unflatten(-1, (n, 2))
+
     Params = BattleParams
 
     def __init__(self, n_envs: int, seed: int, device="cpu", n_workers: int | None = None, name: str | None = None,
@@ -207,7 +221,7 @@ class Battle40v40(PooledEnv):
         p = BattleParams(**params)
         spec = EnvSpec(
             name="magent2/battle-40v40", family="magent2", n_agents=p.n_per_team,
-            obs_dim=13 * 13 * 5, state_dim=p.map_size * p.map_size * 5, n_actions=N_ACTIONS,
+            obs_dim=13 * 13 * 5, state_dim=p.map_size * p.map_size * 5 + 2 * p.n_per_team, n_actions=N_ACTIONS,
             episode_limit=p.max_cycles, reward_mode="team", has_action_mask=True,
             description=f"MAgent2 battle {p.n_per_team} v {p.n_per_team}, blue team: fixed {p.opponent} policy",
         )
