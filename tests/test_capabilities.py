@@ -73,17 +73,26 @@ def test_every_algorithm_on_every_environment_is_planned_or_refused_in_one_line(
     assert "max_joint_actions=4096" in refused["centralized_ppo", "gridworld/as-coop-predation-20"]
     # the rest of the on-policy family runs everywhere; CORA's full coalition set up to 10 agents (cora_m* sample)
     value_based = {a for a in ALGORITHMS.names() if ALGORITHMS.get(a).family == "value_based"}
-    for algo in value_based:  # discrete actions only (issue 14)
+    for algo in value_based - {"vast_heuristic"}:  # discrete actions only (issue 14)
         assert {e for a, e in refused if a == algo} == set(CONTINUOUS), algo
+    # BN's heuristic subteams need the agents' positions (issue 17): per step (bn_mappo_heuristic) or in the stored
+    # views (vast_heuristic, which is value-based: discrete actions only)
+    positions = {e: env_traits(e).positions for e in ENVIRONMENTS.names()}
+    assert {e for a, e in refused if a == "bn_mappo_heuristic"} == {e for e, where in positions.items() if not where}
+    assert {e for a, e in refused if a == "vast_heuristic"} == {
+        e for e, where in positions.items() if where != "views" or e in CONTINUOUS}
     bn_tabular = {a for a in ALGORITHMS.names() if a.startswith("bn_tabular_")}
-    for algo in bn_tabular:  # exact models only, like acpi (issue 17)
-        assert {e for a, e in refused if a == algo} == {e for a, e in refused if a == "acpi"}, algo
+    for algo in bn_tabular:  # exact models only, like acpi (issue 17), and subteam sizes that sum to N
+        extra = {e for a, e in refused if a == algo} - {e for a, e in refused if a == "acpi"}
+        assert {e for a, e in refused if a == "acpi"} <= {e for a, e in refused if a == algo}, algo
+        assert all("subteam sizes" in refused[algo, e] for e in extra), algo
+        assert bool(extra) == algo.startswith("bn_tabular_subteam"), algo
     as_family = {"as", "as_one_neighbour", "as_every_k", "as_rho0", "vs", "vps", "ps"}
     for algo in as_family:  # private rewards and discrete actions only (issue 16)
         assert {e for a, e in refused if a == algo} == {
             e for e in ENVIRONMENTS.names() if e in CONTINUOUS or env_traits(e).reward_mode == "team"}, algo
     assert {a for a, _ in refused} == {"acpi", "centralized_ppo", "ippo_private", "cora", "cora_no_std", "cora_qc",
-                                       *value_based, *bn_tabular, *as_family}
+                                       *value_based, *bn_tabular, *as_family, "bn_mappo_heuristic"}
     assert {e for a, e in refused if a == "cora"} == {"particle/bn-predator-prey-15", "gridworld/as-coop-predation-20",
                                                      "gridworld/as-coop-predation-30"}
 
