@@ -1,5 +1,5 @@
-"""`coopbench run | list | plan | config | render`: the command line, and the only place that turns errors into exit
-codes."""
+"""`coopbench run | list | plan | estimate | config | render`: the command line, and the only place that turns
+errors into exit codes."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def _cmd_plan(args: argparse.Namespace) -> None:
         print(run.config.run_dir(results_dir, run.seed))
 
 
+def _cmd_estimate(args: argparse.Namespace) -> None:
+    from coopbench.estimate import RatesTable, estimate, format_estimate
+
+    table = RatesTable.load()
+    print(format_estimate(estimate(args.suite, paper=args.paper, table=table), table))
+
+
 def _cmd_config(args: argparse.Namespace) -> None:
     import json
 
@@ -123,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("suite")
     plan.add_argument("--results-dir", default="results")
     plan.set_defaults(func=_cmd_plan)
+
+    est = sub.add_parser(
+        "estimate", help="print a suite's jobs, core-hours and GPU-hours per paper and in total, before it runs",
+        description="Plan SUITE as the workflow does and price every run job from the measured env-steps/s in "
+                    "config/rates.yaml (benchmarks/measure_rates.py): core-h at the typical rate, core-h limit at the "
+                    "jobs' time limits (what the scheduler reserves), GPU-h. A pair with no rate is an error that "
+                    "says how to measure it.")
+    est.add_argument("suite")
+    est.add_argument("--paper", help="only this paper's experiments (acpo, as, bn, cora, lan)")
+    est.set_defaults(func=_cmd_estimate)
 
     cfg = sub.add_parser(
         "config", help="print a run's resolved config with the origin of every value, and its hash",

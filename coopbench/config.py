@@ -11,6 +11,7 @@ the run and the explanation all go through `_pair_config` and `resolve`, so valu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 import functools
 import hashlib
@@ -151,6 +152,8 @@ class SuiteOverride(BaseModel):
     set: dict[str, Any] = Field(default_factory=dict)
     # Replaces the suite's seeds for the matching runs (the last matching rule that sets it wins).
     seeds: list[int] | None = Field(None, min_length=1)
+    # Replaces what the matching runs' jobs ask the scheduler for, per key (the last matching rule wins); not hashed.
+    resources: Resources = Field(default_factory=Resources)
 
     _seeds_in_range = field_validator("seeds")(_check_seeds)
 
@@ -486,6 +489,7 @@ def _pair_config(suite: SuiteFile | None, name: str | None, comparison: str, env
     The plan and `coopbench config` both call this, so the hash and the origins are the planned run's."""
     sets: dict[str, Any] = {}
     origins: dict[str, str] = {}
+    resources: dict[str, int] = {}  # the suite's overrides: they win over the config files' (coopbench/estimate.py)
     for origin, values in layers:
         sets.update(values)
         origins.update(dict.fromkeys(values, origin))
@@ -495,10 +499,13 @@ def _pair_config(suite: SuiteFile | None, name: str | None, comparison: str, env
             origins.update(dict.fromkeys(rule.set, f"config/suites/{name}.yaml overrides[{index}] (envs {rule.envs}, "
                                                    f"algos {rule.algos}, comparisons {rule.comparisons})"))
             seeds = rule.seeds or seeds
+            resources.update(rule.resources.model_dump(exclude_none=True))
     sets.update(command_line or {})
     origins.update(dict.fromkeys(command_line or {}, COMMAND_LINE))
     set_args = tuple(f"{k}={json.dumps(v)}" for k, v in sorted(sets.items()))
     config = resolve(algo, env, parse_set(list(set_args)), origins)
+    if resources:
+        config = dataclasses.replace(config, resources={**config.resources, **resources})
     check_compatible(config, _pair_where(comparison))
     return config, set_args, seeds
 

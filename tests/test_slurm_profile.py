@@ -191,7 +191,9 @@ def test_run_jobs_get_resources_threads_and_image(config_with_resources, tmp_pat
         assert resources["gpu"] == ("1" if gpu_task else "0")
         assert resources["mem_mb"] == ("6000" if gpu_task else "2000")  # floor from config/workflow.yaml
         assert resources["cpus_per_task"] == ("4" if ippo else "1")
-        assert resources["runtime"] == ("120" if ippo else "60")
+        # a config's runtime wins over the measured rate (config/rates.yaml), which gives the smoke budget's tiny
+        # runs less than the 10-minute floor of config/workflow.yaml (coopbench/estimate.py job_resources)
+        assert resources["runtime"] == ("120" if ippo else "20" if gpu_task else "10")
         command = re.search(r"Shell command: (.*)", block).group(1)
         # threads = cpus_per_task, capped by --cores locally (2 here: the dry run's default is all)
         assert re.search(r"--threads \d+", command)

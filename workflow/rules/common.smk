@@ -7,6 +7,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from coopbench.claims import PAPERS, claims_dir
 from coopbench.config import SUITE_NAME_RE, check_suite_name, load_suite, plan
+from coopbench.estimate import RatesTable, job_resources
 from coopbench.base.errors import CoopbenchError
 
 
@@ -102,12 +103,25 @@ def set_args(wildcards):
     return " ".join(f"--set {shlex.quote(item)}" for item in planned_run(wildcards).set_args)
 
 
-# Scheduler resources of one run job (used by the slurm profile; locally only `threads` matters):
-# the largest of what its environment's and algorithm's `resources:` ask for and the floor in
-# config/workflow.yaml `run_resources`.
+_RATES = []
+
+
+def rates_table():
+    """config/rates.yaml (measured env-steps/s, benchmarks/measure_rates.py), read and validated once."""
+    if not _RATES:
+        try:
+            _RATES.append(RatesTable.load())
+        except CoopbenchError as err:
+            config_error(err)
+    return _RATES[0]
+
+
+# Scheduler resources of one run job (used by the slurm profile; locally only `threads` matters), as
+# `coopbench estimate` counts them (coopbench/estimate.py job_resources): config/workflow.yaml `run_resources`
+# (the least) < the runtime the rates table gives at the run's budget < the task's and method's `resources:`
+# (the larger of the two) < the suite's overrides' `resources:`.
 def run_resources(wildcards):
-    asked = planned_run(wildcards).resources
-    return {key: max(floor, asked.get(key, floor)) for key, floor in config["run_resources"].items()}
+    return job_resources(planned_run(wildcards), rates_table(), config["run_resources"])
 
 
 def run_image(wildcards):
