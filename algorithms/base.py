@@ -18,6 +18,9 @@ class IterationResult:
     env_steps: int  # environment steps consumed (summed over batched copies)
     episode_returns: torch.Tensor  # team returns of training episodes that finished, [K]
     losses: dict[str, float] = field(default_factory=dict)
+    # A seed-batched method (`n_seeds` K, docs/architecture.md "Seed batches"): each seed's own result (its env
+    # steps, returns, losses); the fields above are then the batch's (all copies, all returns, mean losses).
+    seeds: list[IterationResult] = field(default_factory=list)
 
 
 class Algorithm(ABC):

@@ -25,6 +25,9 @@ class Capabilities:
     # Decomposes one team advantage: refuses `learning_reward: own` on private-reward tasks (CORA).
     team_advantage: bool = False
     recurrent: bool = True  # supports `recurrent: true` (GRU torsos)
+    # Trains K seeds in one process (`n_seeds` in its constructor, docs/architecture.md "Seed batches"); without it
+    # `coopbench run --seeds` and grouped workflow jobs run the seeds one after another.
+    seed_batch: bool = False
     # (hparam, value, where): with hparam == value the method builds subteams from the agents' positions (BN Algorithm
     # 1), which the task must expose at every step ("step") or in its observations/state, also on stored steps
     # ("views") (EnvTraits.positions).

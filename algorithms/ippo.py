@@ -25,15 +25,16 @@ class IPPO(OnPolicyContract):
     Config = OnPolicyConfig
     config: OnPolicyConfig
 
-    def __init__(self, spec: EnvSpec, config: OnPolicyConfig, device: torch.device):
-        super().__init__(spec, config, device)
-        n = spec.n_agents
-        self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi(a_i | o_i), ids if shared
-        self.critic = ValueCritic(config, spec.obs_dim, n, n, device)  # V(o_i), ids if shared
+    def __init__(self, spec: EnvSpec, config: OnPolicyConfig, device: torch.device, n_seeds: int | None = 1):
+        # K seeds at once (docs/architecture.md, "Seed batches"); None: no seed dimension (unconverted methods' layout)
+        super().__init__(spec, config, device, n_seeds)
+        n, seeds = spec.n_agents, n_seeds
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, n_seeds=seeds)  # pi(a_i | o_i), ids if shared
+        self.critic = ValueCritic(config, spec.obs_dim, n, n, device, seeds)  # V(o_i), ids if shared
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
-            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward), n_seeds=seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:

@@ -8,6 +8,7 @@ ALGORITHMS = Registry("algorithm")
 _CAPABILITIES: dict[str, Capabilities] = {}
 # The on-policy family: discrete and continuous actions, team and private rewards, MLP or GRU torsos.
 ON_POLICY = Capabilities()
+SEED_BATCHED = Capabilities(seed_batch=True)  # methods built with n_seeds (docs/architecture.md, "Seed batches")
 
 
 def register(name: str, family: str, target: str, summary: str, capabilities: Capabilities) -> None:
@@ -21,12 +22,12 @@ def capabilities(name: str) -> Capabilities:
 
 
 register("mappo", "on_policy", "algorithms.mappo:MAPPO",
-         "PPO with a centralized critic on the global state (Yu et al. 2022)", ON_POLICY)
+         "PPO with a centralized critic on the global state (Yu et al. 2022)", SEED_BATCHED)
 register("ippo", "on_policy", "algorithms.ippo:IPPO",
-         "PPO with per-agent critics on local observations (de Witt et al. 2020)", ON_POLICY)
+         "PPO with per-agent critics on local observations (de Witt et al. 2020)", SEED_BATCHED)
 register("ippo_private", "on_policy", "algorithms.ippo:IPPO",
          "IPPO where each agent learns from its own reward only (AS Fig. 6's independent reference)",
-         Capabilities(needs_private_rewards=True))
+         Capabilities(needs_private_rewards=True, seed_batch=True))
 register("happo", "on_policy", "algorithms.happo:HAPPO",
          "agents updated in turn, weighted by earlier agents' ratios (Kuba et al. 2022)", ON_POLICY)
 register("hatrpo", "on_policy", "algorithms.hatrpo:HATRPO",

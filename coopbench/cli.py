@@ -4,6 +4,7 @@ errors into exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -14,10 +15,10 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from coopbench.base.errors import RunLockedError
     from coopbench.base.io import check_results_dir, run_lock
     from coopbench.config import check_compatible, check_seed, parse_set, resolve
-    from coopbench.run import execute, record_failure
+    from coopbench.run import execute_seeds, record_failure
 
     # every check before any file is written
-    check_seed(args.seed)
+    seeds = [check_seed(args.seed)] if args.seeds is None else parse_seeds(args.seeds)
     if args.threads < 1:
         raise CoopbenchError(f"--threads {args.threads}: needs at least 1", "give --threads a positive integer")
     if not args.checkpoint_interval > 0:
@@ -30,17 +31,41 @@ def _cmd_run(args: argparse.Namespace) -> None:
         raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
                              "the config files changed after the workflow was planned; re-run snakemake")
     # One process per run directory: a second one is told who holds it and touches nothing.
-    with run_lock(config.run_dir(results_dir, args.seed)):
+    with contextlib.ExitStack() as locks:
+        for seed in seeds:
+            locks.enter_context(run_lock(config.run_dir(results_dir, seed)))
         try:
-            run_dir = execute(config, args.seed, results_dir, torch_threads=args.threads,
-                              checkpoint_interval_s=args.checkpoint_interval)
+            run_dirs = execute_seeds(config, seeds, results_dir, torch_threads=args.threads,
+                                     checkpoint_interval_s=args.checkpoint_interval)
         except Exception as error:
-            if (args.record_failure_after and not isinstance(error, RunLockedError)
-                    and record_failure(config, args.seed, results_dir, error, args.record_failure_after)):
+            # a seed batch fails as one: each unfinished seed counts the attempt (a finished one keeps its result)
+            recorded = [record_failure(config, seed, results_dir, error, args.record_failure_after)
+                        for seed in seeds if args.record_failure_after and not isinstance(error, RunLockedError)
+                        and not (config.run_dir(results_dir, seed) / "manifest.json").exists()]
+            if recorded and all(recorded):
                 print(f"coopbench: run recorded as not completed: {' '.join(str(error).split())}", file=sys.stderr)
                 return
             raise
-    print(run_dir)
+    print("\n".join(map(str, run_dirs)))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0-4`, `--seeds 0,2,5` or `--seeds 0-2,7`: the seeds of one batch, in order."""
+    from coopbench.config import check_seed
+
+    seeds = []
+    for part in text.split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise CoopbenchError(f"--seeds {text!r}: {part!r} is not a seed or a range",
+                                 "give seeds as 0-4, 0,2,5 or 0-2,7") from None
+        seeds += [check_seed(seed, "--seeds") for seed in range(first, last + 1)]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise CoopbenchError(f"--seeds {text!r}: {'no seed' if not seeds else 'a seed appears twice'}",
+                             "give each seed once, e.g. 0-4")
+    return seeds
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -108,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate one algorithm on one environment with one seed")
     run.add_argument("algo")
     run.add_argument("env")
-    run.add_argument("--seed", type=int, required=True)
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seed", type=int)
+    which.add_argument("--seeds", metavar="LIST", help="several seeds in one process, as one seed batch where the "
+                       "method can (docs/architecture.md): 0-4, 0,2,5 or 0-2,7")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a config value (sections: env, algo, run); repeatable")
     run.add_argument("--results-dir", default="results")

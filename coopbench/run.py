@@ -6,6 +6,12 @@ metrics.parquet and manifest.json atomically. A killed run restarts from checkpo
 bit-for-bit where an uninterrupted one would (CPU): the checkpoint holds every piece of state that
 influences the future (networks, optimizers, environment, current timestep, all RNG states,
 metrics so far).
+
+Seed batches (docs/architecture.md): `execute_seeds(config, [k0, k1, ...])` trains K seeds of one config in one
+process, one algorithm holding K seeds' networks and one environment of K seed blocks. Each seed starts exactly
+as its solo run (built under its own `seed_everything`, then stacked), and writes the run directory, checkpoint,
+metrics, model and manifest it would write alone (the manifest records the batch in `seed_batch`). `execute` is
+`execute_seeds` of one seed: the same code path.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import math
 import random
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -22,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from algorithms.registry import ALGORITHMS
+from algorithms.registry import ALGORITHMS, capabilities
 from coopbench.base import io, provenance
 from coopbench.base.errors import CoopbenchError, MissingDependencyError, NonFiniteError, StorageError
 from coopbench.base.normalization import normalized_score, resolve
@@ -30,6 +37,7 @@ from coopbench.base.schema import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, SCH
 from coopbench.config import ResolvedConfig
 from environments.base import TimeStep
 from environments.registry import make
+from environments.seed_batch import SeedBatch, join, split
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation copies never share a random stream with training
 
@@ -47,17 +55,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
 def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device) -> dict:
     """Greedy policies on `eval_episodes` fresh copies, one episode each; uses no global RNG."""
-    n_episodes = config.run["eval_episodes"]
-    env = make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device, **config.env_params)
+    return evaluate_seeds(algorithm, config, [seed], device)[0]
+
+
+@torch.no_grad()
+def evaluate_seeds(algorithm, config: ResolvedConfig, seeds: list[int], device: torch.device) -> list[dict]:
+    """`evaluate` for each seed of a seed batch (`algorithm` holds len(seeds) seeds): seed k's greedy policy on the
+    evaluation copies its solo run would use, all seeds stepped together."""
+    n_episodes, n_seeds = config.run["eval_episodes"], len(seeds)
+    env = SeedBatch([make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device,
+                          **config.env_params) for seed in seeds])
+    total = n_seeds * n_episodes
     timestep = env.reset()
-    returns = torch.full((n_episodes,), float("nan"))
-    lengths = torch.full((n_episodes,), float("nan"))
-    won = torch.full((n_episodes,), float("nan"))
-    finished = torch.zeros(n_episodes, dtype=torch.bool)
-    memory = algorithm.initial_memory(n_episodes)
+    returns = torch.full((total,), float("nan"))
+    lengths = torch.full((total,), float("nan"))
+    won = torch.full((total,), float("nan"))
+    finished = torch.zeros(total, dtype=torch.bool)
+    memory = algorithm.initial_memory(n_episodes)  # per seed
     for _ in range(env.spec.episode_limit + 1):
         actions, memory = algorithm.act(timestep, memory, deterministic=True)
         timestep = env.step(actions)
@@ -72,9 +88,12 @@ def evaluate(algorithm, config: ResolvedConfig, seed: int, device: torch.device)
     env.close()
     if not finished.all():
         raise RuntimeError(f"{config.env}: evaluation episodes exceeded the episode limit {env.spec.episode_limit}")
-    return {"eval_return_mean": returns.mean().item(), "eval_return_std": returns.std(unbiased=False).item(),
-            "eval_length_mean": lengths.mean().item(), "eval_episodes": n_episodes,
-            "eval_win_rate": won.mean().item()}  # NaN where the task reports no `won`
+    results = []
+    for r, ln, w in zip(returns.view(n_seeds, -1), lengths.view(n_seeds, -1), won.view(n_seeds, -1), strict=True):
+        results.append({"eval_return_mean": r.mean().item(), "eval_return_std": r.std(unbiased=False).item(),
+                        "eval_length_mean": ln.mean().item(), "eval_episodes": n_episodes,
+                        "eval_win_rate": w.mean().item()})  # NaN where the task reports no `won`
+    return results
 
 
 @dataclass
@@ -117,24 +136,83 @@ def save_checkpoint(path: Path, algorithm, env, timestep: TimeStep, progress: Pr
     save_torch(path, state)
 
 
-def load_checkpoint(path: Path, algorithm, env) -> tuple[TimeStep, Progress]:
-    fix = f"delete {path} to restart this run from scratch"
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's raw state (a torn or foreign file: one line saying so)."""
     try:
-        state = torch.load(path, weights_only=True)
+        return torch.load(path, weights_only=True)
     except Exception as err:  # a torn or foreign file: refuse rather than guess (torch's message is pages long)
         raise CoopbenchError(f"corrupt checkpoint {path}: not a checkpoint coopbench wrote "
-                             f"(torch cannot read it: {type(err).__name__})", fix) from None
+                             f"(torch cannot read it: {type(err).__name__})", f"delete {path} to restart this run "
+                             "from scratch") from None
+
+
+def load_checkpoint(path: Path, algorithm, env) -> tuple[TimeStep, Progress]:
+    [(timestep, progress)] = restore_checkpoints([path], [read_checkpoint(path)], algorithm, [env])
+    return timestep, progress
+
+
+def restore_checkpoints(paths: list[Path], states: list[dict], algorithm, envs: list) -> list[tuple[TimeStep,
+                                                                                                   Progress]]:
+    """Restore a seed batch from its seeds' checkpoints (one seed: exactly `load_checkpoint`): the algorithm from
+    the stacked per-seed states, each seed's environment, and the global RNG of the first seed's."""
+    fix = f"delete {' and '.join(map(str, paths))} to restart from scratch"
     try:
-        algorithm.load_state_dict(state["algorithm"])
-        env.load_state_dict(state["env"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-        kind, keys, *rest = state["rng"]["numpy"]
+        algorithm.load_state_dict(seed_stack([state["algorithm"] for state in states]))
+        for env, state in zip(envs, states, strict=True):
+            env.load_state_dict(state["env"])
+        rng = states[0]["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        kind, keys, *rest = rng["numpy"]
         np.random.set_state((kind, keys.numpy(), *rest))
-        return TimeStep(**state["timestep"]), Progress(**state["progress"])
+        return [(TimeStep(**state["timestep"]), Progress(**state["progress"])) for state in states]
     except Exception as err:  # another config's networks, another version's layout
-        raise CoopbenchError(f"checkpoint {path} does not fit this run ({type(err).__name__}: it was written by "
+        raise CoopbenchError(f"checkpoint {paths[0]} does not fit this run ({type(err).__name__}: it was written by "
                              "another config or coopbench version)", fix) from None
+
+
+# --- seed batches: a batch's state is its seeds' states stacked ------------------------------------------------
+# The rule every seed-batched algorithm's state_dict follows (docs/architecture.md, "Seed batches"): a tensor with
+# a first dimension is seed-major (K equal blocks, block k is seed k's), anything else (0-d tensors such as Adam's
+# step, numbers, strings) is the same for every seed. So a batch's state slices into the solo runs' states and
+# K solo states stack into a batch's.
+
+
+def seed_slice(state, k: int, n_seeds: int):
+    """Seed k's part of a batch's state: what its solo run's state_dict would hold."""
+    if isinstance(state, dict):
+        return {key: seed_slice(value, k, n_seeds) for key, value in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(seed_slice(value, k, n_seeds) for value in state)
+    if isinstance(state, torch.Tensor) and state.dim() > 0:
+        if state.shape[0] % n_seeds:
+            raise ValueError(f"a batch state's tensor {tuple(state.shape)} is not seed-major over {n_seeds} seeds")
+        return state.chunk(n_seeds)[k].clone()
+    return state
+
+
+def seed_stack(states: list):
+    """The batch state of K seeds' states (one seed: its state)."""
+    if len(states) == 1:
+        return states[0]
+    first = states[0]
+    if isinstance(first, dict):
+        return {key: seed_stack([s[key] for s in states]) for key in first}
+    if isinstance(first, list | tuple):
+        return type(first)(seed_stack([s[i] for s in states]) for i in range(len(first)))
+    if isinstance(first, torch.Tensor) and first.dim() > 0:
+        return torch.cat(states)
+    return first
+
+
+class _Frozen:
+    """A state dict standing in for its owner where `save_checkpoint` asks for one (a seed's slice of a batch)."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
 
 
 def check_finite(values: dict[str, float], where: str, checkpoint: Path) -> None:
@@ -188,89 +266,185 @@ def build(config: ResolvedConfig, seed: int, device: torch.device, n_envs: int |
     return env, algorithm
 
 
+def build_seeds(config: ResolvedConfig, seeds: list[int], device: torch.device):
+    """A seed batch's environment (`SeedBatch`, seed k's block built as its solo run builds it) and algorithm:
+    each seed's networks and random streams are initialised under its own `seed_everything`, exactly as alone,
+    then stacked into one algorithm of K seeds. One seed: `seed_everything` and `build`, as always."""
+    envs, states = [], []
+    for seed in seeds:
+        seed_everything(seed)
+        env, algorithm = build(config, seed, device)
+        envs.append(env)
+        states.append(algorithm.state_dict() if len(seeds) > 1 else None)
+    if len(seeds) > 1:
+        algo_cls = ALGORITHMS.get(config.algo).load()
+        algorithm = algo_cls(envs[0].spec, algo_cls.Config(**config.algo_hparams), device, n_seeds=len(seeds))
+        algorithm.set_budget(config.run["total_env_steps"])
+        algorithm.load_state_dict(seed_stack(states))
+    return SeedBatch(envs), algorithm
+
+
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
             checkpoint_interval_s: float = 300.0) -> Path:
     """Run (or resume, or skip if complete) one (env, algo, config, seed); return its directory.
 
     Holds the run directory's lock throughout (re-entrant: the CLI takes it first, to cover a recorded failure)."""
+    return execute_seeds(config, [seed], results_dir, torch_threads, checkpoint_interval_s)[0]
+
+
+def execute_seeds(config: ResolvedConfig, seeds: list[int], results_dir: Path, torch_threads: int = 1,
+                  checkpoint_interval_s: float = 300.0) -> list[Path]:
+    """Run (or resume, or skip where complete) seeds of one (env, algo, config) in one process, as one seed batch
+    where the method can (`Capabilities.seed_batch`), else one after the other; return their directories.
+
+    Holds every seed's run-directory lock throughout."""
     from coopbench.config import check_seed
 
-    check_seed(seed)
-    with io.run_lock(config.run_dir(results_dir, seed)):
-        return _execute(config, seed, results_dir, torch_threads, checkpoint_interval_s)
+    for seed in seeds:
+        check_seed(seed)
+    if len(set(seeds)) != len(seeds):
+        raise CoopbenchError(f"--seeds {seeds}: a seed appears twice", "give each seed once")
+    with ExitStack() as locks:
+        for seed in seeds:
+            locks.enter_context(io.run_lock(config.run_dir(results_dir, seed)))
+        if len(seeds) > 1 and not capabilities(config.algo).seed_batch:
+            print(f"{config.algo} trains one seed at a time (no seed batches yet): running seeds {seeds} one after "
+                  "another", file=sys.stderr)
+            return [_execute(config, [seed], results_dir, torch_threads, checkpoint_interval_s)[0] for seed in seeds]
+        return _execute(config, seeds, results_dir, torch_threads, checkpoint_interval_s)
 
 
-def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int,
-             checkpoint_interval_s: float) -> Path:
-    run_dir = config.run_dir(results_dir, seed)
-    manifest_path, metrics_path = run_dir / "manifest.json", run_dir / "metrics.parquet"
-    checkpoint_path = run_dir / "checkpoint.pt"
-    if manifest_path.exists() and metrics_path.exists():
-        print(f"{run_dir}: already complete", file=sys.stderr)
-        return run_dir
+def _complete(run_dir: Path) -> bool:
+    return (run_dir / "manifest.json").exists() and (run_dir / "metrics.parquet").exists()
 
+
+def _execute(config: ResolvedConfig, seeds: list[int], results_dir: Path, torch_threads: int,
+             checkpoint_interval_s: float) -> list[Path]:
+    run_dirs = [config.run_dir(results_dir, seed) for seed in seeds]
+    todo = []
+    for seed, run_dir in zip(seeds, run_dirs, strict=True):
+        if _complete(run_dir):
+            print(f"{run_dir}: already complete", file=sys.stderr)
+        else:
+            todo.append(seed)
+    if not todo:
+        return run_dirs
     torch.set_num_threads(torch_threads)
     device = resolve_device(config.run["device"])
-    seed_everything(seed)
-    env, algorithm = build(config, seed, device)
+    # Seeds continue together from checkpoints written at the same iteration (all of a batch's are, unless it was
+    # killed between two seeds' writes: those seeds then continue as separate batches).
+    groups: dict[int, list[tuple[int, dict | None]]] = {}
+    for seed in todo:
+        path = config.run_dir(results_dir, seed) / "checkpoint.pt"
+        state = read_checkpoint(path) if path.exists() else None
+        groups.setdefault(-1 if state is None else _iteration(state), []).append((seed, state))
+    for group in groups.values():
+        _train(config, [seed for seed, _ in group], [state for _, state in group], results_dir, device,
+               checkpoint_interval_s)
+    return run_dirs
+
+
+def _iteration(state) -> int:
+    """The iteration a checkpoint stands at (-2 for a file that is no checkpoint: restoring it says so)."""
+    try:
+        return int(state["progress"]["iteration"])
+    except (KeyError, TypeError, ValueError):
+        return -2
+
+
+def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], results_dir: Path,
+           device: torch.device, checkpoint_interval_s: float) -> None:
+    n_seeds = len(seeds)
+    run_dirs = [config.run_dir(results_dir, seed) for seed in seeds]
+    checkpoint_paths = [run_dir / "checkpoint.pt" for run_dir in run_dirs]
+    env, algorithm = build_seeds(config, seeds, device)
     norm = resolve(config.normalization, config.env, env.spec.return_bounds)
 
-    if checkpoint_path.exists():
-        timestep, progress = load_checkpoint(checkpoint_path, algorithm, env)
-        progress.resumes += 1
+    if states[0] is not None:
+        restored = restore_checkpoints(checkpoint_paths, states, algorithm, env.envs)
+        timestep = join([timestep for timestep, _ in restored])
+        progresses = [progress for _, progress in restored]
+        for progress in progresses:
+            progress.resumes += 1
     else:
-        timestep, progress = env.reset(), Progress()
-    progress.started_at = progress.started_at or provenance.now()
-    start, elapsed_before, steps_at_start = time.perf_counter(), progress.elapsed_s, progress.env_steps
+        timestep, progresses = env.reset(), [Progress() for _ in seeds]
+    for progress in progresses:
+        progress.started_at = progress.started_at or provenance.now()
+    lead = progresses[0]  # every seed of a batch is at the same iteration and env step
+    start, elapsed_before, steps_at_start = time.perf_counter(), lead.elapsed_s, lead.env_steps
     total = config.run["total_env_steps"]
     per_iteration = algorithm.steps_per_iteration
-    report = ProgressReport(math.ceil(total / per_iteration) * per_iteration,
-                            f"{config.algo} {config.env} seed {seed}", progress.env_steps)
+    label = f"seed {seeds[0]}" if n_seeds == 1 else f"seeds {','.join(map(str, seeds))}"
+    report = ProgressReport(math.ceil(total / per_iteration) * per_iteration, f"{config.algo} {config.env} {label}",
+                            lead.env_steps)
 
-    def record_evaluation() -> dict:
-        returns = progress.pending_returns
-        evaluation = evaluate(algorithm, config, seed, device)
-        check_finite({k: evaluation[k] for k in ("eval_return_mean", "eval_return_std", "eval_length_mean")},
-                     f"in the evaluation at env_steps {progress.env_steps}", checkpoint_path)
-        row = {"iteration": progress.iteration, "env_steps": progress.env_steps, **evaluation,
-               "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
-               "train_episodes": len(returns),
-               **{k: progress.last_losses.get(k, float("nan"))
-                  for k in ("policy_loss", "value_loss", "entropy", *OPTIONAL_METRICS_COLUMNS)}}
-        progress.rows.append(row)
-        progress.pending_returns = []
-        while progress.next_eval <= progress.env_steps:
-            progress.next_eval += config.run["eval_interval"]
-        return row
+    def record_evaluations() -> list[dict]:
+        rows = []
+        # (one seed: through `evaluate`, the solo entry point, which is `evaluate_seeds` of one seed)
+        evaluations = ([evaluate(algorithm, config, seeds[0], device)] if n_seeds == 1
+                       else evaluate_seeds(algorithm, config, seeds, device))
+        for seed, progress, path, evaluation in zip(seeds, progresses, checkpoint_paths, evaluations, strict=True):
+            returns = progress.pending_returns
+            check_finite({k: evaluation[k] for k in ("eval_return_mean", "eval_return_std", "eval_length_mean")},
+                         f"in the evaluation of seed {seed} at env_steps {progress.env_steps}", path)
+            row = {"iteration": progress.iteration, "env_steps": progress.env_steps, **evaluation,
+                   "train_return_mean": float(np.mean(returns)) if returns else float("nan"),
+                   "train_episodes": len(returns),
+                   **{k: progress.last_losses.get(k, float("nan"))
+                      for k in ("policy_loss", "value_loss", "entropy", *OPTIONAL_METRICS_COLUMNS)}}
+            progress.rows.append(row)
+            progress.pending_returns = []
+            while progress.next_eval <= progress.env_steps:
+                progress.next_eval += config.run["eval_interval"]
+            rows.append(row)
+        return rows
 
-    if not progress.rows:
-        record_evaluation()  # the untrained policy: the curve's first point
-    last_checkpoint = time.perf_counter()
-    while progress.env_steps < total:
-        result = algorithm.train_iteration(env, timestep)
-        returns = result.episode_returns.cpu().tolist()
-        bad_returns = [r for r in returns if not math.isfinite(r)]
-        check_finite({**{k: float(v) for k, v in result.losses.items() if "loss" in k or k == "entropy"},
-                      **({"train_return": bad_returns[0]} if bad_returns else {})},
-                     f"at training iteration {progress.iteration + 1}", checkpoint_path)
-        timestep = result.timestep
-        progress.iteration += 1
-        progress.env_steps += result.env_steps
-        progress.pending_returns += returns
-        progress.last_losses = result.losses
-        row = None
-        if progress.env_steps >= progress.next_eval or progress.env_steps >= total:
-            row = record_evaluation()
-        if row is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s:
+    def save_checkpoints() -> None:
+        state = algorithm.state_dict()
+        for k, (path, progress, seed_timestep) in enumerate(zip(checkpoint_paths, progresses,
+                                                                split(timestep, n_seeds), strict=True)):
             progress.elapsed_s = elapsed_before + time.perf_counter() - start
-            save_checkpoint(checkpoint_path, algorithm, env, timestep, progress)
+            save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), env.envs[k], seed_timestep, progress)
+
+    if not lead.rows:
+        record_evaluations()  # the untrained policy: the curve's first point
+    last_checkpoint = time.perf_counter()
+    while lead.env_steps < total:
+        result = algorithm.train_iteration(env, timestep)
+        # one seed: the result itself (its `seeds` entry holds the same values)
+        for seed, progress, path, part in zip(seeds, progresses, checkpoint_paths,
+                                              [result] if n_seeds == 1 else result.seeds, strict=True):
+            returns = part.episode_returns.cpu().tolist()
+            bad_returns = [r for r in returns if not math.isfinite(r)]
+            where = f"at training iteration {progress.iteration + 1}" + (f" of seed {seed}" if n_seeds > 1 else "")
+            check_finite({**{k: float(v) for k, v in part.losses.items() if "loss" in k or k == "entropy"},
+                          **({"train_return": bad_returns[0]} if bad_returns else {})}, where, path)
+            progress.iteration += 1
+            progress.env_steps += part.env_steps
+            progress.pending_returns += returns
+            progress.last_losses = part.losses
+        timestep = result.timestep
+        rows = None
+        if lead.env_steps >= lead.next_eval or lead.env_steps >= total:
+            rows = record_evaluations()
+        if rows is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s:
+            save_checkpoints()
             last_checkpoint = time.perf_counter()
-        rate = (progress.env_steps - steps_at_start) / max(time.perf_counter() - start, 1e-9)
-        report.update(progress.env_steps, row, rate)
+        rate = (lead.env_steps - steps_at_start) / max(time.perf_counter() - start, 1e-9)
+        report.update(lead.env_steps, None if rows is None else rows[0], rate)
     report.close()
     env.close()
 
     wall_time = elapsed_before + (time.perf_counter() - start)
+    state = algorithm.state_dict()
+    for k, (seed, run_dir, progress) in enumerate(zip(seeds, run_dirs, progresses, strict=True)):
+        _write_results(config, seed, run_dir, progress, norm, device, wall_time, seed_slice(state, k, n_seeds),
+                       seeds)
+
+
+def _write_results(config: ResolvedConfig, seed: int, run_dir: Path, progress: Progress, norm: dict,
+                   device: torch.device, wall_time: float, model: dict, seeds: list[int]) -> None:
+    """One seed's metrics, model and manifest, exactly as a solo run writes them (plus the batch it ran in)."""
     metrics = pd.DataFrame(progress.rows, columns=METRICS_COLUMNS + OPTIONAL_METRICS_COLUMNS)
     final = progress.rows[-1]
     manifest = {
@@ -294,10 +468,11 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
         "slurm_job_id": provenance.slurm_job_id(),
         "started_at": progress.started_at,
         "finished_at": provenance.now(),
-        "wall_time_s": round(wall_time, 3),
+        "wall_time_s": round(wall_time, 3),  # the batch's (every seed of a batch shares the process)
         "env_steps": progress.env_steps,
-        "env_steps_per_s": round(progress.env_steps / max(wall_time, 1e-9), 1),
+        "env_steps_per_s": round(progress.env_steps / max(wall_time, 1e-9), 1),  # this seed's share
         "resumes": progress.resumes,
+        "seed_batch": list(seeds),  # the seeds trained together in this process (one: a solo run)
         "final": {"env_steps": final["env_steps"], "eval_return_mean": final["eval_return_mean"],
                   "eval_return_std": final["eval_return_std"],
                   "normalized_score": normalized_score(final["eval_return_mean"], norm)},
@@ -305,11 +480,10 @@ def _execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads
     if not all(math.isfinite(v) for v in (final["eval_return_mean"], manifest["final"]["normalized_score"])):
         raise RuntimeError(f"non-finite final evaluation in {run_dir}")
     # Metrics first, manifest last: a manifest therefore always means a complete run.
-    io.write_parquet(metrics_path, metrics)
-    save_torch(run_dir / "model.pt", algorithm.state_dict())
-    io.write_json(manifest_path, manifest)
-    checkpoint_path.unlink(missing_ok=True)
-    return run_dir
+    io.write_parquet(run_dir / "metrics.parquet", metrics)
+    save_torch(run_dir / "model.pt", model)
+    io.write_json(run_dir / "manifest.json", manifest)
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
 
 
 def record_failure(config: ResolvedConfig, seed: int, results_dir: Path, error: BaseException,

@@ -174,10 +174,12 @@ def test_a_truncated_episode_bootstraps_from_its_final_state_and_the_rollout_fro
     env = Clock(2, seed=0)
     seed_everything(0)
     agent = MAPPO(env.spec, OnPolicyConfig(n_envs=2, rollout_length=5, hidden_sizes=[8]), CPU)
-    storage, timestep, finished = agent.collect(env, env.reset())
+    storage, timestep, finished, _ = agent.collect(env, env.reset())
+    storage.fields = {k: v[:, 0] for k, v in storage.fields.items()}  # seed batch of one: [T, K=1, B, ...]
+    finished = [f[0][~f[0].isnan()] for f in finished]
     with torch.no_grad():
-        v = lambda t: agent.critic.net.step(torch.tensor([[[float(t)]]]), torch.zeros(1, 1, 0),  # noqa: E731
-                                            torch.zeros(1, dtype=torch.bool))[0].item()
+        v = lambda t: agent.critic.net.step(torch.tensor([[[[float(t)]]]]), torch.zeros(1, 1, 1, 0),  # noqa: E731
+                                            torch.zeros(1, 1, dtype=torch.bool))[0].item()
     times = [[0, 1, 0, 1, 0], [0, 1, 2, 0, 1]]  # the state each step was taken in, per copy
     for b in range(2):
         for t in range(5):
@@ -195,7 +197,7 @@ def test_happo_with_one_agent_is_ppo():
     env = OneAgentBandit(8, seed=0)
     settings = dict(n_envs=8, rollout_length=4, ppo_epochs=3, num_minibatches=1, agent_id_input=False)
     seed_everything(0)
-    mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU)
+    mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU, n_seeds=None)  # HAPPO's layout: no seed dimension
     seed_everything(0)
     happo = HAPPO(env.spec, SequentialUpdateConfig(**settings), CPU)
     happo.actor.net.load_state_dict(mappo.actor.net.state_dict())
@@ -257,7 +259,7 @@ def test_optimistic_mappo_scales_negative_advantages():
     for cls, config in ((MAPPO, OnPolicyConfig(n_envs=4)), (OptimisticMAPPO, OptimisticMAPPOConfig(n_envs=4))):
         env = make("matrix/acpo-3x3", n_envs=4, seed=0)
         seed_everything(0)
-        agent = cls(env.spec, config, CPU)
+        agent = cls(env.spec, config, CPU, **({"n_seeds": None} if cls is MAPPO else {}))  # the same layout
         seed_everything(1)
         agent.train_iteration(env, env.reset())
         agents.append(agent)
@@ -408,7 +410,7 @@ def test_a_shared_id_free_mappo_critic_computes_one_value_per_state_with_the_sam
         agent = MAPPO(env.spec, config, CPU)
         if not joint:  # the N identical rows the joint critic avoids
             agent.critic.width = env.spec.n_agents
-            agent.collector.critic_memory = agent.collector.critic_memory.expand(-1, env.spec.n_agents, -1)
+            agent.collector.critic_memory = agent.collector.critic_memory.expand(-1, -1, env.spec.n_agents, -1)
         seed_everything(1)
         timestep = env.reset()
         critic_rows.append(agent.critic_input(timestep.obs, timestep.state, None).shape[-2])

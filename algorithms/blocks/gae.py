@@ -35,13 +35,18 @@ def compute_gae(
 
 
 def rollout_gae(storage: RolloutStorage, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE for every learner of a collected rollout, `[T, B, L]`: each on its own reward and value."""
+    """GAE for every learner of a collected rollout, `[T, (K,) B, L]`: each on its own reward and value."""
     n_learners = storage["rewards"].shape[-1]
-    broadcast = lambda flag: flag.unsqueeze(-1).expand(-1, -1, n_learners)  # noqa: E731
+    broadcast = lambda flag: flag.unsqueeze(-1).expand(*flag.shape, n_learners)  # noqa: E731
     return compute_gae(storage["rewards"], storage["values"], storage["next_values"],
                        broadcast(storage["terminated"]), broadcast(storage["episode_end"]), gamma, lam)
 
 
-def standardize(advantages: torch.Tensor) -> torch.Tensor:
-    """Advantages with zero mean and unit standard deviation over the whole batch (`normalize_advantages`)."""
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+def standardize(advantages: torch.Tensor, n_seeds: int | None = None) -> torch.Tensor:
+    """Advantages with zero mean and unit standard deviation over the whole batch (`normalize_advantages`); in a
+    seed batch (`n_seeds`, advantages `[T, K, B, L]`) over each seed's own batch."""
+    if n_seeds is None:
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    per_seed = advantages.movedim(-3, 0).reshape(n_seeds, -1)
+    mean, std = per_seed.mean(1).view(-1, 1, 1), per_seed.std(1).view(-1, 1, 1)
+    return (advantages - mean) / (std + 1e-8)

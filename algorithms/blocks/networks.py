@@ -6,6 +6,10 @@ agents, so there is no Python loop over agents on the hot path. Methods that upd
 a time (HAPPO, HATRPO) pass `agent=i` and inputs `[..., features]` of that agent alone: only its
 weights are used, so its update costs one agent's compute, not N agents'.
 
+Seed batches (docs/architecture.md): built with `n_seeds` K, every layer holds K blocks of groups (groups become
+seeds x agents) and inputs gain a seed dimension before the batch one, `[..., K, M, N, features]`; seed k's rows
+only ever meet seed k's weights, so seed k computes what it would alone.
+
 A torso carries a memory `[..., N, H]` (H = 0 for feed-forward torsos), and a `starts` flag per
 batch entry that clears the memory before an episode's first input.
 """
@@ -21,14 +25,24 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": torch.nn.functiona
 
 
 class AgentLinear(nn.Module):
-    def __init__(self, n_groups: int, in_features: int, out_features: int, gain: float = math.sqrt(2)):
+    """One weight matrix per group. With `n_seeds` K (a seed batch, docs/architecture.md "Seed batches") it holds
+    K blocks of groups, `weight [K*G, in, out]` seed-major (block k is seed k's layer as a solo run holds it), and
+    inputs carry a seed dimension before the batch and agent ones: `[..., K, M, N, in]` (`[..., K, M, in]` with
+    `agent=i`). Without `n_seeds` (None) inputs have no seed dimension, as before."""
+
+    def __init__(self, n_groups: int, in_features: int, out_features: int, gain: float = math.sqrt(2),
+                 n_seeds: int | None = None):
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_groups, in_features, out_features))
-        self.bias = nn.Parameter(torch.zeros(n_groups, out_features))
+        self.n_seeds = n_seeds
+        self.n_groups = n_groups
+        self.weight = nn.Parameter(torch.empty((n_seeds or 1) * n_groups, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros((n_seeds or 1) * n_groups, out_features))
         for w in self.weight:  # init only: one orthogonal matrix per group
             nn.init.orthogonal_(w, gain=gain)
 
     def forward(self, x: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+        if self.n_seeds is not None:
+            return self._seeded(x, agent)
         if self.weight.shape[0] == 1 or agent is not None:  # one matrix: one matmul over every leading dim
             group = 0 if self.weight.shape[0] == 1 else agent
             return x @ self.weight[group] + self.bias[group]
@@ -36,14 +50,29 @@ class AgentLinear(nn.Module):
         # would materialize a weight gradient per sample and is ~5x slower in backward.)
         return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
 
+    def _seeded(self, x: torch.Tensor, agent: int | None) -> torch.Tensor:
+        k, g = self.n_seeds, self.n_groups
+        weight, bias = self.weight.view(k, g, *self.weight.shape[1:]), self.bias.view(k, g, -1)
+        seed_dim = x.dim() - (3 if agent is not None else 4)
+        xk = x.movedim(seed_dim, 0)  # [K, ..., (N,) in]: each seed's rows against its own weights
+        if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
+            group = 0 if g == 1 else agent
+            out = torch.bmm(xk.reshape(k, -1, xk.shape[-1]), weight[:, group]) + bias[:, group].unsqueeze(1)
+        else:  # one matrix per seed and agent: one bmm over seeds x agents (einsum lowers it)
+            flat = xk.reshape(k, -1, g, xk.shape[-1])
+            out = torch.einsum("kmni,knio->kmno", flat, weight) + bias.unsqueeze(1)
+        return out.reshape(*xk.shape[:-1], -1).movedim(0, seed_dim)
+
 
 class AgentMLP(nn.Module):
     """Hidden layers, each followed by the activation (no output layer: heads add their own)."""
 
-    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str = "relu"):
+    def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str = "relu",
+                 n_seeds: int | None = None):
         super().__init__()
         widths = [in_features, *hidden_sizes]
-        self.layers = nn.ModuleList(AgentLinear(n_groups, i, o) for i, o in zip(widths[:-1], widths[1:], strict=True))
+        self.layers = nn.ModuleList(AgentLinear(n_groups, i, o, n_seeds=n_seeds)
+                                    for i, o in zip(widths[:-1], widths[1:], strict=True))
         self.activation = ACTIVATIONS[activation]
         self.out_features = widths[-1]
 
@@ -56,10 +85,10 @@ class AgentMLP(nn.Module):
 class AgentGRUCell(nn.Module):
     """`torch.nn.GRUCell`'s equations with one weight set per group (tests check it against torch's)."""
 
-    def __init__(self, n_groups: int, in_features: int, hidden_size: int):
+    def __init__(self, n_groups: int, in_features: int, hidden_size: int, n_seeds: int | None = None):
         super().__init__()
-        self.input_gates = AgentLinear(n_groups, in_features, 3 * hidden_size, gain=1.0)
-        self.hidden_gates = AgentLinear(n_groups, hidden_size, 3 * hidden_size, gain=1.0)
+        self.input_gates = AgentLinear(n_groups, in_features, 3 * hidden_size, gain=1.0, n_seeds=n_seeds)
+        self.hidden_gates = AgentLinear(n_groups, hidden_size, 3 * hidden_size, gain=1.0, n_seeds=n_seeds)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor, agent: int | None = None) -> torch.Tensor:
         i_r, i_z, i_n = self.input_gates(x, agent).chunk(3, dim=-1)
@@ -80,10 +109,10 @@ class Torso(nn.Module):
     """An MLP over each agent's input, optionally followed by a GRU (recurrent policies and critics)."""
 
     def __init__(self, n_groups: int, in_features: int, hidden_sizes: list[int], activation: str,
-                 rnn_hidden_size: int | None = None):
+                 rnn_hidden_size: int | None = None, n_seeds: int | None = None):
         super().__init__()
-        self.mlp = AgentMLP(n_groups, in_features, hidden_sizes, activation)
-        self.gru = AgentGRUCell(n_groups, self.mlp.out_features, rnn_hidden_size) if rnn_hidden_size else None
+        self.mlp = AgentMLP(n_groups, in_features, hidden_sizes, activation, n_seeds)
+        self.gru = AgentGRUCell(n_groups, self.mlp.out_features, rnn_hidden_size, n_seeds) if rnn_hidden_size else None
         self.memory_size = rnn_hidden_size or 0
         self.out_features = rnn_hidden_size or self.mlp.out_features
 
@@ -128,19 +157,29 @@ class CategoricalHead(nn.Module):
     The output layer starts near zero, so the initial policy is (near) uniform.
     """
 
-    def __init__(self, n_groups: int, in_features: int, n_actions: int):
+    def __init__(self, n_groups: int, in_features: int, n_actions: int, n_seeds: int | None = None):
         super().__init__()
-        self.linear = AgentLinear(n_groups, in_features, n_actions, gain=0.01)
+        self.linear = AgentLinear(n_groups, in_features, n_actions, gain=0.01, n_seeds=n_seeds)
 
     def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
         return torch.log_softmax(masked_logits(self.linear(features, agent), avail_actions), dim=-1)
 
     @staticmethod
-    def sample(params: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def sample(params: torch.Tensor, deterministic: bool, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The greedy action, or a sample: from the global RNG, or, given `noise` (uniforms shaped like `params`,
+        drawn from the run's own stream), by the Gumbel-max trick, argmax(log p - log(-log u)): exact, one
+        argmax, and masked actions (log p ~ -1e9) are never drawn."""
         if deterministic:
             return params.argmax(-1)
+        if noise is not None:
+            return (params - (-noise.log()).log()).argmax(-1)
         flat = params.reshape(-1, params.shape[-1]).exp()
         return torch.multinomial(flat, 1).view(params.shape[:-1])
+
+    @staticmethod
+    def noise(params: torch.Tensor, streams) -> torch.Tensor:
+        """What `sample` needs from the run's streams for acting on `params [K, B, N, A]`: a uniform per action."""
+        return streams.uniform(params.shape[1:])
 
     @staticmethod
     def log_prob(params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -167,22 +206,27 @@ class GaussianHead(nn.Module):
     LOG_STD_RANGE = (-20.0, 2.0)
 
     def __init__(self, n_groups: int, in_features: int, action_dim: int, log_std_init: float = 0.0,
-                 state_dependent_std: bool = False):
+                 state_dependent_std: bool = False, n_seeds: int | None = None):
         super().__init__()
         self.action_dim = action_dim
         self.state_dependent_std = state_dependent_std
+        self.n_seeds, self.n_groups = n_seeds, n_groups
         self.linear = AgentLinear(n_groups, in_features, 2 * action_dim if state_dependent_std else action_dim,
-                                  gain=0.01)
+                                  gain=0.01, n_seeds=n_seeds)
         if state_dependent_std:
             with torch.no_grad():  # start at log_std_init: the std output's bias
                 self.linear.bias[:, action_dim:] = log_std_init
         else:
-            self.log_std = nn.Parameter(torch.full((n_groups, action_dim), float(log_std_init)))
+            self.log_std = nn.Parameter(torch.full(((n_seeds or 1) * n_groups, action_dim), float(log_std_init)))
 
     def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
         out = self.linear(features, agent)
         if self.state_dependent_std:
             mean, log_std = out.split(self.action_dim, dim=-1)
+        elif self.n_seeds is not None:  # [K*G, A] -> broadcast over [..., K, M, (N,) A]
+            log_std = self.log_std.view(self.n_seeds, self.n_groups, self.action_dim)
+            log_std = log_std.unsqueeze(1) if agent is None else log_std[:, 0 if self.n_groups == 1 else agent, None]
+            mean, log_std = out, log_std.expand_as(out)
         else:
             log_std = self.log_std if agent is None else self.log_std[0 if self.log_std.shape[0] == 1 else agent]
             mean, log_std = out, log_std.expand_as(out)
@@ -191,9 +235,16 @@ class GaussianHead(nn.Module):
     def mean_log_std(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return params.split(self.action_dim, dim=-1)
 
-    def sample(self, params: torch.Tensor, deterministic: bool) -> torch.Tensor:
+    def sample(self, params: torch.Tensor, deterministic: bool, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean, or mean + std * z with z standard normal: `noise` from the run's streams, else the global RNG."""
         mean, log_std = self.mean_log_std(params)
-        return mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
+        if deterministic:
+            return mean
+        return mean + (torch.randn_like(mean) if noise is None else noise) * log_std.exp()
+
+    def noise(self, params: torch.Tensor, streams) -> torch.Tensor:
+        """What `sample` needs for acting on `params [K, B, N, 2A]`: a standard normal per action dimension."""
+        return streams.normal((*params.shape[1:-1], self.action_dim))
 
     def log_prob(self, params: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         mean, log_std = self.mean_log_std(params)
@@ -237,10 +288,10 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """V for every agent at once: `[..., N, in] -> [..., N]`."""
 
-    def __init__(self, n_groups: int, torso: Torso):
+    def __init__(self, n_groups: int, torso: Torso, n_seeds: int | None = None):
         super().__init__()
         self.torso = torso
-        self.value = AgentLinear(n_groups, torso.out_features, 1, gain=1.0)
+        self.value = AgentLinear(n_groups, torso.out_features, 1, gain=1.0, n_seeds=n_seeds)
 
     @property
     def memory_size(self) -> int:

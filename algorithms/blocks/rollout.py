@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 
 from algorithms.blocks.on_policy_config import OnPolicyConfig
+from algorithms.blocks.seed_streams import SeedStreams
 
 # What the critic and actor updates read from a rollout (absent fields, e.g. memories of feed-forward nets, skipped).
 UPDATE_FIELDS = ["actor_in", "critic_in", "avail", "actions", "log_probs", "values", "advantages", "returns", "starts",
@@ -30,30 +31,33 @@ class RolloutStorage:
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.fields[name]
 
-    def sequences(self, names: list[str], chunk_length: int) -> dict[str, torch.Tensor]:
+    def sequences(self, names: list[str], chunk_length: int, seeded: bool = False) -> dict[str, torch.Tensor]:
         """Cut `[T, B, ...]` into chunks of `chunk_length` steps, time first: `[L, (T/L)*B, ...]`.
 
         Recurrent learners back-propagate through each chunk; feed-forward ones use `chunk_length=1`,
         which is the flat `[1, T*B, ...]` batch. Minibatches are drawn over the second dimension.
+        A seed batch's rollout (`seeded`) is `[T, K, B, ...]` and becomes `[L, K, (T/L)*B, ...]`: each seed's
+        chunks stay its own, in the order a solo run has them, and minibatches are drawn over the third dimension.
         """
         out = {}
         for name in names:
             if name not in self.fields:
                 continue
             x = self.fields[name]
-            steps, copies, rest = x.shape[0], x.shape[1], x.shape[2:]
+            steps, lead, rest = x.shape[0], x.shape[1:2 + seeded], x.shape[2 + seeded:]
             chunks = steps // chunk_length
-            out[name] = (x.reshape(chunks, chunk_length, copies, *rest).transpose(0, 1)
-                         .reshape(chunk_length, chunks * copies, *rest))
+            # [chunks, L, (K,) B, ...] -> [L, (K,) chunks, B, ...] -> [L, (K,) chunks * B, ...]
+            x = x.reshape(chunks, chunk_length, *lead, *rest).movedim(0, 1 + seeded)
+            out[name] = x.reshape(chunk_length, *lead[:-1], chunks * lead[-1], *rest)
         return out
 
 
 def update_batch(storage: RolloutStorage, advantages: torch.Tensor, returns: torch.Tensor,
-                 config: OnPolicyConfig) -> dict[str, torch.Tensor]:
-    """The rollout with its advantages and value targets `[T, B, L]`, cut into the chunks the updates read."""
+                 config: OnPolicyConfig, seeded: bool = False) -> dict[str, torch.Tensor]:
+    """The rollout with its advantages and value targets `[T, (K,) B, L]`, cut into the chunks the updates read."""
     storage.fields["advantages"] = advantages
     storage.fields["returns"] = returns
-    return storage.sequences(UPDATE_FIELDS, config.chunk_length if config.recurrent else 1)
+    return storage.sequences(UPDATE_FIELDS, config.chunk_length if config.recurrent else 1, seeded)
 
 
 def minibatch_indices(n_samples: int, n_minibatches: int, device: torch.device) -> list[torch.Tensor]:
@@ -61,12 +65,31 @@ def minibatch_indices(n_samples: int, n_minibatches: int, device: torch.device) 
     return list(torch.randperm(n_samples, device=device).chunk(n_minibatches))
 
 
-def minibatches(batch: dict[str, torch.Tensor], epochs: int, n_minibatches: int) -> Iterator[dict[str, torch.Tensor]]:
-    """`epochs` random partitions of the sequences (second dimension) into `n_minibatches` minibatches."""
+def minibatches(batch: dict[str, torch.Tensor], epochs: int, n_minibatches: int,
+                streams: SeedStreams | None = None) -> Iterator[dict[str, torch.Tensor]]:
+    """`epochs` random partitions of the sequences (second dimension) into `n_minibatches` minibatches.
+
+    With `streams` (a seed batch's `[L, K, S, ...]` sequences) each seed draws its own partition of its own S
+    sequences from its own stream; a minibatch is `[L, K, S / n_minibatches, ...]`."""
     actions = batch["actions"]
+    if streams is None:
+        for _ in range(epochs):
+            for idx in minibatch_indices(actions.shape[1], n_minibatches, actions.device):
+                yield {k: v[:, idx] for k, v in batch.items()}
+        return
+    seeds = torch.arange(streams.n_seeds, device=actions.device).unsqueeze(1)
     for _ in range(epochs):
-        for idx in minibatch_indices(actions.shape[1], n_minibatches, actions.device):
-            yield {k: v[:, idx] for k, v in batch.items()}
+        for idx in streams.permutations(actions.shape[2]).chunk(n_minibatches, dim=1):
+            yield {k: v[:, seeds, idx] for k, v in batch.items()}
+
+
+def seed_mean(x: torch.Tensor, n_seeds: int | None) -> torch.Tensor:
+    """The mean over everything (a scalar), or with `n_seeds` K the mean of each seed's entries, `[K]`: the seed
+    dimension is third from last, `[..., K, batch, learners]`. A seed batch's loss is the sum of these: seed k's
+    weights then get exactly seed k's gradient."""
+    if n_seeds is None:
+        return x.mean()
+    return x.movedim(-3, 0).reshape(n_seeds, -1).mean(1)
 
 
 def learning_rewards(reward: torch.Tensor, reward_mode: str, learning_reward: str) -> torch.Tensor:

@@ -1,0 +1,92 @@
+"""The environment of a seed batch (docs/architecture.md, "Seed batches"): K copies of a task's batched
+environment, one per seed, seen as one `BatchedEnv` of K*B copies, seed-major (copies k*B .. (k+1)*B - 1 are
+seed k's). Each seed's environment is exactly the one its solo run builds (`make(task, n_envs=B, seed=k)`), so
+its random stream, and therefore every observation it produces, is the solo run's.
+
+Stepping loops over the K environments: a native task draws from one torch.Generator per object (one stream), and
+giving one object K streams would change how every task draws. The loop is K calls per step; K = 1 returns the
+environment's own TimeStep untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import torch
+
+from environments.base import BatchedEnv, EnvSpec, TimeStep
+
+
+def _map(timestep: TimeStep, fn) -> TimeStep:
+    values = {}
+    for f in fields(TimeStep):
+        value = getattr(timestep, f.name)
+        if f.name == "extras":
+            values[f.name] = {key: fn(x) for key, x in value.items()}
+        else:
+            values[f.name] = None if value is None else fn(value)
+    return TimeStep(**values)
+
+
+def seed_view(timestep: TimeStep, n_seeds: int) -> TimeStep:
+    """The TimeStep of K*B seed-major copies with every tensor viewed `[K, B, ...]` (no copy)."""
+    return _map(timestep, lambda x: x.unflatten(0, (n_seeds, -1)))
+
+
+def join(timesteps: list[TimeStep]) -> TimeStep:
+    """The K seeds' TimeSteps as one of K*B copies (seed-major)."""
+    if len(timesteps) == 1:
+        return timesteps[0]
+    first = timesteps[0]
+    values = {}
+    for f in fields(TimeStep):
+        parts = [getattr(t, f.name) for t in timesteps]
+        if f.name == "extras":
+            values[f.name] = {key: torch.cat([p[key] for p in parts]) for key in first.extras}
+        else:
+            values[f.name] = None if parts[0] is None else torch.cat(parts)
+    return TimeStep(**values)
+
+
+def split(timestep: TimeStep, n_seeds: int) -> list[TimeStep]:
+    """One TimeStep per seed, from one of K*B seed-major copies."""
+    if n_seeds == 1:
+        return [timestep]
+    return [_map(timestep, lambda x, k=k: x.unflatten(0, (n_seeds, -1))[k]) for k in range(n_seeds)]
+
+
+class SeedBatch(BatchedEnv):
+    """K environments, one per seed, as one of K*B copies. `envs[k]` is seed k's (its state is in seed k's
+    checkpoint)."""
+
+    def __init__(self, envs: list[BatchedEnv]):  # not BatchedEnv.__init__: its generator would be unused
+        if not envs or len({e.n_envs for e in envs}) != 1:
+            raise ValueError("a seed batch needs one or more environments with the same number of copies")
+        self.envs = envs
+        self.spec: EnvSpec = envs[0].spec
+        self.name = envs[0].name
+        self.n_seeds = len(envs)
+        self.copies_per_seed = envs[0].n_envs
+        self.n_envs = self.n_seeds * self.copies_per_seed
+        self.device = envs[0].device
+
+    def reset(self) -> TimeStep:
+        return join([env.reset() for env in self.envs])
+
+    def step(self, actions: torch.Tensor) -> TimeStep:
+        if self.n_seeds == 1:
+            return self.envs[0].step(actions)
+        return join([env.step(a) for env, a in zip(self.envs, actions.chunk(self.n_seeds), strict=True)])
+
+    def state_dict(self) -> dict:
+        raise TypeError("a seed batch is checkpointed per seed: save envs[k].state_dict() in seed k's checkpoint")
+
+    def load_state_dict(self, state: dict) -> None:
+        raise TypeError("a seed batch is restored per seed: envs[k].load_state_dict(seed k's state)")
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def render_rgb(self, index: int = 0):
+        return self.envs[index // self.copies_per_seed].render_rgb(index % self.copies_per_seed)

@@ -1,0 +1,200 @@
+"""Seed batches (docs/architecture.md, "Seed batches"): K seeds trained in one process are K solo runs.
+
+- seed k of a batch starts from its solo run's weights and random streams (exactly) and takes its solo run's
+  first-rollout actions (exactly, on discrete tasks);
+- after updates its parameters equal the solo run's to float32 tolerance (see TOLERANCE);
+- a batch of one is the solo run, byte for byte; a killed K-seed job resumes to the bytes of an uninterrupted one
+  for every seed; a method without seed batches runs `--seeds` one after another.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from coopbench import run as run_module
+from coopbench.cli import main
+from coopbench.config import resolve
+from coopbench.run import build_seeds, seed_slice, seed_stack
+from environments.seed_batch import split
+
+CPU = torch.device("cpu")
+SEEDS = [3, 4, 5]
+
+# The batch computes seed k's rows with the same operations as its solo run, but in kernels of another shape (one
+# bmm over K x G weight groups instead of G, reductions over [K, n] instead of [n]), so float32 sums may associate
+# differently: one rounding (~6e-8 relative) here and there. Measured after 3 updates of 2 epochs x 2 minibatches:
+# at most 6e-7 (absolute, parameters of order 0.1-1). 1e-5 leaves room for more iterations and other tasks and is
+# still 50x below one Adam step (lr 5e-4: every weight moves by ~lr per step), so an update that used another
+# seed's data, a global advantage standardization or a global gradient-norm clip fails it.
+TOLERANCE = 1e-5
+
+CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with ValueNorm, Gaussian actions
+    "mappo-shared": ("mappo", "matrix/cora-mtg", {}),
+    "ippo-per-agent": ("ippo", "gridworld/lan-checkers", {"share_parameters": False}),
+    "mappo-recurrent": ("mappo", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8,
+                                                          "value_normalization": True}),
+    "mappo-gaussian": ("mappo", "differential/cora-2agent", {}),
+}
+SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
+
+
+def _config(algo, env, overrides):
+    config = resolve(algo, env, {"algo": {**SMALL, **overrides}, "run": {"total_env_steps": 10_000}})
+    assert all(config.algo_hparams[k] == v for k, v in {**SMALL, **overrides}.items())
+    return config
+
+
+def _pairs(config):
+    """The batch of SEEDS and each seed's solo run, as the driver builds them."""
+    batch = build_seeds(config, SEEDS, CPU)
+    solos = [build_seeds(config, [seed], CPU) for seed in SEEDS]
+    return batch, solos
+
+
+def _flat(state):
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in _flat(value).items()})
+        elif isinstance(value, torch.Tensor):
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_batch_seed_starts_as_alone_takes_the_same_first_actions_and_updates_to_the_same_parameters(case):
+    config = _config(*CASES[case])
+    (env, batch), solos = _pairs(config)
+    assert batch.n_seeds == len(SEEDS) and all(algorithm.n_seeds == 1 for _, algorithm in solos)
+    state = batch.state_dict()
+    for k, (_, solo) in enumerate(solos):  # weights, Adam, ValueNorm, random streams: exactly the solo run's
+        mine, alone = _flat(seed_slice(state, k, len(SEEDS))), _flat(solo.state_dict())
+        assert mine.keys() == alone.keys()
+        for key in alone:
+            assert torch.equal(mine[key], alone[key]), key
+
+    timestep, solo_steps = env.reset(), [solo_env.reset() for solo_env, _ in solos]
+    rollout = batch.collect(env, timestep)
+    solo_rollouts = [solo.collect(solo_env, step) for (solo_env, solo), step in zip(solos, solo_steps, strict=True)]
+    discrete = env.spec.discrete
+    for k, solo_rollout in enumerate(solo_rollouts):
+        actions, alone = rollout.storage["actions"][:, k], solo_rollout.storage["actions"][:, 0]
+        if discrete:
+            assert torch.equal(actions, alone)  # every action of the first rollout
+        else:  # Gaussian samples are mean + std * z with the same z: the means agree to float32 rounding
+            torch.testing.assert_close(actions, alone, atol=TOLERANCE, rtol=0)
+        torch.testing.assert_close(rollout.storage["rewards"][:, k], solo_rollout.storage["rewards"][:, 0],
+                                   atol=TOLERANCE, rtol=0)
+
+    losses = batch.update(rollout.storage)
+    solo_losses = [solo.update(r.storage) for (_, solo), r in zip(solos, solo_rollouts, strict=True)]
+    timestep, solo_steps = rollout.timestep, [r.timestep for r in solo_rollouts]
+    for _ in range(2):  # two more whole iterations, each seed on its own trajectory
+        timestep = batch.train_iteration(env, timestep).timestep
+        solo_steps = [solo.train_iteration(solo_env, step).timestep
+                      for (solo_env, solo), step in zip(solos, solo_steps, strict=True)]
+    state = batch.state_dict()
+    for k, (_, solo) in enumerate(solos):
+        assert losses["policy_loss"][k] == pytest.approx(solo_losses[k]["policy_loss"][0], abs=1e-5)
+        mine, alone = _flat(seed_slice(state, k, len(SEEDS))), _flat(solo.state_dict())
+        for key in alone:
+            if "streams" in key or key.endswith(".step"):
+                assert torch.equal(mine[key], alone[key]), key  # the same draws, the same number of steps
+            else:
+                torch.testing.assert_close(mine[key], alone[key], atol=TOLERANCE, rtol=0, msg=key)
+        # and not trivially: the seeds differ from each other
+        other = _flat(solos[(k + 1) % len(SEEDS)][1].state_dict())
+        assert not torch.allclose(mine["policy.torso.mlp.layers.0.weight"], other["policy.torso.mlp.layers.0.weight"])
+
+
+def test_a_batch_state_slices_into_the_solo_states_and_stacks_back():
+    config = _config(*CASES["ippo-per-agent"])
+    (env, batch), _ = _pairs(config)
+    state = batch.state_dict()
+    slices = [seed_slice(state, k, len(SEEDS)) for k in range(len(SEEDS))]
+    restacked = _flat(seed_stack(slices))
+    for key, value in _flat(state).items():
+        assert torch.equal(restacked[key], value), key
+    timestep = env.reset()
+    parts = split(timestep, len(SEEDS))
+    assert [p.obs.shape[0] for p in parts] == [SMALL["n_envs"]] * len(SEEDS)
+    assert torch.equal(torch.cat([p.obs for p in parts]), timestep.obs)
+
+
+RUN = ["run", "mappo", "matrix/cora-mtg", "--set", "run.total_env_steps=512", "--set", "run.eval_interval=128",
+       "--set", "algo.rollout_length=16", "--set", "algo.n_envs=4", "--set", "run.eval_episodes=4"]
+
+
+def _run_dir(results, seed, algo="mappo"):
+    [path] = results.glob(f"runs/matrix/cora-mtg/{algo}/*/seed-{seed}")
+    return path
+
+
+def test_a_batch_of_one_is_the_solo_run_byte_for_byte(tmp_path):
+    assert main([*RUN, "--seed", "2", "--results-dir", str(tmp_path / "seed")]) == 0
+    assert main([*RUN, "--seeds", "2", "--results-dir", str(tmp_path / "seeds")]) == 0
+    for name in ("metrics.parquet", "model.pt"):
+        assert (_run_dir(tmp_path / "seed", 2) / name).read_bytes() == \
+            (_run_dir(tmp_path / "seeds", 2) / name).read_bytes()
+    manifest = json.loads((_run_dir(tmp_path / "seed", 2) / "manifest.json").read_text())
+    assert manifest["seed_batch"] == [2]
+
+
+def test_a_killed_batch_resumes_to_the_bytes_of_an_uninterrupted_one_for_every_seed(tmp_path, monkeypatch):
+    seeds = "0-2"
+    assert main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "reference")]) == 0
+    real_save, calls = run_module.save_checkpoint, []
+
+    def save_then_die(path, *args):  # the job is killed right after the batch's second round of checkpoints
+        if len(calls) == 6:
+            raise KeyboardInterrupt("killed")
+        real_save(path, *args)
+        calls.append(path)
+
+    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "killed")])
+    assert len(list((tmp_path / "killed").glob("runs/**/checkpoint.pt"))) == 3
+    assert not list((tmp_path / "killed").glob("runs/**/manifest.json"))
+    monkeypatch.undo()
+    assert main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "killed")]) == 0
+    for seed in range(3):
+        done, reference = _run_dir(tmp_path / "killed", seed), _run_dir(tmp_path / "reference", seed)
+        for name in ("metrics.parquet", "model.pt"):
+            assert (done / name).read_bytes() == (reference / name).read_bytes(), (seed, name)
+        manifest = json.loads((done / "manifest.json").read_text())
+        assert manifest["resumes"] == 1 and manifest["seed_batch"] == [0, 1, 2]
+        assert not (done / "checkpoint.pt").exists()
+
+
+def test_a_seed_of_a_batch_writes_the_results_of_its_solo_run(tmp_path):
+    """Within tolerance: the same evaluation returns on this discrete task (greedy actions agree), losses to
+    float32 rounding."""
+    import pandas as pd
+
+    assert main([*RUN, "--seeds", "0,1", "--results-dir", str(tmp_path / "batch")]) == 0
+    for seed in (0, 1):
+        assert main([*RUN, "--seed", str(seed), "--results-dir", str(tmp_path / "solo")]) == 0
+        batch = pd.read_parquet(_run_dir(tmp_path / "batch", seed) / "metrics.parquet")
+        solo = pd.read_parquet(_run_dir(tmp_path / "solo", seed) / "metrics.parquet")
+        assert batch["eval_return_mean"].tolist() == solo["eval_return_mean"].tolist()
+        for column, tolerance in (("train_return_mean", 1e-4), ("policy_loss", TOLERANCE)):  # NaN at step 0
+            np.testing.assert_allclose(batch[column], solo[column], atol=tolerance, rtol=0, err_msg=column)
+
+
+def test_a_method_without_seed_batches_runs_the_seeds_one_after_another(tmp_path, capsys):
+    happo = ["run", "happo", *RUN[2:]]
+    assert main([*happo, "--seeds", "0-1", "--results-dir", str(tmp_path / "seeds")]) == 0
+    assert "one after another" in capsys.readouterr().err
+    assert main([*happo, "--seed", "1", "--results-dir", str(tmp_path / "seed")]) == 0
+    assert (_run_dir(tmp_path / "seeds", 1, "happo") / "metrics.parquet").read_bytes() == \
+        (_run_dir(tmp_path / "seed", 1, "happo") / "metrics.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("bad", ["3-1", "0,0", "x", "0-2,2"])
+def test_bad_seed_lists_are_one_line_errors(bad, tmp_path, capsys):
+    assert main([*RUN, "--seeds", bad, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seeds" in err[0]
