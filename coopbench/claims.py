@@ -34,10 +34,7 @@ PAPERS = ("acpo", "as", "bn", "cora", "lan")
 
 # Methods the papers use that coopbench does not implement yet, and the issue that brings them. A claim
 # naming one is judged `not run` with this reason; a name in neither this table nor the registry is a typo.
-PLANNED_ALGORITHMS: dict[str, str] = {
-    **{name: "the BN family (issue 17)" for name in (
-        "bn_maddpg_full", "bn_maddpg_product", "bn_maddpg_random", "bn_maddpg_heuristic")},
-}
+PLANNED_ALGORITHMS: dict[str, str] = {}
 
 # Analyses: results a paper reports that are no training curve (an exact planner's converged policy, a QP's
 # approximation error, a runtime ratio). Each is one DAG job writing results/analyses/<name>.json

@@ -145,3 +145,16 @@ class DagPolicy:
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["actor_optimizer"])
+
+
+def deterministic_dag_actions(actor, own: torch.Tensor, parents: torch.Tensor, action_dim: int,
+                              obs: torch.Tensor | None = None) -> torch.Tensor:
+    """a^i = mu_i(Concat(own^i, a^{P^i})) drawn level by level over the DAGs `parents [..., N, N]` (BN Table 2's
+    Predator-Prey actor, with MADDPG): one batched pass of `actor` per topological level, never one per agent;
+    `own [..., N, D]`; `obs` adds the parents' observations to the parent block. Returns `[..., N, action_dim]`."""
+    levels = topological_levels(parents)
+    actions = torch.zeros(*own.shape[:-1], action_dim, dtype=own.dtype, device=own.device)
+    for level in range(int(levels.max()) + 1):
+        out = actor(torch.cat([own, parent_block(parents, actions, obs)], dim=-1))
+        actions = torch.where((levels == level).unsqueeze(-1), out, actions)
+    return actions

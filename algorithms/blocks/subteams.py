@@ -154,14 +154,21 @@ class DagTopology:
 
     def __call__(self, timestep) -> torch.Tensor:
         """`parents [B, N, N]` for the copies of `timestep`."""
-        batch = timestep.obs.shape[0]
         if self.fixed is not None:
-            return self.fixed.expand(batch, self.n, self.n)
-        positions = agent_positions(timestep, self.from_views)
+            return self.fixed.expand(timestep.obs.shape[0], self.n, self.n)
+        return self._heuristic(agent_positions(timestep, self.from_views))
+
+    def of_views(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """`parents [..., N, N]` at stored steps `obs [..., N, D]`, `state [..., S]` (via positions_from_views)."""
+        if self.fixed is not None:
+            return self.fixed.expand(*obs.shape[:-2], self.n, self.n)
+        return self._heuristic(None if self.from_views is None else self.from_views(obs, state))
+
+    def _heuristic(self, positions: torch.Tensor | None) -> torch.Tensor:
         if positions is None:
             raise CoopbenchError(f"the heuristic DAG needs the agents' positions and {self.env_name} exposes none "
-                              "(no extras['positions'], no positions_from_views)",
-                              "use topology full, product or random on this task, or expose its positions")
+                                 "(no extras['positions'], no positions_from_views)",
+                                 "use topology full, product or random on this task, or expose its positions")
         parents, _ = heuristic_subteams(dependency_scores(positions.to(self.device).float(), self.score), self.budget)
         return parents
 
