@@ -81,6 +81,11 @@ def test_every_algorithm_on_every_environment_is_planned_or_refused_in_one_line(
     assert {e for a, e in refused if a == "bn_mappo_heuristic"} == {e for e, where in positions.items() if not where}
     assert {e for a, e in refused if a == "vast_heuristic"} == {
         e for e, where in positions.items() if where != "views" or e in CONTINUOUS}
+    off_policy = {a for a in ALGORITHMS.names() if ALGORITHMS.get(a).family == "off_policy"}
+    for algo in off_policy - {"bn_maddpg_heuristic"}:  # continuous actions only (issue 15)
+        assert {e for a, e in refused if a == algo} == set(ENVIRONMENTS.names()) - CONTINUOUS, algo
+    assert {e for a, e in refused if a == "bn_maddpg_heuristic"} == {
+        e for e, where in positions.items() if where != "views" or e not in CONTINUOUS}
     bn_tabular = {a for a in ALGORITHMS.names() if a.startswith("bn_tabular_")}
     for algo in bn_tabular:  # exact models only, like acpi (issue 17), and subteam sizes that sum to N
         extra = {e for a, e in refused if a == algo} - {e for a, e in refused if a == "acpi"}
@@ -92,7 +97,7 @@ def test_every_algorithm_on_every_environment_is_planned_or_refused_in_one_line(
         assert {e for a, e in refused if a == algo} == {
             e for e in ENVIRONMENTS.names() if e in CONTINUOUS or env_traits(e).reward_mode == "team"}, algo
     assert {a for a, _ in refused} == {"acpi", "centralized_ppo", "ippo_private", "cora", "cora_no_std", "cora_qc",
-                                       *value_based, *bn_tabular, *as_family, "bn_mappo_heuristic"}
+                                       *value_based, *bn_tabular, *as_family, *off_policy, "bn_mappo_heuristic"}
     assert {e for a, e in refused if a == "cora"} == {"particle/bn-predator-prey-15", "gridworld/as-coop-predation-20",
                                                      "gridworld/as-coop-predation-30"}
 
