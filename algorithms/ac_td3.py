@@ -114,7 +114,7 @@ class ACTD3(OffPolicyContract):
             n = spec.n_agents
             mine = torch.eye(n, dtype=torch.bool, device=own.device).unsqueeze(-1)
             joint = torch.where(mine, own.unsqueeze(1), batch["actions"].unsqueeze(1))  # [M, i, j, A]
-            q = self.critic(chained_critic_input(batch["state"], joint))[..., 0]  # Q_1^(i), [M, N]
+            q = self.critic.first(chained_critic_input(batch["state"], joint))  # Q_1^(i), [M, N]
             policy_loss = -q.mean(0).sum()
             self.actor_optimizer.zero_grad()
             policy_loss.backward(inputs=list(self.actor.parameters()))

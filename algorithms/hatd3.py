@@ -98,7 +98,7 @@ class HATD3(OffPolicyContract):
             mine = torch.zeros(n, 1, dtype=torch.bool, device=own.device)
             mine[agent] = True
             joint = torch.where(mine, own.unsqueeze(-2), current)
-            loss = -self.critic(centralized_input(batch["state"], joint))[..., 0].mean()
+            loss = -self.critic.first(centralized_input(batch["state"], joint)).mean()
             self.actor_optimizer.zero_grad()
             loss.backward(inputs=params)
             if isinstance(self.actor_optimizer, AgentwiseAdam):

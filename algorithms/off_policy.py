@@ -54,7 +54,9 @@ class OffPolicyConfig(BaseModel):
 
     @property
     def updates_per_iteration(self) -> int:
-        return max(1, int(self.update_per_train * self.train_interval))
+        # HARL: int(update_per_train * train_interval); rounded here so that a ratio such as 1000 / 600 gives 1000
+        # (HARL's own values, 1 and 0.5 of 50, are exact either way).
+        return max(1, round(self.update_per_train * self.train_interval))
 
 
 class TD3Config(OffPolicyConfig):

@@ -215,11 +215,12 @@ def test_hatd3_updates_agents_in_turn_on_the_new_actions_of_those_before():
     algo = HATD3(s, HATD3Config(n_envs=1, fixed_order=True, policy_freq=1), torch.device("cpu"))
     before = copy.deepcopy(algo.actor)
     critic_inputs = []
-    handle = algo.critic.register_forward_pre_hook(lambda _, args: critic_inputs.append(args[0].detach().clone()))
+    handle = algo.critic.torso.register_forward_pre_hook(
+        lambda _, args: critic_inputs.append(args[0].detach().clone()))
     batch = random_batch(s)
     algo.update(batch)
     handle.remove()
-    actor_calls = critic_inputs[1:]  # the first call is the critic's own regression
+    actor_calls = [x for x in critic_inputs if x.dim() == 2]  # Q_1 alone; the regression runs both, [M, 2, D]
     assert len(actor_calls) == 3
     state_dim, a = s.state_dim, s.action_dim
     with torch.no_grad():

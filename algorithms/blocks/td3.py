@@ -48,6 +48,11 @@ class QEnsemble(nn.Module):
         x = x.unsqueeze(-2).expand(*x.shape[:-1], self.n_critics, x.shape[-1])
         return self.out(self.torso(x)).squeeze(-1)
 
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        """Q_1 alone, `[..., D] -> [...]`: TD3's actor ascends the first critic only (Fujimoto et al. 2018, Alg. 1),
+        so its pass skips the others' compute."""
+        return self.out(self.torso(x, 0), 0).squeeze(-1)
+
 
 def explore(actions: torch.Tensor, std: float, low: float, high: float) -> torch.Tensor:
     """Behaviour actions: mu + N(0, (std x half width)^2), clipped to the box (HARL DeterministicPolicy)."""
