@@ -1,0 +1,263 @@
+"""coopbench's MADDPG against BenchMARL's MADDPG on VMAS navigation, side by side in one run (issue 15).
+
+    bash benchmarks/setup_benchmarl_venv.sh      # once: BenchMARL in its own venv (build/bench-venvs/benchmarl)
+    .venv/bin/python benchmarks/maddpg_vs_benchmarl.py [--repeats 3] [--iterations 2] [--json out.json]
+    .venv/bin/python benchmarks/maddpg_vs_benchmarl.py --only coopbench   # without the BenchMARL venv
+
+Both train MADDPG with the same settings (`SETTINGS`; every value is passed to both sides explicitly):
+
+- task: VMAS navigation as config/environments/vmas/navigation.yaml defines it (3 agents, continuous actions,
+  100 steps), 10 vectorized copies, CPU;
+- 6000 frames (env steps summed over copies) per iteration: coopbench n_envs 10 x train_interval 600;
+  BenchMARL off_policy_n_envs_per_worker 10, off_policy_collected_frames_per_batch 6000;
+- 1000 gradient steps per iteration on batches of 128 transitions from a 1M replay (BenchMARL's defaults
+  off_policy_n_optimizer_steps, off_policy_train_batch_size, off_policy_memory_size; coopbench
+  update_per_train 1000/600, batch_size, buffer_size), no random warm-up frames (BenchMARL's default 0),
+  one-step targets; each gradient step is one critic and one actor Adam step and a Polyak update (tau 0.005)
+  of the target actor and critic on both sides;
+- networks: one actor shared by the agents (no agent id), 2 x 256 tanh MLPs (BenchMARL's default mlp) for the
+  actor and the centralized critic on all observations (VMAS has no global state: coopbench's state is their
+  concatenation) and all actions; lr 5e-5 for both (BenchMARL's default lr), gamma 0.99.
+
+What cannot be made identical: BenchMARL's exploration noise is annealed (0.8 -> 0.01), coopbench's constant
+(expl_noise 0.1 of the half box); BenchMARL's shared critic has one output per agent (its per-agent
+targets), coopbench's one team value; BenchMARL clips gradient norms at 5, coopbench (HARL) does not; Adam eps
+1e-6 vs 1e-8; BenchMARL learns from each agent's reward, coopbench from the team reward (their mean).
+
+Timers. coopbench: collection = `OffPolicyLearner.collect` (actors, noise, env, replay inserts), training = the
+1000 `update`s with their sampling, total = both. BenchMARL: its own `timers/collection_time`,
+`timers/training_time` (replay extend, 1000 x sample + loss + Adam + target update) and
+`timers/iteration_time` (evaluation, checkpoints and loggers off). Rates are frames/s.
+
+Each repeat builds both sides afresh with seed `--seed + repeat`, one untimed `--warmup` iteration, then
+`--iterations` timed ones; the BenchMARL side runs in a subprocess of its venv (this file with `--benchmarl-side`,
+which imports nothing of coopbench), coopbench in this process; the order alternates between repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+from side_by_side import rates, report, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
+ENV = "vmas/navigation"
+
+SETTINGS = {
+    "n_envs": 10,
+    "frames_per_batch": 6000,
+    "optimizer_steps": 1000,
+    "batch_size": 128,
+    "memory_size": 1_000_000,
+    "hidden_sizes": [256, 256],
+    "activation": "tanh",
+    "lr": 5e-5,
+    "gamma": 0.99,
+    "polyak": 0.005,
+}
+
+
+def task_settings() -> dict:
+    from coopbench.config import load_env_file
+
+    params = load_env_file(ENV).params
+    if params.get("scenario_kwargs"):
+        raise SystemExit(f"{ENV}'s config sets scenario_kwargs {params['scenario_kwargs']}: not mapped to BenchMARL")
+    return {k: params[k] for k in ("n_agents", "max_steps", "shared_rew", "collisions", "continuous_actions")}
+
+
+def coopbench_hparams(s: dict) -> dict:
+    if s["frames_per_batch"] % s["n_envs"]:
+        raise SystemExit("frames per batch must be a multiple of the copies")
+    interval = s["frames_per_batch"] // s["n_envs"]
+    return {"n_envs": s["n_envs"], "train_interval": interval, "update_per_train": s["optimizer_steps"] / interval,
+            "batch_size": s["batch_size"], "buffer_size": s["memory_size"], "warmup_steps": 0, "n_step": 1,
+            "hidden_sizes": list(s["hidden_sizes"]), "activation": s["activation"], "lr": s["lr"],
+            "critic_lr": s["lr"], "gamma": s["gamma"], "polyak": s["polyak"], "share_parameters": True,
+            "agent_id_input": False}
+
+
+# --- the coopbench side (this process) ---------------------------------------------------------------
+
+def run_coopbench(s: dict) -> dict:
+    import torch
+
+    from algorithms.registry import ALGORITHMS
+    from coopbench.run import seed_everything
+    from environments.registry import make
+
+    torch.set_num_threads(s["threads"])
+    seed_everything(s["seed"])
+    algo_cls = ALGORITHMS.get("maddpg").load()
+    hparams = algo_cls.Config(**coopbench_hparams(s))
+    env = make(ENV, n_envs=hparams.n_envs, seed=s["seed"], device="cpu", n_agents=s["n_agents"],
+               max_steps=s["max_steps"], shared_rew=s["shared_rew"], collisions=s["collisions"],
+               continuous_actions=s["continuous_actions"])
+    algorithm = algo_cls(env.spec, hparams, torch.device("cpu"))
+    timestep = env.reset()
+    records = []
+    for _ in range(s["warmup"] + s["iterations"]):
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        result = algorithm.learner.collect(env, timestep, algorithm.policy)
+        timestep = result.timestep
+        t1 = time.perf_counter()
+        for _ in range(hparams.updates_per_iteration):  # what OffPolicyContract.train_iteration does after the warm-up
+            algorithm.update(algorithm.learner.sample())
+            algorithm.learner.updates += 1
+        t2, cpu2 = time.perf_counter(), time.process_time()
+        records.append({"collection_time": t1 - t0, "training_time": t2 - t1, "iteration_time": t2 - t0,
+                        "cpu_time": cpu2 - cpu0, "frames": algorithm.steps_per_iteration})
+    env.close()
+    n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"iterations": records[s["warmup"]:], "warmup": records[:s["warmup"]], "threads": torch.get_num_threads(),
+            "resolved": {"hparams": hparams.model_dump(), "obs_dim": env.spec.obs_dim,
+                         "action_dim": env.spec.action_dim,
+                         "gradient_steps_per_iteration": hparams.updates_per_iteration,
+                         "actor_params": n_params(algorithm.actor), "critic_params": n_params(algorithm.critic)}}
+
+
+# --- the BenchMARL side (run by the BenchMARL venv's python: `this file --benchmarl-side JSON`) -----------
+
+def run_benchmarl_side(s: dict) -> dict:
+    """One timed BenchMARL MADDPG run; BenchMARL's `Experiment._collection_loop` timers, captured from its logger."""
+    import torch
+
+    torch.set_num_threads(s["threads"])
+    warnings.filterwarnings("ignore")
+    from importlib.metadata import version
+
+    from benchmarl.algorithms import MaddpgConfig
+    from benchmarl.environments import VmasTask
+    from benchmarl.experiment import Experiment, ExperimentConfig
+    from benchmarl.models.mlp import MlpConfig
+
+    task = VmasTask.NAVIGATION.get_task()
+    task.config.update({"max_steps": s["max_steps"], "n_agents": s["n_agents"], "collisions": s["collisions"],
+                        "shared_rew": s["shared_rew"], "agents_with_same_goal": 1, "split_goals": False,
+                        "observe_all_goals": False, "lidar_range": 0.35, "agent_radius": 0.1})
+    algo = MaddpgConfig.get_from_yaml()
+    algo.share_param_critic = True
+    algo.loss_function = "l2"
+    algo.delay_value = True
+    model = MlpConfig(num_cells=list(s["hidden_sizes"]), layer_class=torch.nn.Linear,
+                      activation_class={"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[s["activation"]])
+    cfg = ExperimentConfig.get_from_yaml()
+    cfg.sampling_device = cfg.train_device = cfg.buffer_device = "cpu"
+    cfg.share_policy_params = True
+    cfg.prefer_continuous_actions = s["continuous_actions"]
+    cfg.collect_with_grad = False
+    cfg.parallel_collection = False
+    cfg.gamma, cfg.lr = s["gamma"], s["lr"]
+    cfg.soft_target_update, cfg.polyak_tau = True, s["polyak"]
+    cfg.max_n_iters, cfg.max_n_frames = s["warmup"] + s["iterations"], None
+    cfg.exploration_anneal_frames = s["frames_per_batch"] * (s["warmup"] + s["iterations"])
+    cfg.off_policy_collected_frames_per_batch = s["frames_per_batch"]
+    cfg.off_policy_n_envs_per_worker = s["n_envs"]
+    cfg.off_policy_n_optimizer_steps = s["optimizer_steps"]
+    cfg.off_policy_train_batch_size = s["batch_size"]
+    cfg.off_policy_memory_size = s["memory_size"]
+    cfg.off_policy_init_random_frames = 0
+    cfg.evaluation, cfg.render, cfg.loggers, cfg.create_json = False, False, [], False
+    cfg.save_folder = tempfile.mkdtemp(prefix="benchmarl-maddpg-")
+    cfg.checkpoint_interval, cfg.checkpoint_at_end = 0, False
+    experiment = Experiment(task=task, algorithm_config=algo, model_config=model, critic_model_config=model,
+                            seed=s["seed"], config=cfg)
+    timers: list[dict] = []
+    log = experiment.logger.log
+    cpu_mark = [time.process_time()]
+
+    def capture(dict_to_log, step=None):
+        if "timers/collection_time" in dict_to_log:  # the end-of-iteration record
+            cpu = time.process_time()
+            timers.append({k.split("/")[1]: float(v) for k, v in dict_to_log.items() if k.startswith("timers/")}
+                          | {"frames": s["frames_per_batch"], "cpu_time": cpu - cpu_mark[0]})
+            cpu_mark[0] = cpu
+        return log(dict_to_log, step=step)
+
+    experiment.logger.log = capture
+    experiment.run()
+    return {"iterations": timers[s["warmup"]:], "warmup": timers[:s["warmup"]], "threads": torch.get_num_threads(),
+            "versions": {p: version(p) for p in ("benchmarl", "torchrl", "tensordict", "torch", "vmas")},
+            "resolved": {"task": dict(task.config), "gradient_steps_per_iteration": cfg.off_policy_n_optimizer_steps}}
+
+
+INSTALL = "bash benchmarks/setup_benchmarl_venv.sh"
+
+
+def run_benchmarl(python: Path, s: dict) -> dict:
+    if not python.exists():
+        raise SystemExit(f"no BenchMARL venv: {python} does not exist; install it with `{INSTALL}` "
+                         "(or --benchmarl-python); `--only coopbench` measures coopbench's side alone")
+    proc = subprocess.run([str(python), str(Path(__file__).resolve()), "--benchmarl-side", json.dumps(s)],
+                          capture_output=True, text=True, env=single_thread_env(TQDM_DISABLE="1"),
+                          cwd=REPO / "benchmarks")
+    return side_result(proc, "BenchMARL")
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--benchmarl-side":
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        print(json.dumps(run_benchmarl_side(json.loads(sys.argv[2]))), flush=True)
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=2, help="timed iterations per repeat and side")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before them")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["both", "coopbench", "benchmarl"], default="both")
+    parser.add_argument("--benchmarl-python", type=Path, default=DEFAULT_BENCHMARL_PYTHON)
+    parser.add_argument("--target", type=float, default=2.0, help="required coopbench / BenchMARL total ratio")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+
+    sides = ["coopbench", "benchmarl"] if args.only == "both" else [args.only]
+    base = {**task_settings(), **SETTINGS, "threads": args.threads, "warmup": args.warmup,
+            "iterations": args.iterations}
+    print(f"MADDPG on {ENV}: {base['n_envs']} copies, {base['frames_per_batch']} frames and "
+          f"{base['optimizer_steps']} gradient steps of {base['batch_size']} per iteration; {args.warmup} warm-up + "
+          f"{args.iterations} timed iterations x {args.repeats} repeats; torch threads {args.threads}", flush=True)
+    load_before, started = os.getloadavg(), time.perf_counter()
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for r in range(args.repeats):
+        s = {**base, "seed": args.seed + r}
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            run = run_coopbench(s) if side == "coopbench" else run_benchmarl(args.benchmarl_python, s)
+            runs[side].append(run)
+            got = rates(run)
+            print(f"repeat {r} {side:9s} frames/s: collection {got['collection']:8,.0f}  training "
+                  f"{got['training']:8,.0f}  total {got['total']:8,.0f}  (per CPU s {got['total_per_cpu_s']:,.0f}; "
+                  f"threads {run['threads']})", flush=True)
+    wall, load_after = time.perf_counter() - started, os.getloadavg()
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                 "loadavg_before": load_before, "loadavg_after": load_after},
+        "settings": base, "repeats": args.repeats, "wall_s": round(wall, 1),
+        "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
+        "resolved": {side: runs[side][0]["resolved"] for side in sides},
+        "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
+                for side in sides},
+    }
+    if "benchmarl" in runs:
+        results["benchmarl_versions"] = runs["benchmarl"][0]["versions"]
+    results.update(report(runs, "benchmarl", "BenchMARL", "frames", args.target))
+    print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"({os.cpu_count()} CPUs); {wall:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
