@@ -57,7 +57,8 @@ class AgentLinear(nn.Module):
         xk = x.movedim(seed_dim, 0)  # [K, ..., (N,) in]: each seed's rows against its own weights
         if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
             group = 0 if g == 1 else agent
-            out = torch.bmm(xk.reshape(k, -1, xk.shape[-1]), weight[:, group]) + bias[:, group].unsqueeze(1)
+            # baddbmm: the bias added inside the product's kernel, not in a second pass over the output
+            out = torch.baddbmm(bias[:, group].unsqueeze(1), xk.reshape(k, -1, xk.shape[-1]), weight[:, group])
         else:  # one matrix per seed and agent: one bmm over seeds x agents (einsum lowers it)
             flat = xk.reshape(k, -1, g, xk.shape[-1])
             out = torch.einsum("kmni,knio->kmno", flat, weight) + bias.unsqueeze(1)
