@@ -90,9 +90,10 @@ def test_n_step_returns_after_the_ring_wraps():
     assert check_samples(replay.sample(2000, n_step=3, gamma=0.5), kept) == kept
 
 
-def test_replay_state_dict_round_trip():
-    replay = filled_replay(100)
-    other = TransitionReplay(100, 2, {name: (tuple(t.shape[2:]), t.dtype) for name, t in replay.data.items()},
+@pytest.mark.parametrize("capacity", [100, 8])  # partly filled; wrapped (full)
+def test_replay_state_dict_round_trip(capacity):
+    replay = filled_replay(capacity)
+    other = TransitionReplay(capacity, 2, {name: (tuple(t.shape[2:]), t.dtype) for name, t in replay.data.items()},
                              torch.device("cpu"))
     other.load_state_dict(replay.state_dict())
     torch.manual_seed(3)
