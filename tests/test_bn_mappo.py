@@ -101,7 +101,8 @@ def test_product_topology_is_mappos_independent_policy():
     torch.manual_seed(0)
     bn = BNMAPPO(env.spec, config, CPU)
     mappo = MAPPO(env.spec, OnPolicyConfig(**config.model_dump(exclude={"topology", "edge_budget", "dependency_score",
-                                                                        "parent_observations"})), CPU)
+                                                                        "parent_observations"})), CPU,
+                  n_seeds=None)  # MAPPO's unbatched layout, sampling from the global RNG as the BN actor does
     hidden = bn.actor.net.torso.out_features
     with torch.no_grad():  # MAPPO's actor weights in the BN actor; the parent block's rows stay random
         bn.actor.net.torso.load_state_dict(mappo.actor.net.torso.state_dict())
