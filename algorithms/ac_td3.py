@@ -35,22 +35,26 @@ def chain(actor: DeterministicActor, obs: torch.Tensor) -> tuple[torch.Tensor, t
     """Serialized deterministic acting with predicted beliefs (ACPO App. L): actions `[B, N, A]` and every
     agent's actor input `[B, N, O + N + N A]` (observation, one-hot id, belief over the agents before it).
 
-    Pass k runs every viewer v with agent k's id: row k is agent k's action, rows v > k are viewer v's prediction
-    of it, written into v's belief slot k (rows v < k are not used). N passes of one batched matmul each."""
+    Pass k runs the viewers with agent k's id: row k is agent k's action, rows v > k are viewer v's prediction of
+    it, written into v's belief slot k. As in `ACPO.chain`: with one shared network pass k runs the viewers >= k
+    only (N(N+1)/2 rows in all); with per-agent weights every pass runs all N rows in one batched matmul, each
+    viewer on its own weights (rows v < k are not used)."""
     batch, n, obs_dim = obs.shape
     width = actor.out.weight.shape[-1]  # the action dimension
+    shared = actor.out.weight.shape[0] == 1
     x = torch.zeros(batch, n, obs_dim + n + n * width, dtype=obs.dtype, device=obs.device)
     x[..., :obs_dim] = obs
     actor_in = torch.empty_like(x)
     actions = torch.empty(batch, n, width, dtype=obs.dtype, device=obs.device)
     for k in range(n):
-        x[..., obs_dim:obs_dim + n] = 0.0
-        x[..., obs_dim + k] = 1.0
-        out = actor(x)
+        first = k if shared else 0  # rows [first, N) run; agent k's own row is k - first
+        x[:, first:, obs_dim:obs_dim + n] = 0.0
+        x[:, first:, obs_dim + k] = 1.0
+        out = actor(x[:, first:])
         actor_in[:, k] = x[:, k]
-        actions[:, k] = out[:, k]
+        actions[:, k] = out[:, k - first]
         belief = obs_dim + n + k * width
-        x[:, k + 1:, belief:belief + width] = out[:, k + 1:]
+        x[:, k + 1:, belief:belief + width] = out[:, k - first + 1:]
     return actions, actor_in
 
 

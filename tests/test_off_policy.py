@@ -233,10 +233,11 @@ def test_hatd3_updates_agents_in_turn_on_the_new_actions_of_those_before():
 
 
 # --- AC-TD3 --------------------------------------------------------------------------------------------
-def test_ac_td3_chain_predicts_earlier_agents_with_their_ids():
+@pytest.mark.parametrize("shared", [False, True])
+def test_ac_td3_chain_predicts_earlier_agents_with_their_ids(shared):
     torch.manual_seed(0)
     s = spec(n_agents=3)
-    algo = ACTD3(s, TD3Config(n_envs=1), torch.device("cpu"))
+    algo = ACTD3(s, TD3Config(n_envs=1, share_parameters=shared), torch.device("cpu"))
     obs = torch.randn(5, 3, s.obs_dim)
     actions, actor_in = chain(algo.actor, obs)
     o, n, a = s.obs_dim, 3, s.action_dim
