@@ -55,6 +55,8 @@ class AgentLinear(nn.Module):
         weight, bias = self.weight.view(k, g, *self.weight.shape[1:]), self.bias.view(k, g, -1)
         seed_dim = x.dim() - (3 if agent is not None else 4)
         xk = x.movedim(seed_dim, 0)  # [K, ..., (N,) in]: each seed's rows against its own weights
+        if weight.shape[-1] == 1:  # a value head: a product and a sum over features, see below
+            return self._seeded_dot(xk, weight[..., 0], bias, agent).movedim(0, seed_dim)
         if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
             group = 0 if g == 1 else agent
             # baddbmm: the bias added inside the product's kernel, not in a second pass over the output
@@ -63,6 +65,21 @@ class AgentLinear(nn.Module):
             flat = xk.reshape(k, -1, g, xk.shape[-1])
             out = torch.einsum("kmni,knio->kmno", flat, weight) + bias.unsqueeze(1)
         return out.reshape(*xk.shape[:-1], -1).movedim(0, seed_dim)
+
+    def _seeded_dot(self, xk: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    agent: int | None) -> torch.Tensor:
+        """One output (`weight [K, G, in]`): bmm's matrix-vector kernels round a batch of seeds differently from one
+        seed, so seed k's values would differ from its solo run's in the last bit; a product and a sum over the
+        features rounds each row alike whatever K."""
+        k, g = self.n_seeds, self.n_groups
+        if g == 1 or agent is not None:
+            group = 0 if g == 1 else agent
+            flat = xk.reshape(k, -1, xk.shape[-1])
+            out = (flat * weight[:, group].unsqueeze(1)).sum(-1, keepdim=True) + bias[:, group].unsqueeze(1)
+        else:
+            flat = xk.reshape(k, -1, g, xk.shape[-1])
+            out = (flat * weight.unsqueeze(1)).sum(-1, keepdim=True) + bias.unsqueeze(1)
+        return out.reshape(*xk.shape[:-1], 1)
 
 
 class AgentMLP(nn.Module):

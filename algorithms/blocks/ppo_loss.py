@@ -42,7 +42,8 @@ def clip_grad_norm_per_seed(parameters, max_norm: float, n_seeds: int) -> None:
     taken over those blocks alone and only they are scaled (a global norm would let one seed's large gradient
     shrink the others' steps)."""
     grads = [p.grad.view(n_seeds, -1) for p in parameters if p.grad is not None]
-    norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads]), dim=0)
+    # [K, P] then a reduction along each seed's contiguous row: every seed sums in the order its solo run does
+    norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads], dim=1), dim=1)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)  # torch's clip coefficient, per seed
     for g in grads:
         g.mul_(scale)
