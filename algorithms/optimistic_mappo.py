@@ -36,19 +36,19 @@ class OptimisticMAPPO(OnPolicyContract):
     Config = OptimisticMAPPOConfig
     config: OptimisticMAPPOConfig
 
-    def __init__(self, spec: EnvSpec, config: OptimisticMAPPOConfig, device: torch.device):
-        super().__init__(spec, config, device)
-        n = spec.n_agents
-        self.actor = Policy(spec, config, n, spec.obs_dim, device)  # pi(a_i | o_i), ids if shared
+    def __init__(self, spec: EnvSpec, config: OptimisticMAPPOConfig, device: torch.device, n_seeds: int | None = 1):
+        super().__init__(spec, config, device, n_seeds)  # K seeds at once (docs/architecture.md, "Seed batches")
+        n, seeds = spec.n_agents, n_seeds
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, n_seeds=seeds)  # pi(a_i | o_i), ids if shared
         # A shared critic without agent ids sees the same state for every agent and gives every agent the same
         # value: compute it once per copy (N times fewer critic rows, the same losses and gradients: the value
         # loss against N targets is their mean either way).
         joint = config.critic_shares_parameters and not config.agent_id_input
-        self.critic = ValueCritic(config, spec.state_dim, 1 if joint else n, n, device)  # V(s)
+        self.critic = ValueCritic(config, spec.state_dim, 1 if joint else n, n, device, seeds)  # V(s)
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
-            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward), n_seeds=seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:

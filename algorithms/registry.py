@@ -33,7 +33,7 @@ register("happo", "on_policy", "algorithms.happo:HAPPO",
 register("hatrpo", "on_policy", "algorithms.hatrpo:HATRPO",
          "HAPPO's sequential scheme with a KL-constrained trust-region step per agent (Kuba et al. 2022)", ON_POLICY)
 register("optimistic_mappo", "on_policy", "algorithms.optimistic_mappo:OptimisticMAPPO",
-         "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)", ON_POLICY)
+         "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)", SEED_BATCHED)
 register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",
          "one PPO policy over the joint action space on the global state (AS Fig. 6)",
          Capabilities(continuous=False, joint_action_limit="max_joint_actions"))

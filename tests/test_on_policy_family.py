@@ -259,7 +259,7 @@ def test_optimistic_mappo_scales_negative_advantages():
     for cls, config in ((MAPPO, OnPolicyConfig(n_envs=4)), (OptimisticMAPPO, OptimisticMAPPOConfig(n_envs=4))):
         env = make("matrix/acpo-3x3", n_envs=4, seed=0)
         seed_everything(0)
-        agent = cls(env.spec, config, CPU, **({"n_seeds": None} if cls is MAPPO else {}))  # the same layout
+        agent = cls(env.spec, config, CPU)
         seed_everything(1)
         agent.train_iteration(env, env.reset())
         agents.append(agent)

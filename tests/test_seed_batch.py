@@ -39,6 +39,7 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
     "mappo-recurrent": ("mappo", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8,
                                                           "value_normalization": True}),
     "mappo-gaussian": ("mappo", "differential/cora-2agent", {}),
+    "optimistic-mappo": ("optimistic_mappo", "matrix/acpo-3x3", {}),
 }
 SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
 
