@@ -70,6 +70,13 @@ class SeedBatch(BatchedEnv):
         self.n_envs = self.n_seeds * self.copies_per_seed
         self.device = envs[0].device
 
+    def __getattr__(self, name: str):
+        # The exact model (`env.model()`, the tabular planners' input) is the game's, the same for every seed; it is
+        # the one task-specific method an algorithm calls. Anything else is per seed: not forwarded.
+        if name == "model" and "envs" in self.__dict__:
+            return getattr(self.envs[0], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
     def reset(self) -> TimeStep:
         return join([env.reset() for env in self.envs])
 
