@@ -60,6 +60,9 @@ class QMixer(nn.Module):
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         lead = qs.shape[:-1]
+        # The updates pass time slices of the batch's states (s_t, s_{t+1}), strided views: one copy here, not one
+        # per hypernetwork (each Linear would otherwise copy or batch it); the same values and gradients, bitwise.
+        state = state.contiguous()
         w_1 = self.hyper_w_1(state).abs().view(*lead, self.n_agents, self.embed_dim)
         b_1 = self.hyper_b_1(state).unsqueeze(-2)
         hidden = F.elu(qs.unsqueeze(-2) @ w_1 + b_1)  # [..., 1, E]
