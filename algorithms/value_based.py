@@ -24,7 +24,6 @@ from abc import abstractmethod
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -99,6 +98,7 @@ class EpisodicQLearning:
         self.buffer = EpisodeBuffer(config.buffer_episodes, spec, device)
         self.collector = EpisodeCollector(spec, config.n_envs, device)
         self.memory = self.initial_memory(config.n_envs)
+        self.action_eye = torch.eye(spec.n_actions, device=device)
         self.env_steps = 0  # training steps so far: the epsilon schedule's clock (PyMARL's t_env)
         self.updates = 0
 
@@ -118,14 +118,18 @@ class EpisodicQLearning:
             return obs
         return state.unsqueeze(-2).expand(*obs.shape[:-1], state.shape[-1])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, timestep: TimeStep, memory: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
         starts = timestep.done
         hidden, last = memory.split([self.agents.memory_size, self.spec.n_actions], dim=-1)
-        last = last * (~starts).to(last.dtype).view(-1, 1, 1)  # an episode's first step has no last action
+        if not bool(starts.any()):  # the common step: no memory to clear (clearing would multiply by one)
+            starts = None
+        else:
+            last = last * (~starts).to(last.dtype).view(-1, 1, 1)  # an episode's first step has no last action
         q, hidden = self.agents.step(self.agent_obs(timestep.obs, timestep.state), last, hidden, starts)
         actions = epsilon_greedy(q, timestep.avail_actions, epsilon)
-        return actions, torch.cat([hidden, F.one_hot(actions, self.spec.n_actions).to(hidden.dtype)], dim=-1)
+        # one-hot rows of an identity matrix: F.one_hot's values, without its range check on every step
+        return actions, torch.cat([hidden, self.action_eye.to(hidden.dtype)[actions]], dim=-1)
 
     # --- collecting ---------------------------------------------------------------------------------
     def collect(self, env: BatchedEnv, timestep: TimeStep):

@@ -27,7 +27,9 @@ def epsilon_greedy(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float) 
         return greedy
     # Uniform over the available actions: the argmax of uniform noise, unavailable actions pushed below it
     # (one rand and one argmax; torch.multinomial costs ~5x more per step).
-    noise = torch.rand(q.shape, device=q.device).masked_fill_(~with_fallback(avail, q), -1.0)
+    noise = torch.rand(q.shape, device=q.device)
+    if avail is not None:  # (without a mask every action is available: nothing to push down)
+        noise.masked_fill_(~with_fallback(avail, q), -1.0)
     uniform = noise.argmax(-1)
     explore = torch.rand(greedy.shape, device=q.device) < epsilon
     return torch.where(explore, uniform, greedy)

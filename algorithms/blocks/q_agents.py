@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.blocks.networks import AgentLinear, Torso, with_agent_ids
+from algorithms.blocks.networks import AgentLinear, Torso
 from environments.base import EnvSpec
 
 
@@ -43,18 +43,84 @@ class AgentQNetwork(nn.Module):
         return self.torso.out_features
 
     def inputs(self, obs: torch.Tensor, last_actions: torch.Tensor | None) -> torch.Tensor:
-        """`obs [..., N, D]`, `last_actions [..., N, A]` (one-hot, zeros at an episode's start) -> network input."""
+        """`obs [..., N, D]`, `last_actions [..., N, A]` (one-hot, zeros at an episode's start) -> network input
+        `[o_a, onehot(u_a), onehot(a)]`, in one cat (the values `with_agent_ids` of the first two would give)."""
         parts = [obs]
         if self.last_action_input:
             parts.append(last_actions)
-        x = torch.cat(parts, dim=-1) if len(parts) > 1 else obs
-        return with_agent_ids(x) if self.agent_id_input else x
+        if self.agent_id_input:
+            parts.append(self._agent_ids(obs))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else obs
+
+    def _agent_ids(self, obs: torch.Tensor) -> torch.Tensor:
+        """One-hot agent ids `[..., N, N]` shaped like `obs`'s leading dims; the acting step's (one shape, every
+        step) is kept rather than rebuilt."""
+        key = (obs.shape[:-1], obs.dtype, obs.device)
+        cached = getattr(self, "_ids_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ids = torch.eye(self.n_agents, dtype=obs.dtype, device=obs.device).expand(*obs.shape[:-1], self.n_agents)
+        self._ids_cache = (key, ids)
+        return ids
 
     def step(self, obs: torch.Tensor, last_actions: torch.Tensor, memory: torch.Tensor,
-             starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step for every copy and agent: `q [B, N, A]` and the next memory `[B, N, H]`."""
-        features, memory = self.torso(self.inputs(obs, last_actions), memory, starts)
-        return self.head(features), memory
+             starts: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step for every copy and agent: `q [B, N, A]` and the next memory `[B, N, H]`. `starts [B]` clears the
+        memory of copies whose episode starts here; None: no copy's does (the common step: nothing to clear).
+
+        `Torso.forward` then the head, the parts called directly so that a step without starts skips the clear (a
+        multiplication by one: the same values). With one shared weight set (LAN App. B) the layers' matmuls are
+        written out on parameters looked up once (`_step_params`): the same ops and values, bitwise (tests check
+        it), without nn.Module's per-call and attribute-lookup overhead; acting runs once per env step."""
+        x = self.inputs(obs, last_actions)
+        if starts is not None:
+            keep = (~starts).to(memory.dtype)
+            memory = memory * keep.view(*keep.shape, *([1] * (memory.dim() - keep.dim())))
+        if self._shared_weights():
+            return self._shared_step(x, memory)
+        features = self.torso.mlp(x)
+        gru = self.torso.gru
+        if gru is None:
+            return self.head(features), memory
+        memory = gru(features, memory)
+        return self.head(memory), memory
+
+    def _shared_weights(self) -> bool:
+        """One weight set for every agent, no seed batch, a GRU: the case `_shared_step` and `torch.gru` handle."""
+        gru = self.torso.gru
+        return (gru is not None and gru.input_gates.weight.shape[0] == 1
+                and getattr(gru.input_gates, "n_seeds", None) is None)
+
+    def _shared_step(self, x: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mlp_layers, activation, gru_cell, head = self._step_params()
+        lead = x.shape[:-1]
+        h = x.reshape(-1, x.shape[-1])
+        for weight, bias in mlp_layers:
+            h = activation(h @ weight[0] + bias[0])
+        memory = gru_cell(h, memory.reshape(-1, memory.shape[-1]))
+        q = memory @ head[0][0] + head[1][0]
+        return q.view(*lead, -1), memory.view(*lead, -1)
+
+    def _step_params(self):
+        """The parameters `_shared_step` reads, looked up once (nn.Module attribute lookups cost more than the
+        step's small ops). Parameters are updated in place (optimizer, target copies, load_state_dict), so the
+        objects stay; `_apply` (`.to()`) and loading with assign=True may replace them and clear this."""
+        cached = self.__dict__.get("_step_params_cache")
+        if cached is None:
+            mlp, gru = self.torso.mlp, self.torso.gru
+            cached = ([(layer.weight, layer.bias) for layer in mlp.layers], mlp.activation,
+                      gru,
+                      (self.head.weight, self.head.bias))
+            self.__dict__["_step_params_cache"] = cached
+        return cached
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_step_params_cache", None)
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.__dict__.pop("_step_params_cache", None)
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def unroll(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Whole sampled episodes from their first step, batch-first: `obs [S, L, N, D]`, `actions [S, L, N]`
@@ -62,8 +128,36 @@ class AgentQNetwork(nn.Module):
         last = F.one_hot(actions, self.n_actions).to(obs.dtype)
         last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)
         x = self.inputs(obs, last).transpose(0, 1)  # time first for the GRU
-        starts = torch.zeros(x.shape[:2], dtype=torch.bool, device=obs.device)
-        starts[0] = True
-        memory = torch.zeros(x.shape[1], self.n_agents, self.memory_size, device=obs.device)
-        features = self.torso.unroll(x, memory, starts).transpose(0, 1)
+        features = self._shared_gru_unroll(x)
+        if features is None:
+            starts = torch.zeros(x.shape[:2], dtype=torch.bool, device=obs.device)
+            starts[0] = True
+            memory = torch.zeros(x.shape[1], self.n_agents, self.memory_size, device=obs.device)
+            features = self.torso.unroll(x, memory, starts)
+        features = features.transpose(0, 1)
         return self.head(features), features
+
+    def _shared_gru_unroll(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The torso over whole episodes `x [L, S, N, D]` from a zero memory, with torch's own GRU loop
+        (`torch.gru`, the same equations as `AgentGRUCell`; its addmm adds the bias inside the matmul, so values equal
+        the step-by-step unroll's up to float rounding: bitwise on RWARE tiny's shapes, not on every shape);
+        None where it does not apply (no GRU, or one weight set per agent).
+
+        Why: the update unrolls 32 episodes of up to 500 steps, twice (online and target network), and with
+        64-unit layers each step is a handful of tiny ops whose dispatch costs more than their arithmetic.
+        torch.gru computes the input-to-hidden gates of all L steps in one matmul and runs the recurrent loop
+        in C++, with fewer autograd nodes per step: about half the time of the update's unrolls (forward and
+        backward). The gradients of the input-gate weights are the same sum over steps taken in one matmul, so
+        they differ from the step-by-step ones in float summation order (~1e-6 relative): the same algorithm."""
+        if not self._shared_weights():
+            return None
+        gru = self.torso.gru
+        features = self.torso.mlp(x)
+        length, episodes = features.shape[:2]
+        flat = features.reshape(length, episodes * self.n_agents, features.shape[-1])
+        memory = flat.new_zeros(1, flat.shape[1], self.memory_size)
+        # torch's weight layout is [3H, in] (gates r, z, n, as AgentGRUCell's chunks); AgentLinear's is [in, 3H]
+        weights = (gru.input_gates.weight[0].t(), gru.hidden_gates.weight[0].t(), gru.input_gates.bias[0],
+                   gru.hidden_gates.bias[0])
+        output, _ = torch.gru(flat, memory, weights, True, 1, 0.0, self.training, False, False)
+        return output.view(length, episodes, self.n_agents, self.memory_size)
