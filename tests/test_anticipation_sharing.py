@@ -17,12 +17,12 @@ from environments import make
 CPU = torch.device("cpu")
 
 
-def agent_for(algo, env_name, n_envs=2, seed=0, env_params=None, **hparams):
+def agent_for(algo, env_name, n_envs=2, seed=0, env_params=None, build=None, **hparams):
     config = resolve(algo, env_name)
     seed_everything(seed)
     env = make(env_name, n_envs=n_envs, seed=seed, **{**config.env_params, **(env_params or {})})
     cls = ALGORITHMS.get(algo).load()
-    return cls(env.spec, cls.Config(**{**config.algo_hparams, "n_envs": n_envs, **hparams}), CPU), env
+    return cls(env.spec, cls.Config(**{**config.algo_hparams, "n_envs": n_envs, **hparams}), CPU, **(build or {})), env
 
 
 def log(*probs):
@@ -105,7 +105,9 @@ def twin_learners(**hparams):
     """AS and IPPO on private rewards with the same networks, on one collected batch."""
     common = dict(normalize_advantages=False, value_normalization=False, ppo_epochs=hparams.pop("ppo_epochs", 1))
     agent, env = agent_for("as_rho0", "gridworld/as-coop-predation-2", n_envs=4, **common, **hparams)
-    ippo, _ = agent_for("ippo_private", "gridworld/as-coop-predation-2", n_envs=4, seed=1, **common)
+    # IPPO in the unbatched layout (n_seeds=None) of AS, which has no seed batches: they update one storage
+    ippo, _ = agent_for("ippo_private", "gridworld/as-coop-predation-2", n_envs=4, seed=1, build={"n_seeds": None},
+                        **common)
     assert isinstance(ippo, IPPO) and isinstance(agent, AnticipationSharing)
     ippo.actor.net.load_state_dict(agent.actor.net.state_dict())
     ippo.critic.net.load_state_dict(agent.critic.net.state_dict())

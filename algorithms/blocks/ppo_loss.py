@@ -9,6 +9,9 @@ import torch
 
 from algorithms.blocks.rollout import minibatches, seed_mean
 
+ACTOR_FIELDS = ("actor_in", "avail", "actions", "log_probs", "advantages", "starts", "actor_memory")
+CRITIC_FIELDS = ("critic_in", "values", "returns", "starts", "critic_memory")
+
 if TYPE_CHECKING:
     from algorithms.blocks.adam import Adam
     from algorithms.blocks.on_policy_config import OnPolicyConfig
@@ -70,7 +73,8 @@ def ppo_update(policy: Policy, batch: dict[str, torch.Tensor], config: OnPolicyC
     lists, one value per seed."""
     head, seeds = policy.net.head, policy.n_seeds
     totals, count = {"policy_loss": 0.0, "entropy": 0.0}, 0
-    for mb in minibatches(batch, config.ppo_epochs, config.num_minibatches, policy.streams):
+    actor_batch = {k: v for k, v in batch.items() if k in ACTOR_FIELDS}  # only what the actors read is shuffled
+    for mb in minibatches(actor_batch, config.ppo_epochs, config.num_minibatches, policy.streams):
         params = policy.sequence_params(mb)
         entropy = seed_mean(head.entropy(params), seeds)
         loss = ppo_clip_loss(head.log_prob(params, mb["actions"]), mb["log_probs"], mb["advantages"], config.clip_eps,

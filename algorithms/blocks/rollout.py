@@ -71,16 +71,20 @@ def minibatches(batch: dict[str, torch.Tensor], epochs: int, n_minibatches: int,
 
     With `streams` (a seed batch's `[L, K, S, ...]` sequences) each seed draws its own partition of its own S
     sequences from its own stream; a minibatch is `[L, K, S / n_minibatches, ...]`."""
-    actions = batch["actions"]
+    actions = batch["starts"]  # every update batch has the episode starts: [L, (K,) S]
     if streams is None:
         for _ in range(epochs):
             for idx in minibatch_indices(actions.shape[1], n_minibatches, actions.device):
                 yield {k: v[:, idx] for k, v in batch.items()}
         return
-    seeds = torch.arange(streams.n_seeds, device=actions.device).unsqueeze(1)
+    n_seeds, n_samples = streams.n_seeds, actions.shape[2]
+    offsets = torch.arange(n_seeds, device=actions.device).unsqueeze(1) * n_samples
     for _ in range(epochs):
-        for idx in streams.permutations(actions.shape[2]).chunk(n_minibatches, dim=1):
-            yield {k: v[:, seeds, idx] for k, v in batch.items()}
+        for idx in streams.permutations(n_samples).chunk(n_minibatches, dim=1):
+            # seed k's rows idx[k] as rows k * S + idx[k] of the flattened [L, K*S, ...]: one index_select per field
+            # (indexing [L, K, S] with two index tensors takes a slower general kernel)
+            rows, shape = (idx + offsets).flatten(), idx.shape
+            yield {k: v.flatten(1, 2).index_select(1, rows).unflatten(1, shape) for k, v in batch.items()}
 
 
 def seed_mean(x: torch.Tensor, n_seeds: int | None) -> torch.Tensor:

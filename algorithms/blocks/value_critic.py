@@ -10,7 +10,7 @@ from algorithms.blocks.adam import Adam
 from algorithms.blocks.networks import Critic, Torso, with_agent_ids
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.policy import first_memory
-from algorithms.blocks.ppo_loss import clipped_step, statistic, value_loss
+from algorithms.blocks.ppo_loss import CRITIC_FIELDS, clipped_step, statistic, value_loss
 from algorithms.blocks.rollout import minibatches
 from algorithms.blocks.seed_streams import SeedStreams
 from algorithms.blocks.value_norm import ValueNormalizer
@@ -56,7 +56,8 @@ class ValueCritic:
     def update(self, batch: dict[str, torch.Tensor], config: OnPolicyConfig) -> dict[str, float]:
         """`ppo_epochs` x `num_minibatches` steps on the (optionally clipped) value loss, in normalized units."""
         norm, total, count, seeds = self.normalizer, 0.0, 0, self.n_seeds
-        for mb in minibatches(batch, config.ppo_epochs, config.num_minibatches, self.streams):
+        critic_batch = {k: v for k, v in batch.items() if k in CRITIC_FIELDS}  # only what V reads is shuffled
+        for mb in minibatches(critic_batch, config.ppo_epochs, config.num_minibatches, self.streams):
             memory = first_memory(mb, "critic_memory", self.width, self.net.memory_size)
             values = self.net.sequence_values(mb["critic_in"], memory, mb["starts"])  # [C, (K,) S, width]
             loss = value_loss(values, norm.normalize(mb["values"]), norm.normalize(mb["returns"]),
