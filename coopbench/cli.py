@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coopbench", description="Cooperative MARL reproducibility harness")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="train and evaluate one algorithm on one environment with one seed")
+    run = sub.add_parser("run", help="train and evaluate one algorithm on one environment with one seed (or several, "
+                         "--seeds: one process, a seed batch where the method can)")
     run.add_argument("algo")
     run.add_argument("env")
     which = run.add_mutually_exclusive_group(required=True)
