@@ -24,10 +24,11 @@ explicitly, none is left to a default of either):
 
 What cannot be made identical (none of it changes the work by much): RWARE signals its 500-step
 limit as a termination and EPyMARL stores it as one (no bootstrap on the last step) while coopbench
-stores a truncation; EPyMARL steps its single env in-process (episode runner), coopbench's RWARE
-adapter steps copies in worker processes (environments/adapters/process_pool.py; its default, one
-worker per core up to n_envs; `--coopbench-env-workers 0` steps them in-process); EPyMARL unrolls the
-agent network step by step over the batch in Python (as PyMARL does), coopbench as it does.
+stores a truncation; EPyMARL steps its single env in-process (episode runner), and so does coopbench's
+RWARE adapter for one copy (more copies run in worker processes, environments/adapters/process_pool.py,
+one per core up to n_envs; `--coopbench-env-workers N` sets their number); EPyMARL unrolls the agent
+network step by step over the batch in Python (as PyMARL does), coopbench with torch's GRU loop
+(algorithms/blocks/q_agents.py).
 
 What each timer covers. coopbench: collection = the episode collector (`EpisodicQLearning.collect`:
 acting, the env, episode storage and buffer insert), training = the rest of `QMIX.train_iteration`
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--coopbench-env-workers", type=int, default=None,
                         help="coopbench's RWARE worker processes ($COOPBENCH_ENV_WORKERS; 0: in-process; "
-                             "default: the adapter's own, one per core up to n_envs)")
+                             "default: the adapter's own, in-process for one copy, else one per core up to n_envs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["both", "coopbench", "epymarl"], default="both")
     parser.add_argument("--epymarl-venv", type=Path, default=DEFAULT_EPYMARL_VENV)
