@@ -8,6 +8,9 @@ Per gradient step (Alg. 1, lines 12-15):
   actors: each agent ascends Q(s, a_1, .., mu_i(o_i), .., a_N), the other agents' actions from the sample (eq. 6);
   targets: Polyak averaging, theta' <- (1 - tau) theta' + tau theta (line 16).
 All agents' policy gradients come from one critic pass over N joint actions per sample (`with_action`).
+`actor_others_actions: current` is BenchMARL's reading instead (torchrl `DDPGLoss.loss_actor`, which BenchMARL 1.5.2's
+`Maddpg` uses: one critic pass on every agent's current-policy action, -Q(s, mu_1(o_1), .., mu_N(o_N))); it exists
+so that benchmarks/maddpg_vs_benchmarl.py can run both sides with the same update; the default is the paper's.
 
 `self.actor` is a part: a method that acts differently (BN's DAG actors) builds its own and reuses the critic
 pieces (`maddpg_critic_loss`, `maddpg_actor_loss`).
@@ -16,8 +19,10 @@ pieces (`maddpg_critic_loss`, `maddpg_actor_loss`).
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
+from pydantic import Field
 
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.parts import Named
@@ -37,18 +42,33 @@ def maddpg_critic_loss(critic: QEnsemble, target_critic: QEnsemble, batch: dict[
 
 
 def maddpg_actor_loss(critic: QEnsemble, state: torch.Tensor, actions: torch.Tensor,
-                      own: torch.Tensor) -> torch.Tensor:
+                      own: torch.Tensor, others: Literal["sampled", "current"] = "sampled") -> torch.Tensor:
     """Alg. 1 line 14 (eq. 6) for every agent at once: -Q(s, a_1, .., mu_i(o_i), .., a_N) averaged over the batch,
-    summed over agents (each agent's actor receives only its own term's gradient)."""
+    summed over agents (each agent's actor receives only its own term's gradient).
+
+    `others="current"` (BenchMARL / torchrl `DDPGLoss`): the other agents' actions are their current policies'
+    too, so every agent's term is the same joint action and one critic pass serves all: -Q(s, mu(o)) averaged
+    over the batch. Its gradient is the sum of the agents' terms' gradients (agent i's term, the others' actions
+    held fixed, differentiates only through a_i), so the summed loss's gradient is kept; its value is one term's."""
+    if others == "current":
+        return -critic(centralized_input(state, own))[..., 0].mean()
     q = critic(centralized_input(state, with_action(actions, own)))[..., 0]  # [M, N]
     return -q.mean(0).sum()
 
 
+class MADDPGConfig(OffPolicyConfig):
+    actor_others_actions: Literal["sampled", "current"] = Field(
+        "sampled", description="the other agents' actions in an agent's actor loss: from the sample (Lowe et al. "
+        "2017 eq. 6; HARL) or their current policies' (BenchMARL 1.5.2 / torchrl DDPGLoss.loss_actor)")
+
+
 class MADDPG(OffPolicyContract):
-    Config = OffPolicyConfig
-    config: OffPolicyConfig
+    Config = MADDPGConfig
+    config: MADDPGConfig
 
     def __init__(self, spec: EnvSpec, config: OffPolicyConfig, device: torch.device):
+        if not isinstance(config, MADDPGConfig):  # the family's plain config: MADDPG with the paper's actor loss
+            config = MADDPGConfig(**config.model_dump())
         super().__init__(spec, config, device)
         n, shared = spec.n_agents, config.share_parameters
         in_features = spec.obs_dim + (n if shared and config.agent_id_input else 0)
@@ -80,11 +100,12 @@ class MADDPG(OffPolicyContract):
         self.critic_optimizer.step()
         # Actors (line 14): each agent's deterministic policy gradient through the updated critic.
         own = self.actor(actor_inputs(batch["obs"], cfg))
-        policy_loss = maddpg_actor_loss(self.critic, batch["state"], batch["actions"], own)
+        policy_loss = maddpg_actor_loss(self.critic, batch["state"], batch["actions"], own, cfg.actor_others_actions)
         self.actor_optimizer.zero_grad()
         policy_loss.backward(inputs=list(self.actor.parameters()))
         self.actor_optimizer.step()
         # Targets (line 16).
         soft_update(self.target_actor, self.actor, cfg.polyak)
         soft_update(self.target_critic, self.critic, cfg.polyak)
-        return {"value_loss": value_loss.item(), "policy_loss": policy_loss.item() / self.spec.n_agents}
+        per_agent = self.spec.n_agents if cfg.actor_others_actions == "sampled" else 1  # "current": one term's value
+        return {"value_loss": value_loss.item(), "policy_loss": policy_loss.item() / per_agent}

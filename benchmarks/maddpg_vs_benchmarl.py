@@ -14,15 +14,25 @@ Both train MADDPG with the same settings (`SETTINGS`; every value is passed to b
   off_policy_n_optimizer_steps, off_policy_train_batch_size, off_policy_memory_size; coopbench
   update_per_train 1000/600, batch_size, buffer_size), no random warm-up frames (BenchMARL's default 0),
   one-step targets; each gradient step is one critic and one actor Adam step and a Polyak update (tau 0.005)
-  of the target actor and critic on both sides;
+  of the target critic on both sides (and of coopbench's target actor, below);
 - networks: one actor shared by the agents (no agent id), 2 x 256 tanh MLPs (BenchMARL's default mlp) for the
   actor and the centralized critic on all observations (VMAS has no global state: coopbench's state is their
-  concatenation) and all actions; lr 5e-5 for both (BenchMARL's default lr), gamma 0.99.
+  concatenation; BenchMARL's critic, `share_param_critic`, is one network on every agent's observation and action
+  with one output, expanded to the agents) and all actions; lr 5e-5 for both (BenchMARL's default lr), gamma 0.99;
+- the actor loss: BenchMARL's (torchrl `DDPGLoss.loss_actor`): one critic pass on every agent's current-policy
+  action, -Q(s, mu_1(o_1), .., mu_N(o_N)). coopbench's default is Lowe et al. eq. 6 (HARL): each agent's term keeps
+  the other agents' sampled actions, N critic rows per sample; the benchmark sets coopbench's
+  `actor_others_actions: current` (algorithms/maddpg.py) so both sides compute the same update;
+- exploration: Gaussian noise of std 0.1 on the [-1, 1] box, constant (BenchMARL's `exploration_eps_init` =
+  `exploration_eps_end` = 0.1 instead of its 0.8 -> 0.01 annealing), clipped to the box; no gradient clipping
+  (BenchMARL `clip_grad_val: null`; it still computes the gradient norms it logs); Adam eps 1e-8 on both.
 
-What cannot be made identical: BenchMARL's exploration noise is annealed (0.8 -> 0.01), coopbench's constant
-(expl_noise 0.1 of the half box); BenchMARL's shared critic has one output per agent (its per-agent
-targets), coopbench's one team value; BenchMARL clips gradient norms at 5, coopbench (HARL) does not; Adam eps
-1e-6 vs 1e-8; BenchMARL learns from each agent's reward, coopbench from the team reward (their mean).
+What is still not identical: BenchMARL's `Maddpg` has no target actor (torchrl `DDPGLoss` with `delay_actor`
+False: the target actions come from the current actor; coopbench's target actor is one more Polyak update per step,
+the actor's size); BenchMARL computes the actor loss before the critic's Adam step (one forward for both
+losses), coopbench after it (Alg. 1: the updated critic); BenchMARL regresses each agent's critic output on that
+agent's reward (navigation's `shared_rew: false`), coopbench its one value on the team reward (their mean): the
+same critic work, a different target.
 
 Timers. coopbench: collection = `OffPolicyLearner.collect` (actors, noise, env, replay inserts), training = the
 1000 `update`s with their sampling, total = both. BenchMARL: its own `timers/collection_time`,
@@ -65,6 +75,8 @@ SETTINGS = {
     "lr": 5e-5,
     "gamma": 0.99,
     "polyak": 0.005,
+    "expl_noise": 0.1,
+    "adam_eps": 1e-8,
 }
 
 
@@ -85,7 +97,7 @@ def coopbench_hparams(s: dict) -> dict:
             "batch_size": s["batch_size"], "buffer_size": s["memory_size"], "warmup_steps": 0, "n_step": 1,
             "hidden_sizes": list(s["hidden_sizes"]), "activation": s["activation"], "lr": s["lr"],
             "critic_lr": s["lr"], "gamma": s["gamma"], "polyak": s["polyak"], "share_parameters": True,
-            "agent_id_input": False}
+            "agent_id_input": False, "expl_noise": s["expl_noise"], "actor_others_actions": "current"}
 
 
 # --- the coopbench side (this process) ---------------------------------------------------------------
@@ -160,6 +172,11 @@ def run_benchmarl_side(s: dict) -> dict:
     cfg.parallel_collection = False
     cfg.gamma, cfg.lr = s["gamma"], s["lr"]
     cfg.soft_target_update, cfg.polyak_tau = True, s["polyak"]
+    # coopbench's constant exploration noise (std expl_noise x the half box, VMAS navigation's box is [-1, 1]),
+    # no gradient clipping and torch's Adam eps, as coopbench (HARL) has them.
+    cfg.exploration_eps_init = cfg.exploration_eps_end = s["expl_noise"]
+    cfg.clip_grad_val = None
+    cfg.adam_eps = s["adam_eps"]
     cfg.max_n_iters, cfg.max_n_frames = s["warmup"] + s["iterations"], None
     cfg.exploration_anneal_frames = s["frames_per_batch"] * (s["warmup"] + s["iterations"])
     cfg.off_policy_collected_frames_per_batch = s["frames_per_batch"]

@@ -162,6 +162,28 @@ def test_deterministic_policy_gradient_moves_actions_to_the_critics_argmax():
     assert distance[-1] < 0.05 and distance[-1] < distance[100] < distance[0]
 
 
+
+def test_maddpg_actor_loss_with_the_others_current_actions_is_the_sum_of_the_agents_terms():
+    """`others="current"` (BenchMARL's reading): one critic pass on every agent's current action gives the gradient
+    of the agents' terms summed, agent i's term -Q(s, mu_i(o_i), mu_-i(o_-i) held fixed), written out here."""
+    torch.manual_seed(0)
+    s = spec(n_agents=3)
+    algo = MADDPG(s, OffPolicyConfig(n_envs=1), torch.device("cpu"))
+    batch = random_batch(s, 16)
+    params = list(algo.actor.parameters())
+    own = algo.actor(batch["obs"])
+    got = torch.autograd.grad(maddpg_actor_loss(algo.critic, batch["state"], batch["actions"], own, "current"), params)
+    terms = 0
+    for i in range(s.n_agents):
+        own = algo.actor(batch["obs"])
+        joint = own.detach().clone()
+        joint[:, i] = own[:, i]
+        terms = terms + maddpg_actor_loss(algo.critic, batch["state"], batch["actions"], joint, "current")
+    want = torch.autograd.grad(terms, params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    assert any(g.abs().sum() > 0 for g in got)
+
 # --- HATD3 with one agent is TD3 ------------------------------------------------------------------------
 def td3_step(actor, critic, target_actor, target_critic, actor_opt, critic_opt, batch, it, cfg):
     """TD3 (Fujimoto et al. 2018, Alg. 1), written directly for one agent on box [-1, 1]."""
