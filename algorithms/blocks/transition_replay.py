@@ -67,8 +67,11 @@ class TransitionReplay:
         powers = gamma ** offsets.to(rewards.dtype)
         last = (t + k - 1) % self.rows
         continues = (~self.data["terminated"][last, col]).to(rewards.dtype)
-        batch = {name: tensor[t, col] for name, tensor in self.data.items() if not name.startswith("next_")}
-        batch.update({name: tensor[last, col] for name, tensor in self.data.items() if name.startswith("next_")})
+        # One flat index per sample into each field's [rows * n_envs, ...] view: index_select, cheaper than
+        # indexing with a (row, column) pair of index tensors; the same entries.
+        at, at_last = t * self.n_envs + col, last * self.n_envs + col
+        batch = {name: tensor.flatten(0, 1).index_select(0, at_last if name.startswith("next_") else at)
+                 for name, tensor in self.data.items()}
         batch["reward"] = (rewards * powers * counts.to(rewards.dtype)).sum(1)
         batch["discount"] = gamma ** k.to(rewards.dtype) * continues
         batch["steps"] = k
