@@ -51,12 +51,14 @@ HEADER = """\
 """
 
 DEFAULT_RUNTIME = {
-    # The time limit of a run job is margin x (startup_s + build + budget / slowest rate + evaluations x slowest
+    # The time limit of a run job is margin x (startup_s + build + budget / slowest rate + evaluations x
     # evaluation), in whole minutes. 1.5: the measured spread on a shared VM, checkpoint writes, a slower node.
     "margin": 1.5,
     "startup_s": 60,  # interpreter, torch and library imports, planning (what `time coopbench run --help` costs)
     "unmeasured_minutes": 60,  # a run no entry covers and no config's `resources: runtime` sizes (today's floor)
 }
+# A job's memory is margin x the peak resident memory measured (replay buffers are allocated when built).
+DEFAULT_MEMORY = {"margin": 1.5}
 
 
 def cpu_model() -> str:
@@ -110,6 +112,26 @@ def with_sets(run: PlannedRun, items: list[str]) -> PlannedRun:
     return dataclasses.replace(run, config=config, set_args=(*run.set_args, *items))
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process and its living children (the environment workers of the process-pool adapters).
+
+    A run job has its cores to itself; this machine is shared, so wall-clock rates here fall with the load while
+    CPU-time rates do not (much): the estimate uses the CPU-time rate where there is one."""
+    import psutil
+
+    me = psutil.Process()
+    times = [p.cpu_times() for p in [me, *me.children(recursive=True)]]
+    return sum(t.user + t.system for t in times)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process and its children (the process-pool adapters' environment workers), MB."""
+    import psutil
+
+    me = psutil.Process()
+    return sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]) / 2**20
+
+
 def summary(values: list[float], digits: int) -> dict[str, float]:
     return {"min": round(min(values), digits), "median": round(statistics.median(values), digits),
             "max": round(max(values), digits)}
@@ -124,6 +146,7 @@ def measure(run: PlannedRun, args) -> dict:
     env, algorithm = build(config, 0, device)
     timestep = env.reset()
     build_s = time.perf_counter() - start
+    memory = [rss_mb()]  # what the job holds: sampled after build, warm-up, each chunk and the evaluation
     # Warm-up: until an iteration has updated the networks (losses reported), at least one iteration.
     warm_start, warm_steps = time.perf_counter(), 0
     while True:
@@ -132,29 +155,36 @@ def measure(run: PlannedRun, args) -> dict:
         if result.losses or time.perf_counter() - warm_start > args.warmup_cap_seconds:
             break
     learned = bool(result.losses)
-    rates, iterations = [], 0
+    memory.append(rss_mb())
+    rates, cpu_rates, iterations = [], [], 0
     for _ in range(args.repeats):
-        steps, chunk_start = 0, time.perf_counter()
+        steps, chunk_start, chunk_cpu = 0, time.perf_counter(), cpu_s()
         while True:  # one chunk: whole iterations, at least --chunk-seconds
             result = algorithm.train_iteration(env, timestep)
             timestep, steps, iterations = result.timestep, steps + result.env_steps, iterations + 1
             if time.perf_counter() - chunk_start >= args.chunk_seconds:
                 break
         rates.append(steps / (time.perf_counter() - chunk_start))
+        cpu_rates.append(steps / max(cpu_s() - chunk_cpu, 1e-9))
+        memory.append(rss_mb())
     eval_start = time.perf_counter()
     evaluate(algorithm, config, 0, device)
     eval_s = time.perf_counter() - eval_start
+    memory.append(rss_mb())
     env.close()
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     code = provenance.code_version()
     entry = {"env": config.env, "algo": config.algo, "device": "cpu",
-             "env_steps_per_s": summary(rates, 1), "eval_s": round(eval_s, 3), "build_s": round(build_s, 3),
+             "env_steps_per_s": summary(rates, 1), "env_steps_per_cpu_s": summary(cpu_rates, 1),
+             "eval_s": round(eval_s, 3), "build_s": round(build_s, 3),
+             "peak_rss_mb": round(max(memory)),
              "chunks": args.repeats, "iterations": iterations, "warmup_env_steps": warm_steps,
              "config_hash": config.hash,
              "measured": {"date": today, "host": provenance.host(), "cpu": cpu_model(), "torch_threads": 1,
                           "commit": str(code.get("commit", "unknown"))[:12], "dirty": bool(code.get("dirty"))}}
-    if args.set:
+    if args.set:  # the rate holds (a smaller buffer samples as fast); the memory would not be the paper config's
         entry["measured_with"] = list(args.set)
+        del entry["peak_rss_mb"]
     if not learned:
         entry["note"] = f"no update within the {args.warmup_cap_seconds:g} s warm-up: collection only"
     return entry
@@ -162,9 +192,10 @@ def measure(run: PlannedRun, args) -> dict:
 
 def load_existing(path: Path) -> dict:
     if not path.exists():
-        return {"runtime": dict(DEFAULT_RUNTIME), "assumed": [], "rates": []}
+        return {"runtime": dict(DEFAULT_RUNTIME), "memory": dict(DEFAULT_MEMORY), "assumed": [], "rates": []}
     data = yaml.safe_load(path.read_text()) or {}
     data.setdefault("runtime", dict(DEFAULT_RUNTIME))
+    data.setdefault("memory", dict(DEFAULT_MEMORY))
     data.setdefault("assumed", [])
     data.setdefault("rates", [])
     return data
@@ -172,7 +203,9 @@ def load_existing(path: Path) -> dict:
 
 def write(path: Path, data: dict) -> None:
     data["rates"] = sorted(data["rates"], key=lambda e: (e["env"], e["algo"], e.get("device", "cpu")))
-    body = yaml.safe_dump({k: data[k] for k in ("runtime", "assumed", "rates")}, sort_keys=False, width=118)
+    # Leaf mappings and lists on one line ({min: .., median: .., max: ..}): one entry is a few lines.
+    body = yaml.safe_dump({k: data[k] for k in ("runtime", "memory", "assumed", "rates")}, sort_keys=False, width=118,
+                          default_flow_style=None)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(HEADER + body)
     tmp.replace(path)
@@ -216,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                          (entry["env"], entry["algo"], "cpu")] + [entry]
         write(args.out, data)  # after every pair: an interrupted measurement keeps what it has
         rate = entry["env_steps_per_s"]
+        cpu = entry["env_steps_per_cpu_s"]
         print(f"[{index}/{len(runs)}] {label}: {rate['min']:,.0f} / {rate['median']:,.0f} / {rate['max']:,.0f} "
-              f"env-steps/s (min/median/max of {args.repeats}), eval {entry['eval_s']} s, build {entry['build_s']} s, "
-              f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+              f"env-steps/s, {cpu['min']:,.0f} / {cpu['median']:,.0f} / {cpu['max']:,.0f} per CPU s (min/median/max "
+              f"of {args.repeats}), eval {entry['eval_s']} s, build {entry['build_s']} s, peak "
+              f"{entry.get('peak_rss_mb', '?')} MB, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     if failed:
         print(f"not measured: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,18 +1,21 @@
 """What a suite costs before it runs, and what each run job asks the scheduler for.
 
 The rates table (config/rates.yaml, written by benchmarks/measure_rates.py) holds env-steps/s per (task, method)
-measured as runs train (one torch thread, the planned config), with the seconds one evaluation and the build take.
+measured as runs train (one torch thread, the planned config), with the seconds one evaluation and the build take;
+the rate per CPU second (the process and its environment workers) is used where recorded: a job has its core to
+itself, the measuring machine may not.
 A planned run's time at its own budget is
 
     startup_s + build_s + total_env_steps / rate + (ceil(total_env_steps / eval_interval) + 1) x eval_s
 
 with the median rate for the bill (`coopbench estimate`) and the slowest measured rate, times the table's margin,
-for the job's time limit (the workflow's `runtime`, workflow/rules/common.smk).
+for the job's time limit (the workflow's `runtime`, workflow/rules/common.smk); its memory (`mem_mb`) is the table's
+memory margin x the peak resident memory measured (replay buffers are allocated when the method is built).
 
 Precedence of a run job's resources, lowest first: config/workflow.yaml `run_resources` (the least any job asks
-for) < the runtime the rates table gives < `resources:` of the task's and the method's config files (the larger
-of the two: both are needs of the same job) < `resources:` of the suite's matching overrides (the last matching rule
-wins per key); a run no rate covers and no config sizes gets the table's `runtime.unmeasured_minutes`.
+for) < the runtime and memory the rates table gives < `resources:` of the task's and the method's config files (the
+larger of the two: both are needs of the same job) < `resources:` of the suite's matching overrides (the last matching
+rule wins per key); a run no rate covers and no config sizes gets the table's `runtime.unmeasured_minutes`.
 The plan (`coopbench.config.plan`) is the one the workflow runs, so the estimate counts exactly its jobs.
 """
 
@@ -42,6 +45,13 @@ class RuntimeRule(BaseModel):
     unmeasured_minutes: int = Field(gt=0, description="time limit of a run no rate covers and no config sizes")
 
 
+class MemoryRule(BaseModel):
+    """How a measured peak becomes a job's memory request."""
+
+    model_config = ConfigDict(extra="forbid")
+    margin: float = Field(ge=1.0, description="mem_mb = margin x the peak resident memory measured")
+
+
 class RateSummary(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min: float = Field(gt=0)
@@ -62,9 +72,12 @@ class MeasuredRate(BaseModel):
     env: str = Field(min_length=1)
     algo: str = Field(min_length=1)
     device: Literal["cpu", "cuda"] = "cpu"
-    env_steps_per_s: RateSummary
+    env_steps_per_s: RateSummary  # wall clock, on the measuring machine as loaded as it was
+    # per CPU second of the process and its environment workers: what a job with its own core gets; used when present
+    env_steps_per_cpu_s: RateSummary | None = None
     eval_s: float = Field(ge=0, description="seconds of one evaluation")
     build_s: float = Field(0.0, ge=0, description="seconds to build the environment and the algorithm")
+    peak_rss_mb: float | None = Field(None, gt=0, description="peak resident memory (MB), environment workers included")
     chunks: int = Field(gt=0)
     iterations: int = Field(gt=0)
     warmup_env_steps: int = Field(ge=0)
@@ -89,6 +102,7 @@ class AssumedRate(BaseModel):
 class RatesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     runtime: RuntimeRule
+    memory: MemoryRule
     assumed: list[AssumedRate] = Field(default_factory=list)
     rates: list[MeasuredRate] = Field(default_factory=list)
 
@@ -121,6 +135,7 @@ class Rate:
     typical: float  # env-steps/s for the bill
     eval_s: float
     build_s: float
+    peak_rss_mb: float | None  # measured; None for an assumed rate
     source: Literal["measured", "same method class", "same family", "assumed"]
     detail: str  # which entry: "rware/tiny-2ag-hard qmix", or the assumption's reason
 
@@ -135,6 +150,10 @@ def _method_class(algo: str) -> str:
     from algorithms.registry import ALGORITHMS
 
     return ALGORITHMS.get(algo).target
+
+
+def _slowest(entry: MeasuredRate) -> float:
+    return (entry.env_steps_per_cpu_s or entry.env_steps_per_s).min
 
 
 class RatesTable:
@@ -161,21 +180,23 @@ class RatesTable:
         same_class = [e for e in self.file.rates if e.device == device and e.env == env
                       and _method_class(e.algo) == cls]
         if same_class:
-            return self._measured(min(same_class, key=lambda e: e.env_steps_per_s.min), "same method class")
+            return self._measured(min(same_class, key=_slowest), "same method class")
         same_family = [e for e in self.file.rates if e.device == device and _family(e.env) == family
                        and (e.algo == algo or _method_class(e.algo) == cls)]
         if same_family:
-            return self._measured(min(same_family, key=lambda e: e.env_steps_per_s.min), "same family")
+            return self._measured(min(same_family, key=_slowest), "same family")
         for entry in self.file.assumed:
             if (entry.device == device and any(fnmatch.fnmatch(env, p) for p in entry.envs)
                     and any(fnmatch.fnmatch(algo, p) for p in entry.algos)):
-                return Rate(entry.env_steps_per_s, entry.env_steps_per_s, entry.eval_s, 0.0, "assumed", entry.why)
+                return Rate(entry.env_steps_per_s, entry.env_steps_per_s, entry.eval_s, 0.0, None, "assumed",
+                            entry.why)
         return None
 
     @staticmethod
     def _measured(entry: MeasuredRate, source) -> Rate:
-        rates = entry.env_steps_per_s
-        return Rate(rates.min, rates.median, entry.eval_s, entry.build_s, source, f"{entry.env} {entry.algo}")
+        rates = entry.env_steps_per_cpu_s or entry.env_steps_per_s
+        return Rate(rates.min, rates.median, entry.eval_s, entry.build_s, entry.peak_rss_mb, source,
+                    f"{entry.env} {entry.algo}")
 
     def run_rate(self, run: PlannedRun) -> Rate | None:
         return self.rate(run.config.env, run.config.algo, run.config.run["device"])
@@ -195,6 +216,14 @@ class RatesTable:
         return math.ceil(self.rule.margin * self.seconds(run, rate, slowest=True) / 60)
 
 
+    def mem_mb(self, run: PlannedRun) -> int | None:
+        """The memory the measured peak gives `run` (margin included), or None when nothing measured it."""
+        rate = self.run_rate(run)
+        if rate is None or rate.peak_rss_mb is None:
+            return None
+        return math.ceil(self.file.memory.margin * rate.peak_rss_mb)
+
+
 def load_floor(path: Path | None = None) -> dict[str, int]:
     """config/workflow.yaml `run_resources` (the workflow reads the same file as its configfile)."""
     path = Path(path) if path is not None else config_dir() / "workflow.yaml"
@@ -211,6 +240,8 @@ def job_resources(run: PlannedRun, table: RatesTable, floor: dict[str, int]) -> 
     asked = run.resources  # the config files' (larger of task and method), then the suite overrides'
     runtime = asked.get("runtime") or table.limit_minutes(run) or table.rule.unmeasured_minutes
     values = {**asked, "runtime": runtime}
+    if "mem_mb" not in asked and table.mem_mb(run) is not None:
+        values["mem_mb"] = table.mem_mb(run)
     return {key: max(floor[key], values.get(key, floor[key])) for key in RESOURCE_KEYS}
 
 

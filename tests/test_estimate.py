@@ -15,6 +15,7 @@ MEASURED = {"chunks": 3, "iterations": 9, "warmup_env_steps": 64, "config_hash":
             "measured": {"date": "2026-12-04", "host": "test", "torch_threads": 1}}
 TABLE = {
     "runtime": {"margin": 1.5, "startup_s": 60, "unmeasured_minutes": 60},
+    "memory": {"margin": 1.5},
     "assumed": [{"envs": ["smac/*"], "env_steps_per_s": 20, "eval_s": 30, "why": "StarCraft II is not here"}],
     "rates": [
         {"env": "matrix/cora-mtg", "algo": "mappo", "env_steps_per_s": {"min": 100, "median": 200, "max": 300},
@@ -22,7 +23,10 @@ TABLE = {
         {"env": "matrix/cora-mtg", "algo": "cora", "env_steps_per_s": {"min": 50, "median": 100, "max": 120},
          "eval_s": 4, "build_s": 0, **MEASURED},
         {"env": "matrix/cora-mtg", "algo": "happo", "env_steps_per_s": {"min": 400, "median": 500, "max": 600},
-         "eval_s": 0, "build_s": 0, **MEASURED},
+         "eval_s": 0, "build_s": 0, "peak_rss_mb": 3001, **MEASURED},
+        # measured on a loaded machine: the CPU-time rate is the one a job with its own core gets
+        {"env": "differential/cora-2agent", "algo": "mappo", "env_steps_per_s": {"min": 10, "median": 20, "max": 30},
+         "env_steps_per_cpu_s": {"min": 40, "median": 50, "max": 60}, "eval_s": 0, "build_s": 0, **MEASURED},
     ],
 }
 
@@ -52,6 +56,8 @@ def test_rate_lookup_order():
     assert (assumed.source, assumed.slowest, assumed.eval_s) == ("assumed", 20, 30)
     assert rates.rate("vmas/navigation", "mappo") is None  # another family, nothing assumed
     assert rates.rate("matrix/cora-mtg", "mappo", "cuda") is None  # a CPU rate says nothing of a GPU run
+    loaded = rates.rate("differential/cora-2agent", "mappo")
+    assert (loaded.slowest, loaded.typical) == (40, 50)  # per CPU second, not the loaded wall clock
 
 
 def test_time_limit_by_hand():
@@ -76,6 +82,12 @@ def test_resource_precedence():
     assert est.job_resources(run("matrix/cora-mtg", "mappo", resources={"runtime": 5}), rates, FLOOR)["runtime"] == 10
     # no rate, no stated runtime: the table's unmeasured_minutes
     assert est.job_resources(run("vmas/navigation", "mappo"), rates, FLOOR)["runtime"] == 60
+    # memory: 1.5 x the measured peak (3001 MB -> 4501.5 -> 4502), unless a config states it; the floor otherwise
+    happo = run("matrix/cora-mtg", "happo")
+    assert est.job_resources(happo, rates, FLOOR)["mem_mb"] == 4502
+    stated = run("matrix/cora-mtg", "happo", resources={"mem_mb": 2500})
+    assert est.job_resources(stated, rates, FLOOR)["mem_mb"] == 2500
+    assert est.job_resources(run("matrix/cora-mtg", "mappo"), rates, FLOOR)["mem_mb"] == 2000  # no peak recorded
 
 
 # --- the bill ------------------------------------------------------------------------------------------------
