@@ -2,6 +2,7 @@
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.settings.types import DeploymentMethod
 
@@ -145,3 +146,40 @@ def image_env(wildcards):
         return f"COOPBENCH_CONTAINER_IMAGE={shlex.quote(image)} "
     quoted = re.sub(r'([\\"$`])', r"\\\1", image)  # escaped for a double-quoted shell word
     return f'COOPBENCH_CONTAINER_IMAGE="${{COOPBENCH_CONTAINER_IMAGE:-{quoted}}}" '
+
+
+# Seed blocks (config seeds_per_job > 1; workflow/rules/run.smk)
+
+
+def plan_seed_blocks():
+    """Which seeds share a job (`seeds_per_job: K`) is fixed by the plans of every suite, planned once: a pair's
+    planned seeds in order, cut into blocks of K, so whichever seed a target asks for, its block is the same job."""
+    for suite in (SUITE, *PAPER_SUITES, "papers"):
+        suite_plan(suite)
+
+
+def seed_block(wildcards):
+    key = (wildcards.env, wildcards.algo, wildcards.hash)
+    seed = planned_run(wildcards).seed
+    seeds = sorted({k[3] for k in _RUNS if k[:3] == key})
+    start = seeds.index(seed) // config["seeds_per_job"] * config["seeds_per_job"]
+    return seeds[start : start + config["seeds_per_job"]]
+
+
+def block_marker(wildcards):
+    seeds = ",".join(map(str, seed_block(wildcards)))
+    return RESULTS / f"runs/{wildcards.env}/{wildcards.algo}/{wildcards.hash}/seeds-{seeds}.done"
+
+
+def first_seed(wildcards):
+    """The wildcards of the block's first seed (its settings and resources are every seed's: one config)."""
+    return SimpleNamespace(env=wildcards.env, algo=wildcards.algo, hash=wildcards.hash,
+                           seed=wildcards.seeds.split(",")[0])
+
+
+def batch_resources(wildcards):
+    """One seed's resources; the time limit and memory of the block's seeds one after another (an upper bound:
+    a batch is faster per seed, benchmarks/README.md)."""
+    one = run_resources(first_seed(wildcards))
+    n = len(wildcards.seeds.split(","))
+    return {**one, "runtime": one["runtime"] * n, "mem_mb": one["mem_mb"] * n}

@@ -7,19 +7,7 @@
 # still judged and published. Resources come from the env/algo configs' `resources:` (see common.smk); the slurm
 # profile turns them into sbatch options (-t, --mem, --cpus-per-task, --gpus).
 
-from types import SimpleNamespace
-
-SEEDS_PER_JOB = config["seeds_per_job"]
-
-
-def run_command(seed_flag):
-    # image_env and sets are shell words already quoted (common.smk); every other value is quoted here
-    return ("{params.image_env}coopbench run {wildcards.algo:q} {wildcards.env:q} " + seed_flag + " {params.sets} "
-            "--expect-hash {wildcards.hash:q} --results-dir {params.results:q} --threads {threads:q} "
-            "--record-failure-after 3")
-
-
-if SEEDS_PER_JOB == 1:
+if config["seeds_per_job"] == 1:
 
     rule run:
         output:
@@ -41,36 +29,12 @@ if SEEDS_PER_JOB == 1:
         container:
             run_image
         shell:
-            run_command("--seed {wildcards.seed:q}") + " > {log:q} 2>&1"
+            "{params.image_env}coopbench run {wildcards.algo:q} {wildcards.env:q} --seed {wildcards.seed:q} {params.sets} "
+            "--expect-hash {wildcards.hash:q} --results-dir {params.results:q} --threads {threads:q} "
+            "--record-failure-after 3 > {log:q} 2>&1"
 
 else:
-    # Which seeds share a job is fixed by the plans of every suite (planned once, here): a pair's planned seeds in
-    # order, cut into blocks of K, so whichever seed a target asks for, its block is the same job.
-    for _suite in (SUITE, *PAPER_SUITES, "papers"):
-        suite_plan(_suite)
-
-    def seed_block(wildcards):
-        key = (wildcards.env, wildcards.algo, wildcards.hash)
-        seed = planned_run(wildcards).seed
-        seeds = sorted({k[3] for k in _RUNS if k[:3] == key})
-        start = seeds.index(seed) // SEEDS_PER_JOB * SEEDS_PER_JOB
-        return seeds[start : start + SEEDS_PER_JOB]
-
-    def block_marker(wildcards):
-        seeds = ",".join(map(str, seed_block(wildcards)))
-        return RESULTS / f"runs/{wildcards.env}/{wildcards.algo}/{wildcards.hash}/seeds-{seeds}.done"
-
-    def first_seed(wildcards):
-        """The wildcards of the block's first seed (its settings and resources are every seed's: one config)."""
-        return SimpleNamespace(env=wildcards.env, algo=wildcards.algo, hash=wildcards.hash,
-                               seed=wildcards.seeds.split(",")[0])
-
-    def batch_resources(wildcards):
-        """One seed's resources; the time limit and memory of the block's seeds one after another (an upper bound:
-        a batch is faster per seed, benchmarks/README.md)."""
-        one = run_resources(first_seed(wildcards))
-        n = len(wildcards.seeds.split(","))
-        return {**one, "runtime": one["runtime"] * n, "mem_mb": one["mem_mb"] * n}
+    plan_seed_blocks()
 
     # The block's job: one process trains its seeds and writes every seed's run directory; the marker says it ran.
     rule run_seeds:
@@ -94,7 +58,9 @@ else:
         container:
             lambda wildcards: run_image(first_seed(wildcards))
         shell:
-            run_command("--seeds {wildcards.seeds:q}") + " > {log:q} 2>&1 && touch {output:q}"
+            "{params.image_env}coopbench run {wildcards.algo:q} {wildcards.env:q} --seeds {wildcards.seeds:q} {params.sets} "
+            "--expect-hash {wildcards.hash:q} --results-dir {params.results:q} --threads {threads:q} "
+            "--record-failure-after 3 > {log:q} 2>&1 && touch {output:q}"
 
     # Each seed's outputs, written by its block's job (update: Snakemake must not delete them before this check).
     rule run:
