@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A separate venv with BenchMARL, used only by benchmarks/mappo_vs_benchmarl.py (its BenchMARL side,
-# benchmarks/benchmarl_side.py, runs in it).
+# benchmarks/benchmarl_side.py, runs in it) and benchmarks/maddpg_vs_benchmarl.py (its --benchmarl-side).
 #
 #     bash benchmarks/setup_benchmarl_venv.sh [VENV_DIR]      # default: build/bench-venvs/benchmarl
 #
@@ -30,10 +30,10 @@ import warnings
 warnings.filterwarnings("ignore")
 from importlib.metadata import version
 import torch
-from benchmarl.algorithms import MappoConfig
+from benchmarl.algorithms import MaddpgConfig, MappoConfig
 from benchmarl.environments import VmasTask
 from benchmarl.experiment import ExperimentConfig
-MappoConfig.get_from_yaml(); ExperimentConfig.get_from_yaml(); VmasTask.NAVIGATION.get_task()
+MappoConfig.get_from_yaml(); MaddpgConfig.get_from_yaml(); ExperimentConfig.get_from_yaml(); VmasTask.NAVIGATION.get_task()
 import vmas
 env = vmas.make_env("navigation", num_envs=2, device="cpu", continuous_actions=True, n_agents=3)
 env.reset()
