@@ -130,10 +130,11 @@ def run_coopbench(s: dict) -> dict:
     records = []
     for _ in range(s["warmup"] + s["iterations"]):
         cpu0, t0 = time.process_time(), time.perf_counter()
-        storage, timestep, finished = algorithm.collect(env, timestep)
+        rollout = algorithm.collect(env, timestep)
+        timestep = rollout.timestep
         t1 = time.perf_counter()
-        algorithm.update(storage)
-        torch.cat(finished)  # what train_iteration hands the run loop
+        algorithm.update(rollout.storage)
+        torch.cat(rollout.finished_returns)  # what train_iteration hands the run loop
         t2, cpu2 = time.perf_counter(), time.process_time()
         records.append({"collection_time": t1 - t0, "training_time": t2 - t1, "iteration_time": t2 - t0,
                         "cpu_time": cpu2 - cpu0, "frames": algorithm.steps_per_iteration})

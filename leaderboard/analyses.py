@@ -308,9 +308,10 @@ def time_iterations(env_name: str, algos: Sequence[str], repeats: int, seed: int
             for algo in algos:
                 agent, env = learners[algo]
                 start = time.perf_counter()
-                storage, timesteps[algo], _ = agent.collect(env, timesteps[algo])
+                rollout = agent.collect(env, timesteps[algo])
+                timesteps[algo] = rollout.timestep
                 collected = time.perf_counter()
-                agent.update(storage)
+                agent.update(rollout.storage)
                 done = time.perf_counter()
                 if repeat:
                     collect_s[algo].append(collected - start)
