@@ -49,16 +49,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 
-from side_by_side import rates, report, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+from side_by_side import compare_with_benchmarl, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
@@ -245,35 +243,9 @@ def main() -> None:
     print(f"MADDPG on {ENV}: {base['n_envs']} copies, {base['frames_per_batch']} frames and "
           f"{base['optimizer_steps']} gradient steps of {base['batch_size']} per iteration; {args.warmup} warm-up + "
           f"{args.iterations} timed iterations x {args.repeats} repeats; torch threads {args.threads}", flush=True)
-    load_before, started = os.getloadavg(), time.perf_counter()
-    runs: dict[str, list[dict]] = {side: [] for side in sides}
-    for r in range(args.repeats):
-        s = {**base, "seed": args.seed + r}
-        for side in sides if r % 2 == 0 else sides[::-1]:
-            run = run_coopbench(s) if side == "coopbench" else run_benchmarl(args.benchmarl_python, s)
-            runs[side].append(run)
-            got = rates(run)
-            print(f"repeat {r} {side:9s} frames/s: collection {got['collection']:8,.0f}  training "
-                  f"{got['training']:8,.0f}  total {got['total']:8,.0f}  (per CPU s {got['total_per_cpu_s']:,.0f}; "
-                  f"threads {run['threads']})", flush=True)
-    wall, load_after = time.perf_counter() - started, os.getloadavg()
-    results = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                 "loadavg_before": load_before, "loadavg_after": load_after},
-        "settings": base, "repeats": args.repeats, "wall_s": round(wall, 1),
-        "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
-        "resolved": {side: runs[side][0]["resolved"] for side in sides},
-        "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
-                for side in sides},
-    }
-    if "benchmarl" in runs:
-        results["benchmarl_versions"] = runs["benchmarl"][0]["versions"]
-    results.update(report(runs, "benchmarl", "BenchMARL", "frames", args.target))
-    print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
-          f"({os.cpu_count()} CPUs); {wall:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    compare_with_benchmarl(sides, base, args.repeats, args.seed, args.target,
+                           lambda side, s: run_coopbench(s) if side == "coopbench" else
+                           run_benchmarl(args.benchmarl_python, s), args.json)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""What the side-by-side benchmarks share (mappo_vs_benchmarl.py, qmix_vs_epymarl.py): each side runs in its own
-subprocess and prints one JSON line of per-iteration timings; repeats alternate the sides; the report gives
-min / median / max over repeats of each side's rate and of the paired ratio coopbench / peer."""
+"""What the side-by-side benchmarks share (mappo_vs_benchmarl.py, maddpg_vs_benchmarl.py, qmix_vs_epymarl.py): each
+side runs in its own subprocess and prints one JSON line of per-iteration timings; repeats alternate the sides; the
+report gives min / median / max over repeats of each side's rate and of the paired ratio coopbench / peer."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
 import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 # Per-iteration timing keys every side reports, by the name the report gives them.
 METRICS = {"collection": "collection_time", "training": "training_time", "total": "iteration_time"}
@@ -66,3 +71,40 @@ def report(runs: dict[str, list[dict]], peer: str, peer_label: str, unit: str, t
         print(f"\ncoopbench total {unit}/s = {median:.2f}x {peer_label}'s (median over repeats): "
               f"{'meets' if median >= target else 'MISSES'} the {target:g}x target")
     return out
+
+
+def compare_with_benchmarl(sides: list[str], base: dict, repeats: int, seed: int, target: float,
+                           run_side: Callable[[str, dict], dict], json_path: Path | None) -> dict:
+    """The BenchMARL comparisons' run: `repeats` rounds of every side (`run_side(side, settings)`, seed `seed + r`),
+    the order alternating so neither side always runs on a warmer machine; print each repeat's rates and the
+    report; return the results (also written to `json_path`)."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    runs: dict[str, list[dict]] = {side: [] for side in sides}
+    for r in range(repeats):
+        settings = {**base, "seed": seed + r}
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            run = run_side(side, settings)
+            runs[side].append(run)
+            got = rates(run)
+            print(f"repeat {r} {side:9s} frames/s: collection {got['collection']:8,.0f}  training "
+                  f"{got['training']:8,.0f}  total {got['total']:8,.0f}  (per CPU s {got['total_per_cpu_s']:,.0f}; "
+                  f"threads {run['threads']})", flush=True)
+    wall, load_after = time.perf_counter() - started, os.getloadavg()
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                 "loadavg_before": load_before, "loadavg_after": load_after},
+        "settings": base, "repeats": repeats, "wall_s": round(wall, 1),
+        "threads": {side: sorted({run["threads"] for run in runs[side]}) for side in sides},
+        "resolved": {side: runs[side][0]["resolved"] for side in sides},
+        "raw": {side: [{"iterations": run["iterations"], "warmup": run["warmup"]} for run in runs[side]]
+                for side in sides},
+    }
+    if "benchmarl" in runs:
+        results["benchmarl_versions"] = runs["benchmarl"][0]["versions"]
+    results.update(report(runs, "benchmarl", "BenchMARL", "frames", target))
+    print(f"threads: {results['threads']}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"({os.cpu_count()} CPUs); {wall:.0f} s")
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+    return results
