@@ -1,50 +1,15 @@
 """A run killed with SIGKILL and started again ends with bitwise-identical metrics (CPU)."""
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 
-from tests.conftest import REPO
+from tests.sigkill_resume import assert_sigkill_resume_identical
 
 ARGS = ["run", "mappo", "matrix/cora-mtg", "--seed", "5", "--set", "run.total_env_steps=24000",
         "--set", "run.eval_interval=1024", "--set", "algo.rollout_length=32"]
 
 
-def start(results, *extra):
-    return subprocess.Popen([sys.executable, "-m", "coopbench", *ARGS, "--results-dir", str(results), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
 @pytest.mark.slow
 def test_sigkill_then_restart_gives_identical_metrics(tmp_path):
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    ref = start(reference)
-
-    victim = start(interrupted)
-    deadline = time.time() + 120
-    checkpoints = []
-    while time.time() < deadline and not checkpoints:
-        checkpoints = list(interrupted.glob("runs/**/checkpoint.pt"))
-        time.sleep(0.05)
-    assert checkpoints, "no checkpoint appeared"
-    time.sleep(0.5)  # let it get past the first checkpoint, mid-way between two
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert not list(interrupted.glob("runs/**/manifest.json")), "killed too late: the run had finished"
-
-    resumed = start(interrupted)
-    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
-    assert ref.wait(timeout=300) == 0, ref.stderr.read()
-
-    [ref_metrics] = reference.glob("runs/**/metrics.parquet")
-    [new_metrics] = interrupted.glob("runs/**/metrics.parquet")
-    assert ref_metrics.read_bytes() == new_metrics.read_bytes()
-    manifest = json.loads((new_metrics.parent / "manifest.json").read_text())
-    assert manifest["resumes"] == 1
+    # killed 0.5 s past the first checkpoint: mid-way between two
+    interrupted = assert_sigkill_resume_identical(ARGS, tmp_path, settle_s=0.5)
     assert not list(interrupted.glob("runs/**/checkpoint.pt"))
