@@ -56,7 +56,7 @@ import time
 import warnings
 from pathlib import Path
 
-from side_by_side import compare_with_benchmarl, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+from side_by_side import compare_with_benchmarl, side_result, single_thread_env, vmas_task_settings  # noqa: E402, I001 (benchmarks/)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
@@ -76,15 +76,6 @@ SETTINGS = {
     "expl_noise": 0.1,
     "adam_eps": 1e-8,
 }
-
-
-def task_settings() -> dict:
-    from coopbench.config import load_env_file
-
-    params = load_env_file(ENV).params
-    if params.get("scenario_kwargs"):
-        raise SystemExit(f"{ENV}'s config sets scenario_kwargs {params['scenario_kwargs']}: not mapped to BenchMARL")
-    return {k: params[k] for k in ("n_agents", "max_steps", "shared_rew", "collisions", "continuous_actions")}
 
 
 def coopbench_hparams(s: dict) -> dict:
@@ -238,7 +229,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sides = ["coopbench", "benchmarl"] if args.only == "both" else [args.only]
-    base = {**task_settings(), **SETTINGS, "threads": args.threads, "warmup": args.warmup,
+    base = {**vmas_task_settings(ENV), **SETTINGS, "threads": args.threads, "warmup": args.warmup,
             "iterations": args.iterations}
     print(f"MADDPG on {ENV}: {base['n_envs']} copies, {base['frames_per_batch']} frames and "
           f"{base['optimizer_steps']} gradient steps of {base['batch_size']} per iteration; {args.warmup} warm-up + "

@@ -59,7 +59,7 @@ import sys
 import time
 from pathlib import Path
 
-from side_by_side import compare_with_benchmarl, side_result, single_thread_env  # noqa: E402, I001 (benchmarks/)
+from side_by_side import compare_with_benchmarl, side_result, single_thread_env, vmas_task_settings  # noqa: E402, I001 (benchmarks/)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BENCHMARL_PYTHON = REPO / "build" / "bench-venvs" / "benchmarl" / "bin" / "python"
@@ -80,16 +80,6 @@ SETTINGS = {
     "entropy_coef": 0.0,
     "max_grad_norm": 5.0,
 }
-
-
-def task_settings() -> dict:
-    """The task exactly as coopbench's config file defines it (both sides get these values)."""
-    from coopbench.config import load_env_file
-
-    params = load_env_file(ENV).params
-    if params.get("scenario_kwargs"):
-        raise SystemExit(f"{ENV}'s config sets scenario_kwargs {params['scenario_kwargs']}: not mapped to BenchMARL")
-    return {k: params[k] for k in ("n_agents", "max_steps", "shared_rew", "collisions", "continuous_actions")}
 
 
 def coopbench_hparams(s: dict) -> dict:
@@ -196,7 +186,7 @@ def main() -> None:
     sides = ["coopbench", "benchmarl"] if args.only == "both" else [args.only]
     if "benchmarl" in sides:
         check_benchmarl(args.benchmarl_python)
-    base = {**task_settings(), **SETTINGS, "epochs": args.epochs, "threads": args.threads,
+    base = {**vmas_task_settings(ENV), **SETTINGS, "epochs": args.epochs, "threads": args.threads,
             "warmup": args.warmup, "iterations": args.iterations}
     print(f"MAPPO on {ENV}: {base['n_envs']} copies, {base['frames_per_batch']} frames/iteration, "
           f"{base['epochs']} epochs x {base['frames_per_batch'] // base['minibatch_size']} minibatches of "

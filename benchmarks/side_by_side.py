@@ -108,3 +108,13 @@ def compare_with_benchmarl(sides: list[str], base: dict, repeats: int, seed: int
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
     return results
+
+
+def vmas_task_settings(env: str) -> dict:
+    """A VMAS task exactly as coopbench's config file defines it (the BenchMARL comparisons give both sides these)."""
+    from coopbench.config import load_env_file
+
+    params = load_env_file(env).params
+    if params.get("scenario_kwargs"):
+        raise SystemExit(f"{env}'s config sets scenario_kwargs {params['scenario_kwargs']}: not mapped to BenchMARL")
+    return {k: params[k] for k in ("n_agents", "max_steps", "shared_rew", "collisions", "continuous_actions")}
