@@ -1,4 +1,4 @@
-"""`coopbench run | list | plan | estimate | config | render`: the command line, and the only place that turns
+"""`coopbench run | run-job | list | plan | estimate | config | render`: the command line, and the only place that turns
 errors into exit codes."""
 
 from __future__ import annotations
@@ -11,32 +11,38 @@ import sys
 from coopbench.base.errors import CoopbenchError
 
 
-def _cmd_run(args: argparse.Namespace) -> None:
-    from coopbench.base.errors import RunLockedError
-    from coopbench.base.io import check_results_dir, run_lock
-    from coopbench.config import check_compatible, check_seed, parse_set, resolve
-    from coopbench.run import execute_seeds, record_failure
+def _check_run_options(args: argparse.Namespace):
+    from coopbench.base.io import check_results_dir
 
-    # every check before any file is written
-    seeds = [check_seed(args.seed)] if args.seeds is None else parse_seeds(args.seeds)
     if args.threads < 1:
         raise CoopbenchError(f"--threads {args.threads}: needs at least 1", "give --threads a positive integer")
     if not args.checkpoint_interval > 0:
         raise CoopbenchError(f"--checkpoint-interval {args.checkpoint_interval}: needs a positive number of seconds",
                              "give --checkpoint-interval SECONDS > 0")
-    results_dir = check_results_dir(args.results_dir)
-    config = resolve(args.algo, args.env, parse_set(args.set))
+    return check_results_dir(args.results_dir)
+
+
+def _run_seeds(algo: str, env: str, seeds: list[int], set_items: list[str], expect_hash: str | None,
+               results_dir, args: argparse.Namespace) -> list:
+    """`coopbench run`'s work for one (task, method, config) and its seeds; also each item of `run-job`."""
+    from coopbench.base.errors import RunLockedError
+    from coopbench.base.io import run_lock
+    from coopbench.config import check_compatible, parse_set, resolve
+    from coopbench.run import execute_seeds, record_failure
+
+    # every check before any file is written
+    config = resolve(algo, env, parse_set(set_items))
     check_compatible(config)  # before anything is built: the algorithm's Capabilities against the task
-    if args.expect_hash and args.expect_hash != config.hash:
-        raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {args.expect_hash}",
+    if expect_hash and expect_hash != config.hash:
+        raise CoopbenchError(f"resolved config hash {config.hash} differs from the planned {expect_hash}",
                              "the config files changed after the workflow was planned; re-run snakemake")
     # One process per run directory: a second one is told who holds it and touches nothing.
     with contextlib.ExitStack() as locks:
         for seed in seeds:
             locks.enter_context(run_lock(config.run_dir(results_dir, seed)))
         try:
-            run_dirs = execute_seeds(config, seeds, results_dir, torch_threads=args.threads,
-                                     checkpoint_interval_s=args.checkpoint_interval)
+            return execute_seeds(config, seeds, results_dir, torch_threads=args.threads,
+                                 checkpoint_interval_s=args.checkpoint_interval)
         except Exception as error:
             # a seed batch fails as one: each unfinished seed counts the attempt (a finished one keeps its result)
             recorded = [record_failure(config, seed, results_dir, error, args.record_failure_after)
@@ -44,9 +50,48 @@ def _cmd_run(args: argparse.Namespace) -> None:
                         and not (config.run_dir(results_dir, seed) / "manifest.json").exists()]
             if recorded and all(recorded):
                 print(f"coopbench: run recorded as not completed: {' '.join(str(error).split())}", file=sys.stderr)
-                return
+                return [config.run_dir(results_dir, seed) for seed in seeds]
             raise
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from coopbench.config import check_seed
+
+    seeds = [check_seed(args.seed)] if args.seeds is None else parse_seeds(args.seeds)
+    results_dir = _check_run_options(args)
+    run_dirs = _run_seeds(args.algo, args.env, seeds, args.set, args.expect_hash, results_dir, args)
     print("\n".join(map(str, run_dirs)))
+
+
+def _cmd_run_job(args: argparse.Namespace) -> None:
+    """Every item of a job file in turn (coopbench/jobs.py). An item that fails does not stop the others: the job
+    fails at the end, naming them, and a retry skips what finished (each run resumes or is complete)."""
+    from coopbench.config import check_seed
+    from coopbench.jobs import read_job_spec
+
+    items = read_job_spec(args.job_file)
+    for item in items:
+        for seed in item.seeds:
+            check_seed(seed, f"job file {args.job_file}")
+    results_dir = _check_run_options(args)
+    failed = []
+    for item in items:
+        try:
+            run_dirs = _run_seeds(item.algo, item.env, list(item.seeds), list(item.set_args), item.hash, results_dir,
+                                  args)
+            print("\n".join(map(str, run_dirs)), flush=True)
+        except Exception as error:  # noqa: BLE001 - reported per item below, the job fails at the end
+            what = f"{item.algo} {item.env} seeds {','.join(map(str, item.seeds))}"
+            print(f"coopbench: {what} failed: {' '.join(str(error).split()) or type(error).__name__}",
+                  file=sys.stderr, flush=True)
+            if not isinstance(error, CoopbenchError):
+                import traceback
+
+                traceback.print_exc()
+            failed.append(what)
+    if failed:
+        raise CoopbenchError(f"{len(failed)} of the {len(items)} items of job {args.job_file} failed: "
+                             f"{'; '.join(failed)}", "see the lines above; a retry resumes them and skips the rest")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -126,6 +171,17 @@ def _cmd_render(args: argparse.Namespace) -> None:
     print(json.dumps(report))
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("COOPBENCH_TORCH_THREADS", "1")),
+                        help="torch threads (default 1, or $COOPBENCH_TORCH_THREADS)")
+    parser.add_argument("--checkpoint-interval", type=float, default=300.0, metavar="SECONDS",
+                        help="checkpoint at least this often, besides after every evaluation")
+    parser.add_argument("--record-failure-after", type=int, default=0, metavar="N",
+                        help="(workflow) after N failed attempts, or at once for a missing dependency, write the "
+                             "failure as the run's result (status and reason) and exit 0")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coopbench", description="Cooperative MARL reproducibility harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,16 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "method can (docs/architecture.md): 0-4, 0,2,5 or 0-2,7")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a config value (sections: env, algo, run); repeatable")
-    run.add_argument("--results-dir", default="results")
     run.add_argument("--expect-hash", help="fail unless the resolved config has this hash (used by the workflow)")
-    run.add_argument("--threads", type=int, default=int(os.environ.get("COOPBENCH_TORCH_THREADS", "1")),
-                     help="torch threads (default 1, or $COOPBENCH_TORCH_THREADS)")
-    run.add_argument("--checkpoint-interval", type=float, default=300.0, metavar="SECONDS",
-                     help="checkpoint at least this often, besides after every evaluation")
-    run.add_argument("--record-failure-after", type=int, default=0, metavar="N",
-                     help="(workflow) after N failed attempts, or at once for a missing dependency, write the "
-                          "failure as the run's result (status and reason) and exit 0")
+    _run_options(run)
     run.set_defaults(func=_cmd_run)
+
+    job = sub.add_parser(
+        "run-job", help="(workflow) train every run of a job file, one after another in one process",
+        description="Run each item of JOB_FILE (results/jobs/<job>.json, written by the workflow from "
+                    "seeds_per_job and pack_minutes: coopbench/jobs.py) as `coopbench run ALGO ENV --seeds ... --set "
+                    "... --expect-hash ...` would; each run writes its own directory. An item that fails does not "
+                    "stop the rest; the job then exits non-zero naming it.")
+    job.add_argument("job_file", metavar="JOB_FILE")
+    _run_options(job)
+    job.set_defaults(func=_cmd_run_job)
 
     lst = sub.add_parser("list", help="print the registered environments and algorithms, with their family")
     lst.add_argument("kind", nargs="?", choices=["environments", "algorithms"])

@@ -235,6 +235,20 @@ def load_floor(path: Path | None = None) -> dict[str, int]:
     return load_yaml(path, WorkflowFile, "the workflow").run_resources.model_dump()
 
 
+def load_job_settings(path: Path | None = None) -> tuple[int, float]:
+    """config/workflow.yaml `seeds_per_job` and `pack_minutes`: how the workflow groups runs into jobs
+    (coopbench/jobs.py)."""
+    path = Path(path) if path is not None else config_dir() / "workflow.yaml"
+
+    class WorkflowFile(BaseModel):
+        model_config = ConfigDict(extra="ignore")
+        seeds_per_job: int = Field(ge=1)
+        pack_minutes: float = Field(ge=0)
+
+    file = load_yaml(path, WorkflowFile, "the workflow")
+    return file.seeds_per_job, file.pack_minutes
+
+
 def job_resources(run: PlannedRun, table: RatesTable, floor: dict[str, int]) -> dict[str, int]:
     """runtime (minutes), mem_mb, cpus_per_task and gpus of `run`'s job, by the precedence in the module docstring."""
     asked = run.resources  # the config files' (larger of task and method), then the suite overrides'
@@ -268,6 +282,11 @@ class Estimate:
     total: Bill  # every job once (a run serving two papers counts in both rows)
     skipped: int  # pairs the plan leaves out (method not implemented, dependency missing here)
     shared: int  # jobs serving more than one row
+    # The workflow's jobs once seeds_per_job and pack_minutes group the runs (coopbench/jobs.py): their number and
+    # the core-hours their time limits reserve; the settings they were computed with.
+    grouped_jobs: int = 0
+    grouped_core_hours_limit: float = 0.0
+    job_settings: tuple[int, float] = (1, 0.0)
 
 
 def _rows(run: PlannedRun) -> list[str]:
@@ -285,9 +304,12 @@ def missing_rates_error(suite: str, pairs: list[tuple[str, str, str]]) -> Coopbe
 
 
 def estimate(suite: str, paper: str | None = None, table: RatesTable | None = None,
-             floor: dict[str, int] | None = None) -> Estimate:
-    """Jobs, core-hours and GPU-hours of `suite` (only `paper`'s experiments with `paper`), per paper and in total."""
+             floor: dict[str, int] | None = None, job_settings: tuple[int, float] | None = None) -> Estimate:
+    """Jobs, core-hours and GPU-hours of `suite` (only `paper`'s experiments with `paper`), per paper and in total;
+    the rows count one job per run, `grouped_jobs` the jobs the workflow makes of them (`job_settings`:
+    seeds_per_job and pack_minutes, default config/workflow.yaml's)."""
     from coopbench.claims import PAPERS
+    from coopbench.jobs import plan_jobs
 
     if paper is not None and paper not in PAPERS:
         raise CoopbenchError(f"unknown paper {paper!r}", f"choose one of: {', '.join(PAPERS)}")
@@ -318,7 +340,10 @@ def estimate(suite: str, paper: str | None = None, table: RatesTable | None = No
         total.add(resources, hours, rate.source)
     skipped = len(planned.skipped) if paper is None else sum(s.comparison.startswith(f"{paper}/")
                                                              for s in planned.skipped)
-    return Estimate(suite, dict(sorted(papers.items())), total, skipped, shared)
+    job_settings = job_settings if job_settings is not None else load_job_settings()
+    jobs = plan_jobs(runs, *job_settings, table, floor)
+    limit = sum(job.resources["runtime"] / 60 * job.resources["cpus_per_task"] for job in jobs)
+    return Estimate(suite, dict(sorted(papers.items())), total, skipped, shared, len(jobs), limit, job_settings)
 
 
 def format_estimate(result: Estimate, table: RatesTable) -> str:
@@ -329,6 +354,11 @@ def format_estimate(result: Estimate, table: RatesTable) -> str:
     for name, bill in [*result.papers.items(), ("total", result.total)]:
         lines.append(f"{name:<{width}}  {bill.jobs:>6}  {bill.core_hours:>10,.1f}  {bill.core_hours_limit:>12,.1f}  "
                      f"{bill.gpu_hours:>8,.1f}")
+    seeds_per_job, pack_minutes = result.job_settings
+    if result.grouped_jobs != result.total.jobs:
+        lines.append(f"as the workflow runs them (seeds_per_job {seeds_per_job}, pack_minutes {pack_minutes:g}, "
+                     f"config/workflow.yaml): {result.grouped_jobs} jobs, core-h limit "
+                     f"{result.grouped_core_hours_limit:,.1f}")
     sources = ", ".join(f"{n} {source}" for source, n in sorted(result.total.sources.items()))
     lines.append(f"rates: {sources} (jobs by where their rate comes from)")
     if result.shared:

@@ -304,11 +304,19 @@ def test_every_shell_command_quotes_its_paths(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     commands = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines()
                 if line.startswith("Shell command: ") and line != "Shell command: None"]  # None: rule all
+    checks = [shlex.split(c) for c in commands if c.startswith("test -f ")]  # that a packed run wrote its files
+    assert checks and all(w[2].startswith(results + "/runs/") and w[-1].startswith(results + "/runs/")
+                          for w in checks)
+    commands = [c for c in commands if not c.startswith("test -f ")]
     stages = {words[3] if words[0] == "python" else words[1] for words in map(shlex.split, commands)}
-    assert stages == {"run", "aggregate", "stats", "figures", "claims", "analysis", "animations", "site"}
+    assert stages == {"run-job", "aggregate", "stats", "figures", "claims", "analysis", "animations", "site"}
     for command in commands:
         words = shlex.split(command)
-        assert words[-2:] == ["2>&1"] or words[-1] == "2>&1"
+        if words[1] == "run-job":  # `... > LOG 2>&1 && touch MARKER`
+            assert words[-4:-1] == ["2>&1", "&&", "touch"], command
+            assert words[2].startswith(results + "/jobs/") and words[-1].startswith(results + "/jobs/"), command
+        else:
+            assert words[-2:] == ["2>&1"] or words[-1] == "2>&1"
         log = words[words.index(">") + 1]
         assert log.startswith(results + "/logs/"), command
         for flag in ("--results-dir", "--scores", "--stats", "--runs", "--out", "--out-dir", "--analyses"):

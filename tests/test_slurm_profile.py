@@ -178,7 +178,7 @@ def test_run_jobs_get_resources_threads_and_image(config_with_resources, tmp_pat
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "-n", "-p",
          "--sdm", "apptainer", "--config", "suite=smoke", "container_image=docker://ex/coopbench@sha256:abc",
-         "container_image_cuda=build/coopbench-cuda.sif", "--", "results/smoke/scores.parquet"],
+         "container_image_cuda=build/coopbench-cuda.sif", "pack_minutes=0", "--", "results/smoke/scores.parquet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [block for block in proc.stdout.split("\nrule ")[1:] if block.startswith("run:")]

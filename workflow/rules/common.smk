@@ -87,6 +87,7 @@ wildcard_constraints:
     seed=r"\d+",
     suite=SUITE_NAME_RE,  # the pattern the CLI checks (coopbench.config.check_suite_name)
     name=r"[a-z0-9][a-z0-9_.-]*",
+    job=r"(pack|seeds)-[0-9a-f]{12}",  # coopbench.jobs.RunJob.id
     sitedir="|".join(re.escape(s) for s in SITES),
 
 
@@ -126,8 +127,9 @@ def run_resources(wildcards):
 
 
 def run_image(wildcards):
-    """The CPU image, or `container_image_cuda` (null in config/workflow.yaml: the same) for runs that want a GPU."""
-    if run_resources(wildcards)["gpus"] > 0 and config["container_image_cuda"] is not None:
+    """The CPU image, or `container_image_cuda` (null in config/workflow.yaml: the same) for jobs that want a GPU."""
+    resources = job_resources_of(wildcards) if hasattr(wildcards, "job") else run_resources(wildcards)
+    if resources["gpus"] > 0 and config["container_image_cuda"] is not None:
         return config["container_image_cuda"]
     return config["container_image"]
 
@@ -148,38 +150,50 @@ def image_env(wildcards):
     return f'COOPBENCH_CONTAINER_IMAGE="${{COOPBENCH_CONTAINER_IMAGE:-{quoted}}}" '
 
 
-# Seed blocks (config seeds_per_job > 1; workflow/rules/run.smk)
+# Run jobs (config seeds_per_job > 1 or pack_minutes > 0; workflow/rules/run.smk): which runs share a job is
+# coopbench/jobs.py's, computed per suite in one fixed order (the configured suite, the paper suites, papers), each
+# run in the first suite that plans it, so every invocation and every cluster job derives the same jobs.
+_JOBS = {}  # job id -> coopbench.jobs.RunJob
+_JOB_OF = {}  # run key -> job id
+_JOBS_OF_SUITE = set()
 
 
-def plan_seed_blocks():
-    """Which seeds share a job (`seeds_per_job: K`) is fixed by the plans of every suite, planned once: a pair's
-    planned seeds in order, cut into blocks of K, so whichever seed a target asks for, its block is the same job."""
+def suite_jobs(suite):
+    from coopbench.jobs import plan_jobs
+
+    if suite in _JOBS_OF_SUITE:
+        return
+    runs = [run for run in suite_plan(suite).runs if run.key not in _JOB_OF]
+    try:
+        jobs = plan_jobs(runs, config["seeds_per_job"], config["pack_minutes"], rates_table(), config["run_resources"])
+    except CoopbenchError as err:
+        config_error(err)
+    for job in jobs:
+        _JOBS[job.id] = job
+        _JOB_OF.update({key: job.id for key in job.run_keys})
+    _JOBS_OF_SUITE.add(suite)
+
+
+def job_marker(wildcards):
+    """The marker of the job that trains this run."""
+    key = planned_run(wildcards).key
     for suite in (SUITE, *PAPER_SUITES, "papers"):
-        suite_plan(suite)
+        suite_jobs(suite)
+        if key in _JOB_OF:
+            break
+    return RESULTS / "jobs" / f"{_JOB_OF[key]}.done"
 
 
-def seed_block(wildcards):
-    key = (wildcards.env, wildcards.algo, wildcards.hash)
-    seed = planned_run(wildcards).seed
-    seeds = sorted({k[3] for k in _RUNS if k[:3] == key})
-    start = seeds.index(seed) // config["seeds_per_job"] * config["seeds_per_job"]
-    return seeds[start : start + config["seeds_per_job"]]
+def planned_job(wildcards):
+    for suite in (SUITE, *PAPER_SUITES, "papers"):
+        if wildcards.job in _JOBS:
+            break
+        suite_jobs(suite)
+    if wildcards.job not in _JOBS:
+        config_error(CoopbenchError(f"no planned job {wildcards.job} under this config",
+                                    "the config changed since its job file was written: run snakemake on the targets"))
+    return _JOBS[wildcards.job]
 
 
-def block_marker(wildcards):
-    seeds = ",".join(map(str, seed_block(wildcards)))
-    return RESULTS / f"runs/{wildcards.env}/{wildcards.algo}/{wildcards.hash}/seeds-{seeds}.done"
-
-
-def first_seed(wildcards):
-    """The wildcards of the block's first seed (its settings and resources are every seed's: one config)."""
-    return SimpleNamespace(env=wildcards.env, algo=wildcards.algo, hash=wildcards.hash,
-                           seed=wildcards.seeds.split(",")[0])
-
-
-def batch_resources(wildcards):
-    """One seed's resources; the time limit and memory of the block's seeds one after another (an upper bound:
-    a batch is faster per seed, benchmarks/README.md)."""
-    one = run_resources(first_seed(wildcards))
-    n = len(wildcards.seeds.split(","))
-    return {**one, "runtime": one["runtime"] * n, "mem_mb": one["mem_mb"] * n}
+def job_resources_of(wildcards):
+    return planned_job(wildcards).resources
