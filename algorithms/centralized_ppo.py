@@ -3,6 +3,9 @@
 A single policy pi(a_1..a_N | s) on the global state picks one of prod_i |A_i| joint actions; one
 critic V(s); it learns from the team reward (the sum of private rewards on private-reward tasks).
 Only feasible for small teams: construction fails above `max_joint_actions`.
+
+Seed batches (docs/architecture.md): built with `n_seeds` K, the parts hold K seeds and tensors carry a leading seed
+dimension, `[(K,) B, ...]`; the joint-action mapping and the team reward act on the trailing dimensions only.
 """
 
 from __future__ import annotations
@@ -41,26 +44,27 @@ class JointActions:
         return self.table.shape[0]
 
     def env_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """`[B, 1]` joint actions -> the environment's `[B, N]`."""
-        return self.table[actions[:, 0]]
+        """`[..., 1]` joint actions -> the environment's `[..., N]`."""
+        return self.table[actions[..., 0]]
 
     def avail(self, avail_actions: torch.Tensor | None) -> torch.Tensor | None:
-        """Joint action k is available iff every agent's part of it is: `[B, N, A] -> [B, 1, K]`."""
+        """Joint action k is available iff every agent's part of it is: `[..., N, A] -> [..., 1, K]`."""
         if avail_actions is None:
             return None
-        return avail_actions[:, self.agents, self.table].all(-1).unsqueeze(1)  # [B, K, N] -> [B, 1, K]
+        return avail_actions[..., self.agents, self.table].all(-1).unsqueeze(-2)  # [..., K, N] -> [..., 1, K]
 
 
 def team_reward(reward: torch.Tensor, reward_mode: str) -> torch.Tensor:
-    """`[B, 1]`: the sum of private rewards, or the team reward every agent already gets."""
-    return reward.sum(dim=-1, keepdim=True) if reward_mode == "private" else reward[:, :1]
+    """`[..., 1]`: the sum of private rewards, or the team reward every agent already gets."""
+    return reward.sum(dim=-1, keepdim=True) if reward_mode == "private" else reward[..., :1]
 
 
 class CentralizedPPO(OnPolicyContract):
     Config = CentralizedPPOConfig
     config: CentralizedPPOConfig
 
-    def __init__(self, spec: EnvSpec, config: CentralizedPPOConfig, device: torch.device):
+    def __init__(self, spec: EnvSpec, config: CentralizedPPOConfig, device: torch.device,
+                 n_seeds: int | None = 1):
         if not spec.discrete:
             raise CoopbenchError(f"centralized_ppo needs discrete actions; {spec.name} has continuous ones",
                                  "run it on a discrete-action task")
@@ -70,14 +74,17 @@ class CentralizedPPO(OnPolicyContract):
                 f"centralized_ppo: {spec.name} has {spec.n_actions}^{spec.n_agents} = {joint} joint actions, "
                 f"above max_joint_actions={config.max_joint_actions}",
                 "use it on a task with fewer agents or actions, or raise max_joint_actions (memory grows with it)")
-        super().__init__(spec, config, device)
+        # K seeds at once (docs/architecture.md, "Seed batches"); None: no seed dimension (the unbatched layout)
+        super().__init__(spec, config, device, n_seeds)
         self.joint = JointActions(spec, device)
-        self.actor = Policy(spec, config, 1, spec.state_dim, device, n_actions=self.joint.count)  # pi(a | s)
-        self.critic = ValueCritic(config, spec.state_dim, 1, 1, device)  # V(s)
+        self.actor = Policy(spec, config, 1, spec.state_dim, device, n_actions=self.joint.count,
+                            n_seeds=n_seeds)  # pi(a | s)
+        self.critic = ValueCritic(config, spec.state_dim, 1, 1, device, n_seeds)  # V(s)
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=lambda obs, state, step: state.unsqueeze(-2), env_actions=self.joint.env_actions,
-            actor_memory=self.initial_memory(config.n_envs), rewards=lambda r: team_reward(r, spec.reward_mode))
+            actor_memory=self.initial_memory(config.n_envs), rewards=lambda r: team_reward(r, spec.reward_mode),
+            n_seeds=n_seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
@@ -90,7 +97,7 @@ class CentralizedPPO(OnPolicyContract):
         # critic on the returns, then every actor at once: PPO-Clip + entropy
         return self.backbone_update(storage, advantages, returns, lambda batch: ppo_update(self.actor, batch, cfg))
 
-    @torch.no_grad()
     def act(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        step = self.policy_step(timestep, memory, deterministic)
-        return self.joint.env_actions(step.actions), step.memory  # joint action k -> the agents' actions
+        # The contract's act (the seed view of a batch's K*B copies and back): joint actions `[(K*)B, 1]`
+        joint, memory = super().act(timestep, memory, deterministic)
+        return self.joint.env_actions(joint), memory  # joint action k -> the agents' actions

@@ -36,7 +36,7 @@ register("optimistic_mappo", "on_policy", "algorithms.optimistic_mappo:Optimisti
          "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)", SEED_BATCHED)
 register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",
          "one PPO policy over the joint action space on the global state (AS Fig. 6)",
-         Capabilities(continuous=False, joint_action_limit="max_joint_actions"))
+         Capabilities(continuous=False, joint_action_limit="max_joint_actions", seed_batch=True))
 # Paper methods (issue 6). CORA: core advantage decomposition (CORA paper, sec. 4); the variants share the class
 # and differ in their config files (config/algorithms/<name>.yaml).
 CORA = Capabilities(coalition_limit="max_coalitions", team_advantage=True)
@@ -51,9 +51,9 @@ for _m in (10, 15, 20, 25):
              f"CORA-PPO with {_m} sampled coalitions per sample (CORA eq. 19, Fig. 8 right)", CORA)
 # ACPO: agent-chained policy optimization (ACPO paper, sec. 6 and App. L); ACPI: its exact policy iteration.
 register("acpo", "on_policy", "algorithms.acpo:ACPO",
-         "serialized agents with beliefs over preceding actions and chained advantages (ACPO sec. 6)", ON_POLICY)
+         "serialized agents with beliefs over preceding actions and chained advantages (ACPO sec. 6)", SEED_BATCHED)
 register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
-         "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)", ON_POLICY)
+         "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)", SEED_BATCHED)
 register("acpi", "tabular", "algorithms.acpi:ACPI",
          "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)",
          Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False))

@@ -12,6 +12,7 @@ from coopbench.base.io import read_parquet
 from coopbench.config import parse_set, resolve
 from coopbench.run import execute, seed_everything
 from environments import make
+from environments.seed_batch import seed_view
 from tests.policy_probs import policy_probs
 
 CPU = torch.device("cpu")
@@ -74,6 +75,14 @@ def _agent(env_name="matrix/acpo-3x3", n_envs=8, **hparams):
     return ACPO(env.spec, cfg, CPU), env
 
 
+def _chain(agent, timestep, deterministic):
+    """The chain at `timestep` from fresh memory, as the collector runs it (a seed batch of one, tensors
+    `[1, B, ...]`): the agents' stored inputs and actions, `[B, ...]`."""
+    step = agent.policy_step(seed_view(timestep, agent.n_seeds), agent.initial_memory(timestep.obs.shape[0]),
+                             deterministic)
+    return step.actor_in[0], step.actions[0]
+
+
 def test_deterministic_beliefs_are_the_earlier_agents_actions_when_all_see_the_same():
     """App. L: agent i predicts agent j < i with its own policy and j's id. In a matrix game every agent sees
     the same observation, so with shared parameters and greedy acting the prediction is exact."""
@@ -83,14 +92,14 @@ def test_deterministic_beliefs_are_the_earlier_agents_actions_when_all_see_the_s
         for p in agent.actor.net.parameters():
             p.normal_(0.0, 1.0)
     timestep = env.reset()
-    step = agent.policy_step(timestep, agent.initial_memory(env.n_envs), deterministic=True)
-    beliefs = agent.beliefs(step.actor_in).view(env.n_envs, n, n, width)
-    one_hot = torch.nn.functional.one_hot(step.actions, width).float()
+    actor_in, actions = _chain(agent, timestep, deterministic=True)
+    beliefs = agent.beliefs(actor_in).view(env.n_envs, n, n, width)
+    one_hot = torch.nn.functional.one_hot(actions, width).float()
     for i in range(n):
         torch.testing.assert_close(beliefs[:, i, :i], one_hot[:, :i])
         assert beliefs[:, i, i:].abs().sum() == 0  # nothing about agents at or after i
     # Each agent's stored input is the one it decided on: its id and its belief.
-    ids = step.actor_in[..., env.spec.obs_dim:env.spec.obs_dim + n]
+    ids = actor_in[..., env.spec.obs_dim:env.spec.obs_dim + n]
     torch.testing.assert_close(ids, torch.eye(n).expand(env.n_envs, n, n))
 
 
@@ -101,11 +110,11 @@ def test_sampled_beliefs_follow_the_predicted_agents_policy():
         agent.actor.net.head.linear.weight.zero_()
         agent.actor.net.head.linear.bias.copy_(torch.log(torch.tensor([0.6, 0.3, 0.1])))
     timestep = env.reset()
-    step = agent.policy_step(timestep, agent.initial_memory(env.n_envs), deterministic=False)
-    predicted = agent.beliefs(step.actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0]  # agent 2's belief about agent 1
+    actor_in, actions = _chain(agent, timestep, deterministic=False)
+    predicted = agent.beliefs(actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0]  # agent 2's belief about agent 1
     frequencies = predicted.mean(0)
     torch.testing.assert_close(frequencies, torch.tensor([0.6, 0.3, 0.1]), atol=0.03, rtol=0)
-    agreement = (predicted.argmax(-1) == step.actions[:, 0]).float().mean()
+    agreement = (predicted.argmax(-1) == actions[:, 0]).float().mean()
     assert abs(agreement.item() - (0.36 + 0.09 + 0.01)) < 0.04  # independent draws
 
 
@@ -154,9 +163,9 @@ def test_available_actions_mask_each_agents_own_decision_only():
     avail = torch.ones(env.n_envs, 2, 3, dtype=torch.bool)
     avail[:, 0, :2] = False  # agent 1 may only play C
     masked = dataclasses.replace(timestep, avail_actions=avail)
-    step = agent.policy_step(masked, agent.initial_memory(env.n_envs), deterministic=False)
-    assert (step.actions[:, 0] == 2).all()
-    predicted = agent.beliefs(step.actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0].argmax(-1)
+    actor_in, actions = _chain(agent, masked, deterministic=False)
+    assert (actions[:, 0] == 2).all()
+    predicted = agent.beliefs(actor_in).view(env.n_envs, 2, 2, 3)[:, 1, 0].argmax(-1)
     assert (predicted != 2).float().mean() > 0.5  # the near-uniform initial policy, unmasked
 
 

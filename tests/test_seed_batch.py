@@ -39,6 +39,12 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
                                                           "value_normalization": True}),
     "mappo-gaussian": ("mappo", "differential/cora-2agent", {}),
     "optimistic-mappo": ("optimistic_mappo", "matrix/acpo-3x3", {}),
+    "acpo": ("acpo", "matrix/acpo-3x3", {}),
+    "acpo-no-chain": ("acpo_no_chain", "coordination/bn-cg-3", {}),  # sampled beliefs at truncations' final states
+    "acpo-recurrent-per-agent": ("acpo", "gridworld/as-exchange", {"recurrent": True, "chunk_length": 8,
+                                                                    "share_parameters": False}),  # action masks
+    "acpo-gaussian": ("acpo", "differential/cora-2agent", {}),
+    "centralized-ppo": ("centralized_ppo", "matrix/cora-mtg", {}),  # 5^3 = 125 joint actions
 }
 SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
 
