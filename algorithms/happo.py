@@ -12,12 +12,13 @@ import torch
 
 from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.networks import agent_rows
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
 from algorithms.blocks.ppo_loss import clipped_step, ppo_clip_loss
-from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatches
-from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, minibatches, seed_mean
+from algorithms.blocks.sequential_update import SequentialUpdateConfig, agent_actions, sequential_update
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import EnvSpec, TimeStep
 
@@ -26,15 +27,17 @@ class HAPPO(OnPolicyContract):
     Config = SequentialUpdateConfig
     config: SequentialUpdateConfig
 
-    def __init__(self, spec: EnvSpec, config: SequentialUpdateConfig, device: torch.device):
-        super().__init__(spec, config, device)
-        n = spec.n_agents
-        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True)  # pi^i(a_i | o_i), one net each
-        self.critic = ValueCritic(config, spec.state_dim, 1, n, device)  # one V(s): every agent's A is the joint A
+    def __init__(self, spec: EnvSpec, config: SequentialUpdateConfig, device: torch.device, n_seeds: int | None = 1):
+        # K seeds at once (docs/architecture.md, "Seed batches"); None: no seed dimension (the unbatched layout)
+        super().__init__(spec, config, device, n_seeds)
+        n, seeds = spec.n_agents, n_seeds
+        # pi^i(a_i | o_i), one net each; its stream also draws each seed's agent order
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True, n_seeds=seeds)
+        self.critic = ValueCritic(config, spec.state_dim, 1, n, device, seeds)  # one V(s): the joint A for every agent
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
-            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward), n_seeds=seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
@@ -50,21 +53,23 @@ class HAPPO(OnPolicyContract):
         return self.backbone_update(storage, advantages, returns,
                                     lambda batch: sequential_update(self.actor, batch, self.update_agent))
 
-    def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        """PPO's clipped surrogate for one agent on M A (M = `batch["factor"]`), its own Adam rows only."""
-        cfg, head = self.config, self.actor.net.head
+    def update_agent(self, batch: dict[str, torch.Tensor], agent: int | torch.Tensor) -> dict[str, torch.Tensor]:
+        """PPO's clipped surrogate for one agent on M A (M = `batch["factor"]`), its own Adam rows only; in a seed
+        batch agent `agent[k]` of seed k, each seed's loss its own (`seed_mean`)."""
+        cfg, actor, head, seeds = self.config, self.actor, self.actor.net.head, self.n_seeds
         totals, count = {"policy_loss": 0.0, "entropy": 0.0}, 0
-        for mb in minibatches(batch, cfg.ppo_epochs, cfg.num_minibatches):
-            params = self.actor.sequence_params(mb, agent)
-            entropy = head.entropy(params).mean()
+        for mb in minibatches(batch, cfg.ppo_epochs, cfg.num_minibatches, actor.streams):
+            params = actor.sequence_params(mb, agent)
+            # one learner: [C, (K,) S] gets its learner dimension back, where seed_mean expects the seeds
+            entropy = seed_mean(head.entropy(params).unsqueeze(-1), seeds)
             # M > 0, so min(r M A, clip(r) M A) is PPO's clipped objective on the advantage M A.
-            loss = ppo_clip_loss(head.log_prob(params, mb["actions"].select(2, agent)),
-                                 mb["log_probs"].select(2, agent), mb["factor"] * mb["advantages"].select(2, agent),
-                                 cfg.clip_eps)
-            clipped_step(self.actor.optimizer, self.actor.net, loss - cfg.entropy_coef * entropy, cfg.max_grad_norm,
+            loss = ppo_clip_loss(head.log_prob(params, agent_actions(mb, agent)).unsqueeze(-1),
+                                 agent_rows(mb["log_probs"], agent, -1).unsqueeze(-1),
+                                 (mb["factor"] * agent_rows(mb["advantages"], agent, -1)).unsqueeze(-1),
+                                 cfg.clip_eps, seeds)
+            clipped_step(actor.optimizer, actor.net, loss - cfg.entropy_coef * entropy, cfg.max_grad_norm, seeds,
                          agent=agent)
-            totals["policy_loss"] += loss.item()
-            totals["entropy"] += entropy.item()
+            totals["policy_loss"] += loss.detach()
+            totals["entropy"] += entropy.detach()
             count += 1
         return {k: v / count for k, v in totals.items()}
-

@@ -14,11 +14,12 @@ from pydantic import Field
 
 from algorithms.blocks.gae import rollout_gae
 from algorithms.blocks.lr_schedule import LinearAnnealing
+from algorithms.blocks.networks import agent_rows
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_contract import OnPolicyContract
 from algorithms.blocks.policy import Policy, PolicyStep
-from algorithms.blocks.rollout import RolloutStorage, learning_rewards
-from algorithms.blocks.sequential_update import SequentialUpdateConfig, sequential_update
+from algorithms.blocks.rollout import RolloutStorage, learning_rewards, seed_mean
+from algorithms.blocks.sequential_update import SequentialUpdateConfig, agent_actions, sequential_update
 from algorithms.blocks.trust_region import trust_region_step
 from algorithms.blocks.value_critic import ValueCritic
 from environments.base import EnvSpec, TimeStep
@@ -36,15 +37,17 @@ class HATRPO(OnPolicyContract):
     Config = HATRPOConfig
     config: HATRPOConfig
 
-    def __init__(self, spec: EnvSpec, config: HATRPOConfig, device: torch.device):
-        super().__init__(spec, config, device)
-        n = spec.n_agents
-        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True)  # pi^i(a_i | o_i), one net each
-        self.critic = ValueCritic(config, spec.state_dim, 1, n, device)  # one V(s): every agent's A is the joint A
+    def __init__(self, spec: EnvSpec, config: HATRPOConfig, device: torch.device, n_seeds: int | None = 1):
+        # K seeds at once (docs/architecture.md, "Seed batches"); None: no seed dimension (the unbatched layout)
+        super().__init__(spec, config, device, n_seeds)
+        n, seeds = spec.n_agents, n_seeds
+        # pi^i(a_i | o_i), one net each; its stream also draws each seed's agent order
+        self.actor = Policy(spec, config, n, spec.obs_dim, device, agentwise=True, n_seeds=seeds)
+        self.critic = ValueCritic(config, spec.state_dim, 1, n, device, seeds)  # one V(s): the joint A for every agent
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
-            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward), n_seeds=seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
@@ -60,38 +63,51 @@ class HATRPO(OnPolicyContract):
         return self.backbone_update(storage, advantages, returns,
                                     lambda batch: sequential_update(self.actor, batch, self.update_agent))
 
-    def update_agent(self, batch: dict[str, torch.Tensor], agent: int) -> dict[str, float]:
-        """One trust-region step on agent `agent`'s rows of the parameters (M = `batch["factor"]`)."""
-        cfg, actor, head = self.config, self.actor, self.actor.net.head
+    def update_agent(self, batch: dict[str, torch.Tensor], agent: int | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One trust-region step on agent `agent`'s rows of the parameters (M = `batch["factor"]`); in a seed batch
+        on agent `agent[k]` of each seed k, every seed with its own direction, step size and line search."""
+        cfg, actor, head, seeds = self.config, self.actor, self.actor.net.head, self.n_seeds
         params = list(actor.net.parameters())
-        actions, old_log_prob = batch["actions"].select(2, agent), batch["log_probs"].select(2, agent)
-        weighted_advantages = batch["factor"] * batch["advantages"].select(2, agent)
+        actions, old_log_prob = agent_actions(batch, agent), agent_rows(batch["log_probs"], agent, -1)
+        weighted_advantages = batch["factor"] * agent_rows(batch["advantages"], agent, -1)
         with torch.no_grad():
             old_params = actor.sequence_params(batch, agent)
+        lead = () if seeds is None else (seeds,)
+        index = None if seeds is None else (torch.arange(seeds, device=self.device),
+                                            torch.as_tensor(agent, device=self.device))
 
-        def surrogate() -> torch.Tensor:
+        def rows(p: torch.Tensor) -> torch.Tensor:  # the agent's rows: [K, ...] of seed-major [K*N, ...], or its own
+            return p[agent] if seeds is None else p.view(seeds, -1, *p.shape[1:])[index]
+
+        def set_rows(p: torch.Tensor, values: torch.Tensor) -> None:
+            if seeds is None:
+                p[agent] = values
+            else:
+                p.view(seeds, -1, *p.shape[1:])[index] = values
+
+        def surrogate() -> torch.Tensor:  # E[M r A], per seed; one learner: seed_mean's learner dimension back
             ratio = torch.exp(head.log_prob(actor.sequence_params(batch, agent), actions) - old_log_prob)
-            return (ratio * weighted_advantages).mean()
+            return seed_mean((ratio * weighted_advantages).unsqueeze(-1), seeds)
 
         def kl() -> torch.Tensor:
-            return head.kl(old_params, actor.sequence_params(batch, agent)).mean()
+            return seed_mean(head.kl(old_params, actor.sequence_params(batch, agent)).unsqueeze(-1), seeds)
 
         def get_flat() -> torch.Tensor:
-            return torch.cat([p.detach()[agent].reshape(-1) for p in params])
+            return torch.cat([rows(p.detach()).reshape(*lead, -1) for p in params], dim=-1)
 
         def set_flat(flat: torch.Tensor) -> None:
             offset = 0
             for p in params:
-                row = p.data[agent]
-                row.copy_(flat[offset:offset + row.numel()].view_as(row))
-                offset += row.numel()
+                size = p[0].numel()
+                set_rows(p.data, flat[..., offset:offset + size].reshape(*lead, *p.shape[1:]))
+                offset += size
 
         def flat_grad(y: torch.Tensor, create_graph: bool = False, retain_graph: bool | None = None) -> torch.Tensor:
-            grads = torch.autograd.grad(y, params, create_graph=create_graph, retain_graph=retain_graph,
+            # y per seed: their sum's gradient is each seed's own on its rows (the seeds share no parameters)
+            grads = torch.autograd.grad(y.sum(), params, create_graph=create_graph, retain_graph=retain_graph,
                                         allow_unused=True)
-            return torch.cat([(torch.zeros_like(p[agent]) if g is None else g[agent]).reshape(-1)
-                              for p, g in zip(params, grads, strict=True)])
+            return torch.cat([rows(torch.zeros_like(p) if g is None else g).reshape(*lead, -1)
+                              for p, g in zip(params, grads, strict=True)], dim=-1)
 
         return trust_region_step(surrogate, kl, get_flat, set_flat, flat_grad, cfg.kl_threshold, cfg.cg_damping,
                                  cfg.cg_iterations, cfg.line_search_steps, cfg.accept_ratio)
-

@@ -29,9 +29,9 @@ register("ippo_private", "on_policy", "algorithms.ippo:IPPO",
          "IPPO where each agent learns from its own reward only (AS Fig. 6's independent reference)",
          Capabilities(needs_private_rewards=True, seed_batch=True))
 register("happo", "on_policy", "algorithms.happo:HAPPO",
-         "agents updated in turn, weighted by earlier agents' ratios (Kuba et al. 2022)", ON_POLICY)
+         "agents updated in turn, weighted by earlier agents' ratios (Kuba et al. 2022)", SEED_BATCHED)
 register("hatrpo", "on_policy", "algorithms.hatrpo:HATRPO",
-         "HAPPO's sequential scheme with a KL-constrained trust-region step per agent (Kuba et al. 2022)", ON_POLICY)
+         "HAPPO's sequential scheme with a KL-constrained trust-region step per agent (Kuba et al. 2022)", SEED_BATCHED)
 register("optimistic_mappo", "on_policy", "algorithms.optimistic_mappo:OptimisticMAPPO",
          "MAPPO with leaky-ReLU-clipped advantages (Zhao et al. 2024)", SEED_BATCHED)
 register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:CentralizedPPO",

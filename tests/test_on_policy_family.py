@@ -192,18 +192,19 @@ def test_a_truncated_episode_bootstraps_from_its_final_state_and_the_rollout_fro
     assert torch.cat(finished).tolist() == [2.0, 3.0, 2.0]  # in the order they ended: copy 0, copy 1, copy 0
 
 
-def test_happo_with_one_agent_is_ppo():
+@pytest.mark.parametrize("n_seeds", [None, 1])  # the unbatched layout, and a solo run's (a seed batch of one)
+def test_happo_with_one_agent_is_ppo(n_seeds):
     """HAPPO's sequential update (M = 1 for the only agent, its own Adam rows) is PPO's joint update."""
     env = OneAgentBandit(8, seed=0)
     settings = dict(n_envs=8, rollout_length=4, ppo_epochs=3, num_minibatches=1, agent_id_input=False)
     seed_everything(0)
-    mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU, n_seeds=None)  # HAPPO's layout: no seed dimension
+    mappo = MAPPO(env.spec, OnPolicyConfig(**settings), CPU, n_seeds=n_seeds)
     seed_everything(0)
-    happo = HAPPO(env.spec, SequentialUpdateConfig(**settings), CPU)
+    happo = HAPPO(env.spec, SequentialUpdateConfig(**settings), CPU, n_seeds=n_seeds)
     happo.actor.net.load_state_dict(mappo.actor.net.state_dict())
     storage = mappo.collector.collect(env, env.reset()).storage
     advantages, returns = rollout_gae(storage, 0.99, 0.95)
-    batch = update_batch(storage, standardize(advantages), returns, mappo.config)
+    batch = update_batch(storage, standardize(advantages, n_seeds), returns, mappo.config, n_seeds is not None)
     before = {k: v.clone() for k, v in mappo.actor.net.state_dict().items()}
     ppo_update(mappo.actor, {k: v.clone() for k, v in batch.items()}, mappo.config)
     sequential_update(happo.actor, batch, happo.update_agent)
@@ -212,31 +213,33 @@ def test_happo_with_one_agent_is_ppo():
         assert torch.allclose(happo.actor.net.state_dict()[name], value, atol=1e-6), name
 
 
-def _collected(cls, config, env_name="matrix/acpo-3x3", n_envs=16, seed=0):
+def _collected(cls, config, env_name="matrix/acpo-3x3", n_envs=16, seed=0, n_seeds=1):
     seed_everything(seed)
     env = make(env_name, n_envs=n_envs, seed=seed)
-    agent = cls(env.spec, config, CPU)
+    agent = cls(env.spec, config, CPU, n_seeds=n_seeds)
     return agent, env, agent.collector.collect(env, env.reset()).storage
 
 
 def _actor_batch(agent, storage):
     advantages, _ = rollout_gae(storage, agent.config.gamma, agent.config.gae_lambda)
-    storage.fields["advantages"] = standardize(advantages)
-    batch = storage.sequences(["actor_in", "avail", "actions", "log_probs", "advantages", "starts"], 1)
-    batch["factor"] = torch.ones_like(batch["log_probs"].select(2, 0))
+    storage.fields["advantages"] = standardize(advantages, agent.n_seeds)
+    batch = storage.sequences(["actor_in", "avail", "actions", "log_probs", "advantages", "starts"], 1,
+                              seeded=agent.n_seeds is not None)
+    batch["factor"] = torch.ones_like(batch["log_probs"].select(-1, 0))
     return batch
 
 
+@pytest.mark.parametrize("n_seeds", [None, 1])  # the unbatched layout, and a solo run's (a seed batch of one)
 @pytest.mark.parametrize("env_name", ["matrix/acpo-3x3", "differential/cora-2agent"])
-def test_hatrpo_accepted_step_satisfies_its_kl_bound(env_name):
+def test_hatrpo_accepted_step_satisfies_its_kl_bound(env_name, n_seeds):
     config = HATRPOConfig(n_envs=16, rollout_length=8, kl_threshold=0.005)
-    agent, env, storage = _collected(HATRPO, config, env_name)
+    agent, env, storage = _collected(HATRPO, config, env_name, n_seeds=n_seeds)
     batch = _actor_batch(agent, storage)
     with torch.no_grad():
         old = [agent.actor.sequence_params(batch, i) for i in range(env.spec.n_agents)]
     for i in range(env.spec.n_agents):
         before = [p.detach().clone() for p in agent.actor.net.parameters()]
-        stats = agent.update_agent(batch, i)
+        stats = {key: value.item() for key, value in agent.update_agent(batch, i).items()}  # one seed
         assert stats["accepted"] == 1.0  # a fresh policy and informative advantages: the step is taken
         with torch.no_grad():
             kl = agent.actor.net.head.kl(old[i], agent.actor.sequence_params(batch, i)).mean().item()

@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 
+from algorithms.registry import capabilities
 from coopbench import run as run_module
 from coopbench.cli import main
 from coopbench.config import resolve
@@ -39,6 +40,10 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
                                                           "value_normalization": True}),
     "mappo-gaussian": ("mappo", "differential/cora-2agent", {}),
     "optimistic-mappo": ("optimistic_mappo", "matrix/acpo-3x3", {}),
+    "happo": ("happo", "matrix/cora-mtg", {}),  # per-seed agent orders, per-agent Adam rows
+    "happo-recurrent": ("happo", "gridworld/lan-checkers", {"recurrent": True, "chunk_length": 8}),
+    "hatrpo": ("hatrpo", "matrix/cora-mtg", {}),  # per-seed conjugate gradient and line search
+    "hatrpo-gaussian": ("hatrpo", "differential/cora-2agent", {}),
     "acpo": ("acpo", "matrix/acpo-3x3", {}),
     "acpo-no-chain": ("acpo_no_chain", "coordination/bn-cg-3", {}),  # sampled beliefs at truncations' final states
     "acpo-recurrent-per-agent": ("acpo", "gridworld/as-exchange", {"recurrent": True, "chunk_length": 8,
@@ -136,8 +141,8 @@ RUN = ["run", "mappo", "matrix/cora-mtg", "--set", "run.total_env_steps=512", "-
        "--set", "algo.rollout_length=16", "--set", "algo.n_envs=4", "--set", "run.eval_episodes=4"]
 
 
-def _run_dir(results, seed, algo="mappo"):
-    [path] = results.glob(f"runs/matrix/cora-mtg/{algo}/*/seed-{seed}")
+def _run_dir(results, seed, algo="mappo", env="matrix/cora-mtg"):
+    [path] = results.glob(f"runs/{env}/{algo}/*/seed-{seed}")
     return path
 
 
@@ -189,12 +194,14 @@ def test_a_seed_of_a_batch_writes_the_bytes_of_its_solo_run(tmp_path):
 
 
 def test_a_method_without_seed_batches_runs_the_seeds_one_after_another(tmp_path, capsys):
-    happo = ["run", "happo", *RUN[2:]]
-    assert main([*happo, "--seeds", "0-1", "--results-dir", str(tmp_path / "seeds")]) == 0
+    env = "gridworld/as-exchange"  # AS learns from private rewards
+    assert not capabilities("as").seed_batch
+    unbatched = ["run", "as", env, *RUN[3:]]
+    assert main([*unbatched, "--seeds", "0-1", "--results-dir", str(tmp_path / "seeds")]) == 0
     assert "one after another" in capsys.readouterr().err
-    assert main([*happo, "--seed", "1", "--results-dir", str(tmp_path / "seed")]) == 0
-    assert (_run_dir(tmp_path / "seeds", 1, "happo") / "metrics.parquet").read_bytes() == \
-        (_run_dir(tmp_path / "seed", 1, "happo") / "metrics.parquet").read_bytes()
+    assert main([*unbatched, "--seed", "1", "--results-dir", str(tmp_path / "seed")]) == 0
+    assert (_run_dir(tmp_path / "seeds", 1, "as", env) / "metrics.parquet").read_bytes() == \
+        (_run_dir(tmp_path / "seed", 1, "as", env) / "metrics.parquet").read_bytes()
 
 
 @pytest.mark.parametrize("bad", ["3-1", "0,0", "x", "0-2,2"])

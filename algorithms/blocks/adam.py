@@ -86,43 +86,57 @@ class Adam:
 class AgentwiseAdam(Adam):
     """Adam that updates one agent's parameters at a time (HAPPO and HATRPO update agents in turn).
 
-    Every parameter's first dimension indexes agents (the parameter groups of `networks.AgentLinear`).
-    Each agent row keeps its own step count, so its moments and bias corrections are exactly those of
-    a separate `torch.optim.Adam` over that agent's parameters alone; the other rows stay untouched
-    (a whole-tensor Adam step would move them through their momentum even with zero gradients).
+    Every parameter's first dimension indexes agents (the parameter groups of `networks.AgentLinear`), in a seed
+    batch K seed-major blocks of them, `[K*N, ...]`. Each row keeps its own step count, so its moments and bias
+    corrections are exactly those of a separate `torch.optim.Adam` over that agent's parameters alone; the other
+    rows stay untouched (a whole-tensor Adam step would move them through their momentum even with zero gradients).
     """
 
     def __init__(self, params: Iterable[torch.nn.Parameter], n_agents: int, lr: float,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, lr, betas, eps, weight_decay)
-        bad = [tuple(p.shape) for p in self.params if p.dim() == 0 or p.shape[0] != n_agents]
-        if bad:
-            raise ValueError(f"AgentwiseAdam needs parameters whose first dimension is the {n_agents} agents; "
-                             f"got {bad}")
-        self.n_agents = n_agents
+        blocks = {p.shape[0] // n_agents if p.dim() and p.shape[0] % n_agents == 0 else 0 for p in self.params}
+        if len(blocks) != 1 or 0 in blocks:
+            raise ValueError(f"AgentwiseAdam needs parameters whose first dimension is the {n_agents} agents (K "
+                             f"seed-major blocks of them in a seed batch); got {[tuple(p.shape) for p in self.params]}")
+        self.n_agents, self.n_seeds = n_agents, blocks.pop()
 
     def _state(self, i: int) -> dict[str, torch.Tensor]:
         if self.state[i] is None:
             super()._state(i)
-            self.state[i]["step"] = torch.zeros(self.n_agents, dtype=self.state[i]["step"].dtype)
+            self.state[i]["step"] = torch.zeros(self.params[i].shape[0], dtype=self.state[i]["step"].dtype)
         return self.state[i]
 
     @torch.no_grad()
-    def step(self, agent: int) -> None:  # type: ignore[override]
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+    def step(self, agent: int | torch.Tensor) -> None:  # type: ignore[override]
+        """Step agent `agent` of every seed (an int), or agent `agent[k]` of seed k (a `[K]` tensor: HAPPO's
+        per-seed agent orders): rows `k * N + agent[k]` of every parameter."""
+        rows = torch.arange(self.n_seeds) * self.n_agents + torch.as_tensor(agent).cpu()
+        params, grads, exp_avgs, exp_avg_sqs, steps, targets = [], [], [], [], [], []
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
             state = self._state(i)
-            # Row views: torch's kernel updates them in place, which writes through to the full tensors.
-            params.append(p[agent])
-            grads.append(p.grad[agent])
-            exp_avgs.append(state["exp_avg"][agent])
-            exp_avg_sqs.append(state["exp_avg_sq"][agent])
-            steps.append(state["step"][agent])
+            counts = state["step"][rows]
+            # torch's kernel takes one step count per tensor: the rows are gathered by count (one group in HAPPO,
+            # where every agent steps equally often), stepped as one tensor and written back.
+            for count in counts.unique().tolist():
+                selected = rows[counts == count].to(p.device)
+                params.append(p.index_select(0, selected))
+                grads.append(p.grad.index_select(0, selected))
+                exp_avgs.append(state["exp_avg"].index_select(0, selected))
+                exp_avg_sqs.append(state["exp_avg_sq"].index_select(0, selected))
+                steps.append(torch.tensor(count, dtype=state["step"].dtype))
+                targets.append((p, state, selected))
         if not params:
             return
         adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False,
              beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=self.weight_decay, eps=self.eps,
              maximize=False, foreach=False, capturable=False, differentiable=False, fused=None, grad_scale=None,
              found_inf=None, decoupled_weight_decay=False)
+        for (p, state, selected), param, exp_avg, exp_avg_sq, count in zip(
+                targets, params, exp_avgs, exp_avg_sqs, steps, strict=True):
+            p.index_copy_(0, selected, param)
+            state["exp_avg"].index_copy_(0, selected, exp_avg)
+            state["exp_avg_sq"].index_copy_(0, selected, exp_avg_sq)
+            state["step"][selected.cpu()] = count

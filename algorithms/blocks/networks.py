@@ -4,7 +4,8 @@ Every layer holds one weight matrix per parameter group: one group when agents s
 one per agent otherwise. Inputs are `[..., N, features]`; a single batched matmul serves all
 agents, so there is no Python loop over agents on the hot path. Methods that update agents one at
 a time (HAPPO, HATRPO) pass `agent=i` and inputs `[..., features]` of that agent alone: only its
-weights are used, so its update costs one agent's compute, not N agents'.
+weights are used, so its update costs one agent's compute, not N agents'. In a seed batch `agent` may be a `[K]`
+tensor, one agent per seed (each seed's own random agent order): seed k's rows meet agent `agent[k]`'s weights.
 
 Seed batches (docs/architecture.md): built with `n_seeds` K, every layer holds K blocks of groups (groups become
 seeds x agents) and inputs gain a seed dimension before the batch one, `[..., K, M, N, features]`; seed k's rows
@@ -40,7 +41,7 @@ class AgentLinear(nn.Module):
         for w in self.weight:  # init only: one orthogonal matrix per group
             nn.init.orthogonal_(w, gain=gain)
 
-    def forward(self, x: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         if self.n_seeds is not None:
             return self._seeded(x, agent)
         if self.weight.shape[0] == 1 or agent is not None:  # one matrix: one matmul over every leading dim
@@ -50,7 +51,7 @@ class AgentLinear(nn.Module):
         # would materialize a weight gradient per sample and is ~5x slower in backward.)
         return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
 
-    def _seeded(self, x: torch.Tensor, agent: int | None) -> torch.Tensor:
+    def _seeded(self, x: torch.Tensor, agent: int | torch.Tensor | None) -> torch.Tensor:
         k, g = self.n_seeds, self.n_groups
         weight, bias = self.weight.view(k, g, *self.weight.shape[1:]), self.bias.view(k, g, -1)
         seed_dim = x.dim() - (3 if agent is not None else 4)
@@ -59,15 +60,19 @@ class AgentLinear(nn.Module):
             return self._seeded_dot(xk, weight[..., 0], bias, agent).movedim(0, seed_dim)
         if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
             group = 0 if g == 1 else agent
-            # baddbmm: the bias added inside the product's kernel, not in a second pass over the output
-            out = torch.baddbmm(bias[:, group].unsqueeze(1), xk.reshape(k, -1, xk.shape[-1]), weight[:, group])
+            flat, w = xk.reshape(k, -1, xk.shape[-1]), seed_group(weight, group)
+            b = seed_group(bias, group).unsqueeze(1)
+            # baddbmm: the bias added inside the product's kernel, not in a second pass over the output. One input
+            # feature (a 1-D observation): bmm's weight gradient, [1, M] x [M, out] per seed, is a vector-matrix
+            # product whose batched kernel rounds K seeds differently from one; the broadcast product rounds alike.
+            out = flat * w + b if flat.shape[-1] == 1 else torch.baddbmm(b, flat, w)
         else:  # one matrix per seed and agent: one bmm over seeds x agents (einsum lowers it)
             flat = xk.reshape(k, -1, g, xk.shape[-1])
             out = torch.einsum("kmni,knio->kmno", flat, weight) + bias.unsqueeze(1)
         return out.reshape(*xk.shape[:-1], -1).movedim(0, seed_dim)
 
     def _seeded_dot(self, xk: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                    agent: int | None) -> torch.Tensor:
+                    agent: int | torch.Tensor | None) -> torch.Tensor:
         """One output (`weight [K, G, in]`): bmm's matrix-vector kernels round a batch of seeds differently from one
         seed, so seed k's values would differ from its solo run's in the last bit; a product and a sum over the
         features rounds each row alike whatever K."""
@@ -75,11 +80,33 @@ class AgentLinear(nn.Module):
         if g == 1 or agent is not None:
             group = 0 if g == 1 else agent
             flat = xk.reshape(k, -1, xk.shape[-1])
-            out = (flat * weight[:, group].unsqueeze(1)).sum(-1, keepdim=True) + bias[:, group].unsqueeze(1)
+            out = ((flat * seed_group(weight, group).unsqueeze(1)).sum(-1, keepdim=True)
+                   + seed_group(bias, group).unsqueeze(1))
         else:
             flat = xk.reshape(k, -1, g, xk.shape[-1])
             out = (flat * weight.unsqueeze(1)).sum(-1, keepdim=True) + bias.unsqueeze(1)
         return out.reshape(*xk.shape[:-1], 1)
+
+
+def seed_group(t: torch.Tensor, group: int | torch.Tensor) -> torch.Tensor:
+    """`t [K, G, ...]`'s group `group` of every seed (an int), or group `group[k]` of seed k (a `[K]` tensor), by
+    index: `[K, ...]`."""
+    if isinstance(group, torch.Tensor):
+        return t[torch.arange(t.shape[0], device=t.device), group]
+    return t[:, group]
+
+
+def agent_rows(x: torch.Tensor, agent: int | torch.Tensor, dim: int = -2) -> torch.Tensor:
+    """`x`'s entries of agent `agent` along its agent dimension `dim`: the same agent everywhere (an int), or in a
+    seed batch agent `agent[k]` for seed k (a `[K]` tensor; the seed dimension is two before the agent one,
+    `[..., K, S, N, ...]`), gathered by index."""
+    if not isinstance(agent, torch.Tensor):
+        return x.select(dim, agent)
+    dim %= x.dim()
+    shape = [1] * x.dim()
+    shape[dim - 2] = -1
+    index = agent.view(shape).expand(*x.shape[:dim], 1, *x.shape[dim + 1:])
+    return x.gather(dim, index).squeeze(dim)
 
 
 class AgentMLP(nn.Module):
@@ -94,7 +121,7 @@ class AgentMLP(nn.Module):
         self.activation = ACTIVATIONS[activation]
         self.out_features = widths[-1]
 
-    def forward(self, x: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:
             x = self.activation(layer(x, agent))
         return x
@@ -108,7 +135,7 @@ class AgentGRUCell(nn.Module):
         self.input_gates = AgentLinear(n_groups, in_features, 3 * hidden_size, gain=1.0, n_seeds=n_seeds)
         self.hidden_gates = AgentLinear(n_groups, hidden_size, 3 * hidden_size, gain=1.0, n_seeds=n_seeds)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor, agent: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         i_r, i_z, i_n = self.input_gates(x, agent).chunk(3, dim=-1)
         h_r, h_z, h_n = self.hidden_gates(h, agent).chunk(3, dim=-1)
         reset = torch.sigmoid(i_r + h_r)
@@ -135,7 +162,7 @@ class Torso(nn.Module):
         self.out_features = rnn_hidden_size or self.mlp.out_features
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, starts: torch.Tensor,
-                agent: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                agent: int | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step: `x [B, (N,) D]`, `memory [B, (N,) H]`, `starts [B]` -> features, next memory."""
         features = self.mlp(x, agent)
         if self.gru is None:
@@ -144,7 +171,7 @@ class Torso(nn.Module):
         return memory, memory
 
     def unroll(self, x: torch.Tensor, memory: torch.Tensor, starts: torch.Tensor,
-               agent: int | None = None) -> torch.Tensor:
+               agent: int | torch.Tensor | None = None) -> torch.Tensor:
         """Sequences, time first: `x [L, S, (N,) D]` from `memory [S, (N,) H]`, `starts [L, S]` -> `[L, S, (N,) F]`.
 
         Back-propagation runs through the whole chunk of L steps (chunked BPTT, as MAPPO's
@@ -179,7 +206,7 @@ class CategoricalHead(nn.Module):
         super().__init__()
         self.linear = AgentLinear(n_groups, in_features, n_actions, gain=0.01, n_seeds=n_seeds)
 
-    def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
+    def params(self, features, avail_actions, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         return torch.log_softmax(masked_logits(self.linear(features, agent), avail_actions), dim=-1)
 
     @staticmethod
@@ -237,13 +264,14 @@ class GaussianHead(nn.Module):
         else:
             self.log_std = nn.Parameter(torch.full(((n_seeds or 1) * n_groups, action_dim), float(log_std_init)))
 
-    def params(self, features, avail_actions, agent: int | None = None) -> torch.Tensor:
+    def params(self, features, avail_actions, agent: int | torch.Tensor | None = None) -> torch.Tensor:
         out = self.linear(features, agent)
         if self.state_dependent_std:
             mean, log_std = out.split(self.action_dim, dim=-1)
         elif self.n_seeds is not None:  # [K*G, A] -> broadcast over [..., K, M, (N,) A]
             log_std = self.log_std.view(self.n_seeds, self.n_groups, self.action_dim)
-            log_std = log_std.unsqueeze(1) if agent is None else log_std[:, 0 if self.n_groups == 1 else agent, None]
+            log_std = (log_std.unsqueeze(1) if agent is None
+                       else seed_group(log_std, 0 if self.n_groups == 1 else agent).unsqueeze(1))
             mean, log_std = out, log_std.expand_as(out)
         else:
             log_std = self.log_std if agent is None else self.log_std[0 if self.log_std.shape[0] == 1 else agent]
@@ -298,7 +326,8 @@ class Actor(nn.Module):
         actions = self.head.sample(params, deterministic)
         return actions, self.head.log_prob(params, actions), memory
 
-    def sequence_params(self, inputs, avail_actions, memory, starts, agent: int | None = None) -> torch.Tensor:
+    def sequence_params(self, inputs, avail_actions, memory, starts,
+                        agent: int | torch.Tensor | None = None) -> torch.Tensor:
         """Distribution parameters over stored sequences `[L, S, (N,) ...]` (see `Torso.unroll`)."""
         return self.head.params(self.torso.unroll(inputs, memory, starts, agent), avail_actions, agent)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.blocks.adam import Adam, AgentwiseAdam
-from algorithms.blocks.networks import Actor, CategoricalHead, GaussianHead, Torso, with_agent_ids
+from algorithms.blocks.networks import Actor, CategoricalHead, GaussianHead, Torso, agent_rows, with_agent_ids
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.seed_streams import SeedStreams
 from environments.base import EnvSpec
@@ -83,13 +83,14 @@ class Policy:
         actions = self.net.head.sample(params, deterministic, noise)
         return PolicyStep(actor_in, actions, self.net.head.log_prob(params, actions), memory, avail)
 
-    def sequence_params(self, mb: dict[str, torch.Tensor], agent: int | None = None) -> torch.Tensor:
-        """The distribution parameters on a minibatch of stored chunks (one learner's with `agent=i`)."""
+    def sequence_params(self, mb: dict[str, torch.Tensor], agent: int | torch.Tensor | None = None) -> torch.Tensor:
+        """The distribution parameters on a minibatch of stored chunks (one learner's with `agent=i`; in a seed
+        batch `agent` may be `[K]`, learner `agent[k]` of seed k)."""
         memory = first_memory(mb, "actor_memory", self.n_learners, self.net.memory_size)
         inputs, avail = mb["actor_in"], mb.get("avail")
         if agent is not None:  # learners are the second-to-last dimension of inputs, memories and masks
-            inputs, memory = inputs.select(-2, agent), memory.select(-2, agent)
-            avail = None if avail is None else avail.select(-2, agent)
+            inputs, memory = agent_rows(inputs, agent), agent_rows(memory, agent)
+            avail = None if avail is None else agent_rows(avail, agent)
         return self.net.sequence_params(inputs, avail, memory, mb["starts"], agent)
 
     def state_dict(self) -> dict:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 import torch
 from pydantic import Field, model_validator
 
+from algorithms.blocks.networks import agent_rows
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.policy import Policy
+from algorithms.blocks.ppo_loss import ACTOR_FIELDS
 
 
 class SequentialUpdateConfig(OnPolicyConfig):
@@ -29,19 +31,30 @@ class SequentialUpdateConfig(OnPolicyConfig):
 
 
 def sequential_update(policy: Policy, batch: dict[str, torch.Tensor],
-                      update_agent: Callable[[dict[str, torch.Tensor], int], dict[str, float]]) -> dict[str, float]:
-    """Update the agents in a random order; `update_agent(batch, i)` sees M as `batch["factor"]` `[C, S]`.
-    Returns the agents' mean statistics."""
+                      update_agent: Callable[[dict[str, torch.Tensor], int | torch.Tensor], dict[str, torch.Tensor]]
+                      ) -> dict[str, float | list[float]]:
+    """Update the agents in a random order; `update_agent(batch, i)` sees M as `batch["factor"]` `[C, (K,) S]` and
+    returns its statistics as tensors (`[K]` in a seed batch). Returns the agents' mean statistics (one per seed).
+
+    In a seed batch every seed draws its own order from its own stream, so seed k updates the agents in the order
+    it would alone; the loop runs over the N positions, and at position m `i` is the `[K]` tensor of each seed's
+    m-th agent (`networks.agent_rows` gathers their rows)."""
     n = policy.n_learners
-    factor = torch.ones_like(batch["log_probs"].select(2, 0))  # M, per sample: [C, S]
-    stats: dict[str, float] = {}
-    for agent in torch.randperm(n).tolist():
-        batch["factor"] = factor
-        for key, value in update_agent(batch, agent).items():
+    # Alg. 2: a random permutation i_1..i_n per iteration (the global RNG in the unbatched layout, n_seeds None)
+    orders = torch.randperm(n).tolist() if policy.streams is None else policy.streams.permutations(n).T
+    fields = {k: v for k, v in batch.items() if k in ACTOR_FIELDS}  # only what the actors read is shuffled
+    factor = torch.ones_like(batch["log_probs"].select(-1, 0))  # M, per sample: [C, (K,) S]
+    stats: dict[str, torch.Tensor] = {}
+    for agent in orders:
+        for key, value in update_agent({**fields, "factor": factor}, agent).items():
             stats[key] = stats.get(key, 0.0) + value / n
         with torch.no_grad():  # M *= pi_new(a_i) / pi_old(a_i) of the agent just updated
-            new_log_prob = policy.net.head.log_prob(policy.sequence_params(batch, agent),
-                                                    batch["actions"].select(2, agent))
-            factor = factor * torch.exp(new_log_prob - batch["log_probs"].select(2, agent))
-    del batch["factor"]
-    return stats
+            new_log_prob = policy.net.head.log_prob(policy.sequence_params(fields, agent), agent_actions(fields, agent))
+            factor = factor * torch.exp(new_log_prob - agent_rows(fields["log_probs"], agent, -1))
+    return {key: value.tolist() for key, value in stats.items()}
+
+
+def agent_actions(batch: dict[str, torch.Tensor], agent: int | torch.Tensor) -> torch.Tensor:
+    """Agent `agent`'s stored actions: `[C, (K,) S]` discrete, `[C, (K,) S, action_dim]` continuous."""
+    actions = batch["actions"]
+    return agent_rows(actions, agent, -1 if actions.dim() == batch["log_probs"].dim() else -2)
