@@ -25,9 +25,11 @@ from algorithms.bn_tabular import (
     BNTabularConfig,
     DagBatch,
     ExactGame,
+    _context_policy,
     best_response_values,
     conditionals,
     construction_seed,
+    context_parameters,
     equilibrium_gap,
     evaluate,
     exact_gradient,
@@ -38,6 +40,7 @@ from algorithms.bn_tabular import (
     optimal_value,
     sample_actions,
     tie,
+    tied_tables,
 )
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_json, read_parquet
@@ -159,6 +162,29 @@ def test_exact_gradient_equals_autograd_and_finite_differences(cg3):
     grad, _ = exact_gradient(cg3, logits, batch, lam)
     leaf = logits.clone().requires_grad_(True)
     objective(cg3, leaf, batch, lam).sum().backward()
+    assert torch.allclose(tie(leaf.grad, batch, "sum"), grad, atol=1e-10)
+
+
+def test_context_layout_holds_the_tied_tables_and_their_policy(cg3):
+    """The gradient steps' layout (one column per agent and parents' action) holds exactly the tied tables'
+    parameters, whatever the parents (here also 2 -> 0, a parent after its child in index order), and gives the
+    same policy and, through autograd of the tied objective, the same gradient."""
+    backward = torch.zeros(3, 3, dtype=torch.bool)
+    backward[0, 2] = True
+    parents = torch.stack([product_dag(3), full_dag(3), line_dag(3), named_dag("subteams", 3, [1, 2]), backward])
+    batch = DagBatch.of(parents.repeat_interleave(2, 0))
+    logits = initial_logits(cg3, batch, list(range(10)), 1.0)
+    theta = context_parameters(logits, batch, cg3.n_actions)
+    # |S| |A^{P^i}| |A^i| parameters per agent: product 2 + 2 + 2, full 2 + 4 + 8, line 2 + 4 + 4, 1+2 2 + 2 + 4,
+    # 2 -> 0 4 + 2 + 2
+    assert sorted(t.shape[-2] * t.shape[-1] for t in theta) == [6, 8, 8, 10, 14]
+    assert sum(t[0].numel() for t in theta) == cg3.n_states * (6 + 14 + 10 + 8 + 8)
+    assert torch.equal(tied_tables(theta, batch, logits.shape), logits)
+    cond, joint = _context_policy(theta, batch, logits.shape)
+    assert torch.allclose(joint, joint_policy(conditionals(logits, batch)), rtol=1e-13, atol=0.0)
+    grad, _ = exact_gradient(cg3, logits, batch, 0.2)
+    leaf = logits.clone().requires_grad_(True)
+    objective(cg3, leaf, batch, 0.2).sum().backward()
     assert torch.allclose(tie(leaf.grad, batch, "sum"), grad, atol=1e-10)
 
 
