@@ -135,6 +135,116 @@ def run_coopbench(s: dict) -> dict:
                          "critic_params": n_params(algorithm.critic.net)}}
 
 
+# --- how close to the limit: coopbench's training step against its bare kernels ------------------------------
+
+def layer_shapes(net) -> list[tuple[int, int, int]]:
+    """(groups x seeds, in, out) of every AgentLinear of `net`, in forward order."""
+    from algorithms.blocks.networks import AgentLinear
+
+    return [tuple(m.weight.shape) for m in net.modules() if isinstance(m, AgentLinear)]
+
+
+def bare_step_seconds(actor: list, critic: list, actor_rows: int, critic_rows: int, activation: str,
+                      steps: int) -> float:
+    """Seconds per gradient step of the bare kernels of one coopbench step: each network's layers forward (one
+    addmm, or one baddbmm over seeds, and the activation), the backward pass of a plain sum of the outputs, and
+    torch's foreach Adam on both networks; nothing else (no distributions, losses, clipping, minibatch gathering,
+    normalisation or bookkeeping)."""
+    import torch
+    from torch.optim.adam import adam
+
+    act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+
+    def build(shapes, rows):
+        params = []
+        for seeds, fan_in, fan_out in shapes:
+            params += [torch.nn.Parameter(torch.randn(seeds, fan_in, fan_out) / fan_in ** 0.5),
+                       torch.nn.Parameter(torch.zeros(seeds, 1, fan_out))]
+        return params, torch.randn(shapes[0][0], rows, shapes[0][1])
+
+    def forward(params, x):
+        for i in range(0, len(params), 2):
+            w, b = params[i], params[i + 1]
+            x = torch.addmm(b[0], x[0], w[0]).unsqueeze(0) if w.shape[0] == 1 else torch.baddbmm(b, x, w)
+            if i + 2 < len(params):
+                x = act(x)
+        return x
+
+    nets = [build(actor, actor_rows), build(critic, critic_rows)]
+    params = [p for net, _ in nets for p in net]
+    moments = [torch.zeros_like(p) for p in params], [torch.zeros_like(p) for p in params]
+    counts = [torch.tensor(0.0) for _ in params]
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = sum(forward(net, x).sum() for net, x in nets)
+        loss.backward()
+        with torch.no_grad():
+            adam(params, [p.grad for p in params], *moments, [], counts, amsgrad=False, has_complex=False,
+                 beta1=0.9, beta2=0.999, lr=1e-4, weight_decay=0.0, eps=1e-5, maximize=False, foreach=True,
+                 capturable=False, differentiable=False, fused=None, grad_scale=None, found_inf=None,
+                 decoupled_weight_decay=False)
+
+    for _ in range(10):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def kernel_ratio(s: dict, n_seeds: int) -> dict:
+    """coopbench's MAPPO training step (`MAPPO.update` over one collected batch, per gradient step) against the
+    bare kernels of the same layers and minibatch (`bare_step_seconds`), with `n_seeds` seeds in one batch."""
+    import torch
+
+    from algorithms.registry import ALGORITHMS
+    from coopbench.run import seed_everything
+    from environments.registry import make
+    from environments.seed_batch import SeedBatch
+
+    torch.set_num_threads(s["threads"])
+    seed_everything(s["seed"])
+    algo_cls = ALGORITHMS.get("mappo").load()
+    hparams = algo_cls.Config(**coopbench_hparams(s))
+    env = SeedBatch([make(ENV, n_envs=hparams.n_envs, seed=s["seed"] + k, device="cpu", n_agents=s["n_agents"],
+                          max_steps=s["max_steps"], shared_rew=s["shared_rew"], collisions=s["collisions"],
+                          continuous_actions=s["continuous_actions"]) for k in range(n_seeds)])
+    algorithm = algo_cls(env.spec, hparams, torch.device("cpu"), n_seeds=n_seeds)
+    storage = algorithm.collect(env, env.reset()).storage
+    env.close()
+    gradient_steps = hparams.ppo_epochs * hparams.num_minibatches
+    algorithm.update(storage)  # warm-up
+    timings = []
+    for _ in range(s["kernel_repeats"]):
+        start = time.perf_counter()
+        algorithm.update(storage)
+        timings.append((time.perf_counter() - start) / gradient_steps)
+    frames = s["frames_per_batch"] // hparams.num_minibatches
+    bare = [bare_step_seconds(layer_shapes(algorithm.actor.net), layer_shapes(algorithm.critic.net),
+                              frames * env.spec.n_agents, frames * algorithm.critic.width, s["activation"],
+                              gradient_steps) for _ in range(s["kernel_repeats"])]
+    ratios = sorted(c / b for c, b in zip(timings, bare, strict=True))
+    return {"seeds": n_seeds, "coopbench_ms_per_step": sorted(1e3 * t for t in timings),
+            "bare_ms_per_step": sorted(1e3 * t for t in bare), "ratio": ratios,
+            "minibatch_rows": {"actor": frames * env.spec.n_agents, "critic": frames * algorithm.critic.width},
+            "threads": torch.get_num_threads()}
+
+
+def report_kernels(s: dict, seeds: list[int]) -> list[dict]:
+    results = []
+    print("coopbench's training step against its bare kernels (same layers, minibatch and Adam; ms per gradient "
+          f"step, min / median / max over {s['kernel_repeats']} repeats, {s['threads']} thread(s)):")
+    for n_seeds in seeds:
+        r = kernel_ratio(s, n_seeds)
+        mmm = lambda xs: f"{xs[0]:.2f} / {xs[len(xs) // 2]:.2f} / {xs[-1]:.2f}"  # noqa: E731
+        print(f"  {n_seeds} seed(s): coopbench {mmm(r['coopbench_ms_per_step'])}  bare {mmm(r['bare_ms_per_step'])}"
+              f"  coopbench / bare {mmm(r['ratio'])}", flush=True)
+        results.append(r)
+    return results
+
+
 # --- the BenchMARL side (a subprocess in its own venv) ---------------------------------------------------
 
 INSTALL = "bash benchmarks/setup_benchmarl_venv.sh"
@@ -181,7 +291,18 @@ def main() -> None:
     parser.add_argument("--benchmarl-python", type=Path, default=DEFAULT_BENCHMARL_PYTHON)
     parser.add_argument("--target", type=float, default=3.0, help="required coopbench / BenchMARL total ratio")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--kernels", choices=["also", "only", "no"], default="also",
+                        help="time coopbench's training step against its bare kernels (for 1 and 5 seeds)")
+    parser.add_argument("--kernel-seeds", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--kernel-repeats", type=int, default=3)
     args = parser.parse_args()
+    kernels = {**vmas_task_settings(ENV), **SETTINGS, "epochs": args.epochs, "threads": args.threads,
+               "seed": args.seed, "kernel_repeats": args.kernel_repeats}
+    if args.kernels == "only":
+        results = report_kernels(kernels, args.kernel_seeds)
+        if args.json:
+            args.json.write_text(json.dumps({"kernels": results}, indent=1))
+        return
 
     sides = ["coopbench", "benchmarl"] if args.only == "both" else [args.only]
     if "benchmarl" in sides:
@@ -195,6 +316,10 @@ def main() -> None:
     compare_with_benchmarl(sides, base, args.repeats, args.seed, args.target,
                            lambda side, s: run_coopbench(s) if side == "coopbench" else
                            run_benchmarl(args.benchmarl_python, s), args.json)
+    if args.kernels == "also":
+        results = report_kernels(kernels, args.kernel_seeds)
+        if args.json:
+            args.json.write_text(json.dumps({**json.loads(args.json.read_text()), "kernels": results}, indent=1))
 
 
 if __name__ == "__main__":
