@@ -39,7 +39,7 @@ register("centralized_ppo", "on_policy", "algorithms.centralized_ppo:Centralized
          Capabilities(continuous=False, joint_action_limit="max_joint_actions", seed_batch=True))
 # Paper methods (issue 6). CORA: core advantage decomposition (CORA paper, sec. 4); the variants share the class
 # and differ in their config files (config/algorithms/<name>.yaml).
-CORA = Capabilities(coalition_limit="max_coalitions", team_advantage=True)
+CORA = Capabilities(coalition_limit="max_coalitions", team_advantage=True, seed_batch=True)
 register("cora", "on_policy", "algorithms.cora:CORA",
          "PPO with per-agent credits from the strong epsilon-core QP of coalitional advantages (CORA eq. 8)", CORA)
 register("cora_no_std", "on_policy", "algorithms.cora:CORA",

@@ -1,6 +1,10 @@
 """CORA-PPO (algorithms/cora.py): coalition values (eq. 4, eq. 5, the quadratic critic of 6.1) against
 hand-computed and enumerated values, credits in the strong epsilon-core that sum to A_N, behaviour on a
-small game, and every variant through the run driver."""
+small game, and every variant through the run driver.
+
+CORA's tensors carry a seed dimension (docs/architecture.md, "Seed batches"); these tests build one seed, so
+inputs get a leading dimension of 1 (`[None]`) and per-seed statistics are lists of one value
+(tests/test_seed_batch.py checks batches of several seeds against their solo runs)."""
 
 import itertools
 import math
@@ -11,7 +15,7 @@ import torch
 from scipy.optimize import linprog
 
 from algorithms.blocks.gae import rollout_gae
-from algorithms.cora import CORA, CORAConfig, MLPQCritic, QuadraticQCritic
+from algorithms.cora import CORA, CORAConfig, MLPQCritic, QuadraticQCritic, per_seed
 from algorithms.core_qp import all_proper_coalitions, sample_coalitions, solve_core_allocation
 from algorithms.registry import ALGORITHMS
 from coopbench.base.errors import CoopbenchError
@@ -65,17 +69,18 @@ V = -3.0
 
 
 def _coalition_advantages(agent, actions, policies=POLICIES):
+    """A_C `[B, m]` of one seed (inputs `[1, B, ...]`)."""
     batch = actions.shape[0]
-    params = policies.log().expand(batch, -1, -1)
-    state = torch.ones(batch, agent.spec.state_dim)
-    return agent.coalition_advantages(state, actions, params, torch.full((batch,), V), agent.coalitions)
+    params = policies.log().expand(1, batch, -1, -1)
+    state = torch.ones(1, batch, agent.spec.state_dim)
+    return agent.coalition_advantages(state, actions[None], params, torch.full((1, batch), V), agent.coalitions)[0]
 
 
 # --- coalition values ----------------------------------------------------------------------------------
 def test_the_hand_set_critic_is_the_payoff_table():
     agent = table_critic_agent()
     actions = all_joint_actions(2, 3)
-    q = agent.q_critic(torch.ones(9, 1), agent.action_inputs(actions))
+    q = agent.q_critic(torch.ones(1, 9, 1), agent.action_inputs(actions)[None])[0]
     assert torch.allclose(q, PAYOFFS.flatten())
     assert agent.coalitions.tolist() == [[True, False], [False, True]]  # {agent 1}, {agent 2}
 
@@ -95,8 +100,8 @@ def test_eq4_coalition_advantages_average_over_the_others_policies_and_mc_conver
     exact = torch.stack([(PAYOFFS @ POLICIES[1])[actions[:, 0]], (POLICIES[0] @ PAYOFFS)[actions[:, 1]]], -1) - V
     errors = []
     for k in (4, 64, 4096):
+        torch.manual_seed(0)  # the draws come from the agent's random stream, seeded from the global RNG when built
         agent = table_critic_agent(coalition_value="expected", mc_samples=k)
-        torch.manual_seed(0)
         errors.append((_coalition_advantages(agent, actions) - exact).abs().mean().item())
     # Monte Carlo error ~ 1/sqrt(K): payoff std ~ 12 gives ~6 at K = 4, ~0.2 at K = 4096
     assert errors[0] > errors[1] > errors[2]
@@ -131,15 +136,17 @@ def test_mlp_critic_coalition_values_equal_explicit_joint_inputs():
     g = torch.Generator().manual_seed(1)
     state, x = torch.randn(6, 4, generator=g), torch.randn(6, 3, 5, generator=g)
     others, sampled = torch.randn(6, 3, 5, generator=g), torch.randn(6, 7, 3, 5, generator=g)
+    q = lambda s, a: critic(s[None], a[None])[0]  # noqa: E731 - one seed
+    values = lambda o, members: critic.coalition_values(  # noqa: E731
+        state[None], x[None], o[None], members if members.dim() == 2 else members[None])[0]
     for members in (all_proper_coalitions(3), sample_coalitions(3, 4, 6, generator=g)):
         mem = members if members.dim() == 3 else members.expand(6, -1, -1)
         joint = torch.where(mem[..., None], x[:, None], others[:, None])  # [B, m, n, w]
-        explicit = critic(state[:, None].expand(-1, mem.shape[1], -1).reshape(-1, 4), joint.flatten(0, 1))
-        assert torch.allclose(critic.coalition_values(state, x, others, members), explicit.view(6, -1), atol=1e-5)
+        explicit = q(state[:, None].expand(-1, mem.shape[1], -1).reshape(-1, 4), joint.flatten(0, 1))
+        assert torch.allclose(values(others, members), explicit.view(6, -1), atol=1e-5)
         joint = torch.where(mem[:, None, :, :, None], x[:, None, None], sampled[:, :, None])  # [B, K, m, n, w]
-        explicit = critic(state[:, None, None].expand(-1, 7, mem.shape[1], -1).reshape(-1, 4), joint.flatten(0, 2))
-        assert torch.allclose(critic.coalition_values(state, x, sampled, members),
-                              explicit.view(6, 7, -1).mean(1), atol=1e-5)
+        explicit = q(state[:, None, None].expand(-1, 7, mem.shape[1], -1).reshape(-1, 4), joint.flatten(0, 2))
+        assert torch.allclose(values(sampled, members), explicit.view(6, 7, -1).mean(1), atol=1e-5)
 
 
 def test_quadratic_critic_closed_form_equals_enumerated_expectation():
@@ -153,11 +160,12 @@ def test_quadratic_critic_closed_form_equals_enumerated_expectation():
     g = torch.Generator().manual_seed(0)
     state, actions, params = _random_state_actions_params(env.spec, 5, g)
     values = torch.randn(5, generator=g)
-    closed = agent.coalition_advantages(state, actions, params, values, agent.coalitions)  # [5, 6]
+    closed = agent.coalition_advantages(state[None], actions[None], params[None], values[None], agent.coalitions)[0]
 
     joint = all_joint_actions(3, 3)  # [27, 3]
     probs = params.exp()
-    q_all = agent.q_critic(state.repeat_interleave(27, 0), agent.action_inputs(joint.repeat(5, 1))).view(5, 27)
+    q_all = agent.q_critic(state.repeat_interleave(27, 0)[None], agent.action_inputs(joint.repeat(5, 1))[None])
+    q_all = q_all.view(5, 27)
     for c, members in enumerate(agent.coalitions):
         for b in range(5):
             total = 0.0
@@ -192,13 +200,13 @@ def test_credits_sum_to_the_grand_advantage_and_lie_in_the_epsilon_core(algo):
     assert torch.allclose(credits.sum(-1), grand[..., 0], atol=1e-4)  # CORA eq. 8: sum_i A_i = A_N
     assert not torch.allclose(credits, grand / 3, atol=1e-2)  # not the equal split
     # A_C again (eq. 5 is deterministic), then the core constraints with each sample's epsilon
-    flat = lambda x: x.flatten(0, 1)  # noqa: E731
-    coalition_adv = agent.coalition_advantages(flat(storage["critic_in"][..., 0, :]), flat(storage["actions"]),
-                                               flat(agent.stored_policy_params(storage)),
-                                               flat(storage["values"][..., 0]), agent.coalitions)
+    flat = lambda x: per_seed(x)[0]  # noqa: E731 - [T, K=1, B, ...] -> the seed's samples [T*B, ...]
+    coalition_adv = agent.coalition_advantages(per_seed(storage["critic_in"][..., 0, :]), per_seed(storage["actions"]),
+                                               per_seed(agent.stored_policy_params(storage)),
+                                               per_seed(storage["values"][..., 0]), agent.coalitions)[0]
     covered = flat(credits) @ agent.coalitions.T.float()  # sum_{i in C} A_i, [T*B, 6]
     epsilon = (coalition_adv - covered).amax(-1).clamp_min(0)
-    assert agent.cora_stats["core_epsilon"] == pytest.approx(epsilon.mean().item(), rel=1e-3, abs=1e-4)
+    assert agent.cora_stats["core_epsilon"] == [pytest.approx(epsilon.mean().item(), rel=1e-3, abs=1e-4)]
     sampled = slice(0, None, 7)
     reference = torch.tensor([least_core_epsilon(coalition_adv[b], flat(grand[..., 0])[b], agent.coalitions)
                               for b in range(coalition_adv.shape[0])[sampled]])
@@ -221,16 +229,19 @@ def least_epsilon(coalition_adv, credits, members):
 def test_sampled_coalitions_are_drawn_per_sample_and_constrain_the_credits():
     agent, env = agent_for("cora_m10", "differential/cora-5agent")
     assert agent.coalitions is None
-    members = agent.coalition_set(64)
-    assert members.shape == (64, 10, 5) and members.any(-1).all() and not members.all(-1).any()
+    seeded = agent.coalition_set(64)  # [K=1, 64, 10, 5]: drawn from the seed's stream
+    assert seeded.shape == (1, 64, 10, 5)
+    members = seeded[0]
+    assert members.any(-1).all() and not members.all(-1).any()
     assert (members.unsqueeze(1) == members.unsqueeze(2)).all(-1).sum((1, 2)).eq(10).all()  # distinct per sample
+    assert not (members == members[:1]).all()  # per sample, not one set for all
     g = torch.Generator().manual_seed(0)
     coalition_adv, grand = torch.randn(64, 10, generator=g), torch.randn(64, generator=g)
-    credits = agent.allocate(coalition_adv, grand, members)
+    credits = agent.allocate(coalition_adv[None], grand[None], seeded)[0]
     assert torch.allclose(credits.sum(-1), grand, atol=1e-5)
     covered = (credits.unsqueeze(1) * members).sum(-1)
     epsilon = (coalition_adv - covered).amax(-1).clamp_min(0)
-    assert agent.cora_stats["core_epsilon"] == pytest.approx(epsilon.mean().item(), rel=1e-4, abs=1e-6)
+    assert agent.cora_stats["core_epsilon"] == [pytest.approx(epsilon.mean().item(), rel=1e-4, abs=1e-6)]
     # m >= 2^n - 2: all coalitions (the m-variants on a 2-agent task)
     small, _ = agent_for("cora_m10", "differential/cora-2agent")
     assert small.coalitions.shape == (2, 2)
@@ -244,10 +255,10 @@ def test_a_coalition_keeps_its_credit_when_the_joint_action_fails():
     actions = torch.tensor([[2, 0]])
     adv = _coalition_advantages(agent, actions, torch.tensor([[0.6, 0.2, 0.2], [0.6, 0.2, 0.2]]))
     grand = PAYOFFS[2, 0] - V  # -17
-    credits = agent.allocate(adv, grand.view(1), agent.coalitions)[0]
+    credits = agent.allocate(adv[None], grand.view(1, 1), agent.coalitions)[0, 0]
     assert adv[0].tolist() == pytest.approx([-20 - V, 5 - V])
     assert credits.tolist() == pytest.approx([-21.0, 4.0], abs=1e-4)
-    assert agent.cora_stats["core_epsilon"] == pytest.approx(4.0, abs=1e-4)
+    assert agent.cora_stats["core_epsilon"] == [pytest.approx(4.0, abs=1e-4)]
     assert credits[1] > 0 > grand
 
 
@@ -275,9 +286,9 @@ def test_q_critic_learns_the_td_target_and_td0_is_an_option():
     assert torch.allclose(storage["q_targets"], y)
     assert torch.allclose(returns, y.unsqueeze(-1).expand_as(returns))  # Alg. 1 line 22
     # Q fits a fixed batch's targets
-    first = agent.update_q_critic(storage)["q_loss"]
+    [first] = agent.update_q_critic(storage)["q_loss"]  # one seed's loss
     for _ in range(20):
-        last = agent.update_q_critic(storage)["q_loss"]
+        [last] = agent.update_q_critic(storage)["q_loss"]
     assert last < 0.2 * first
 
 

@@ -50,6 +50,13 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
                                                                     "share_parameters": False}),  # action masks
     "acpo-gaussian": ("acpo", "differential/cora-2agent", {}),
     "centralized-ppo": ("centralized_ppo", "matrix/cora-mtg", {}),  # 5^3 = 125 joint actions
+    "cora": ("cora", "matrix/cora-mtg", {}),  # Q critic, one core QP solve per seed
+    "cora-gaussian": ("cora", "differential/cora-2agent", {}),
+    "cora-expected": ("cora", "matrix/cora-mtg", {"coalition_value": "expected", "mc_samples": 4}),  # MC draws
+    "cora-no-std": ("cora_no_std", "differential/cora-2agent", {}),  # lambda = 0: the least-core path of the QP
+    "cora-qc": ("cora_qc", "matrix/cora-mtg", {}),  # quadratic critic, closed-form eq. 4
+    "cora-m10": ("cora_m10", "differential/cora-5agent", {}),  # 10 of 30 coalitions drawn per sample (eq. 19)
+    "cora-recurrent": ("cora", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
 }
 SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
 
