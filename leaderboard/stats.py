@@ -16,21 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
-from rliable import library as rly
-from rliable import metrics
 
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.io import read_checked_json, read_parquet, write_json
 from coopbench.base.schema import SCHEMA_VERSION, SCORES_COLUMNS
 
 CONFIDENCE = 0.95
-AGGREGATE_METRICS = {
-    "iqm": metrics.aggregate_iqm,
-    "mean": metrics.aggregate_mean,
-    "median": metrics.aggregate_median,
-    "optimality_gap": metrics.aggregate_optimality_gap,  # gamma = 1 on the normalized score
-}
+AGGREGATE_METRICS = ("iqm", "mean", "median", "optimality_gap")  # rliable.metrics' aggregate_*, gamma = 1
 PROFILE_POINTS = 101
+RESAMPLE_CHUNK = 256  # bootstrap replications resampled and evaluated at once (bounds the memory)
 
 # A selection of runs for the cross-task aggregates: algo -> task -> seeds, in matrix row order.
 Selection = dict[str, dict[str, list[int]]]
@@ -97,52 +91,108 @@ def comparison_stats(frame: pd.DataFrame, scores: Path, boot: _Bootstrap) -> dic
 
 
 class _Bootstrap:
-    """rliable's stratified bootstrap, reseeded before every call so each estimate is reproducible
-    on its own (rliable draws its resamples from numpy's global generator)."""
+    """rliable's stratified bootstrap with percentile intervals, reseeded before every call so each estimate is
+    reproducible on its own (`bootstrap_intervals`)."""
 
     def __init__(self, reps: int, seed: int):
         self.reps, self.seed = reps, seed
 
     def intervals(self, score_dict: dict, func: Callable) -> tuple[dict, dict]:
-        np.random.seed(self.seed)
-        return rly.get_interval_estimates(
-            score_dict, func, reps=self.reps, confidence_interval_size=CONFIDENCE
-        )
+        return bootstrap_intervals(score_dict, func, self.reps, self.seed)
 
     def profiles(self, score_dict: dict, taus: np.ndarray) -> tuple[dict, dict]:
-        np.random.seed(self.seed)
-        return rly.create_performance_profile(
-            score_dict,
-            taus,
-            custom_profile_func=_score_distribution,
-            reps=self.reps,
-            confidence_interval_size=CONFIDENCE,
-        )
+        """rliable.library.create_performance_profile with the score distribution (`_score_distribution`)."""
+        return self.intervals(score_dict, lambda scores: _score_distribution(scores, taus))
 
 
-# Vectorized equivalents of rliable's per-task Python loops: the bootstrap calls them thousands of
-# times, and the loops made stats take minutes on a modest suite. Tests check they agree with rliable.
+def bootstrap_intervals(score_dict: dict, func: Callable, reps: int, seed: int) -> tuple[dict, dict]:
+    """rliable.library.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE)
+    after np.random.seed(seed), to the bit, with every replication at once.
+
+    rliable calls `func` once per replication (a Python loop over thousands of resamples: minutes of the stats
+    stage). Here `func` takes its arrays with a leading replication axis and returns [replications, k]; the
+    resamples are rliable's own draws (`_resamples`) and the interval is arch's percentile interval
+    (`_percentile_interval`). Point estimates are `func` of the scores themselves, as in rliable."""
+    np.random.seed(seed)  # rliable draws its resamples from numpy's global generator
+    points, intervals = {}, {}
+    for key, scores in score_dict.items():
+        arrays = [scores] if isinstance(scores, np.ndarray) else [np.asarray(a) for a in scores]
+        points[key] = func(*(a[None] for a in arrays))[0]
+        results = np.concatenate([func(*resamples) for resamples in _resamples(arrays, reps)])
+        intervals[key] = _percentile_interval(results)
+    return points, intervals
+
+
+def _resamples(arrays: list[np.ndarray], reps: int):
+    """rliable's stratified resamples of `arrays` (StratifiedBootstrap for one, StratifiedIndependentBootstrap
+    for several), `RESAMPLE_CHUNK` replications at a time with a leading replication axis: each array's runs
+    (axis 0) drawn with replacement independently for every task and trailing index.
+
+    rliable draws, per replication and array in order, np.random.choice(n_runs, shape), which is
+    np.random.randint(0, n_runs, shape) on the same global stream; consecutive draws of one bound are one draw
+    of their joint size (tests check it against rliable), so where every array has the same number of runs a
+    chunk is a single draw, and otherwise one draw per replication and array, as rliable makes them."""
+    sizes = [a.size for a in arrays]
+    one_bound = len({a.shape[0] for a in arrays}) == 1
+    for start in range(0, reps, RESAMPLE_CHUNK):
+        r = min(RESAMPLE_CHUNK, reps - start)
+        if one_bound:
+            draws = np.random.randint(0, arrays[0].shape[0], size=(r, sum(sizes)))
+            indices = np.split(draws, np.cumsum(sizes)[:-1], axis=1)
+        else:
+            per_replication = [[np.random.randint(0, a.shape[0], size=a.shape) for a in arrays] for _ in range(r)]
+            indices = [np.stack([draw[k] for draw in per_replication]) for k in range(len(arrays))]
+        yield [np.take_along_axis(a[None], index.reshape(r, *a.shape), axis=1)
+               for a, index in zip(arrays, indices, strict=True)]
+
+
+def _percentile_interval(results: np.ndarray) -> np.ndarray:
+    """arch's percentile interval of bootstrap estimates [replications, k] (rliable's method): [2, k], the
+    (1 - CONFIDENCE) / 2 and 1 - (1 - CONFIDENCE) / 2 percentiles, computed as arch computes them."""
+    alpha = (1.0 - CONFIDENCE) / 2
+    return np.percentile(results, [100 * alpha, 100 * (1.0 - alpha)], axis=0)
+
+
+# Statistics over a leading axis of bootstrap replications, each the same arithmetic as rliable's (or scipy's)
+# function of one resample, so the numbers are equal to the bit (tests check them against rliable).
 
 
 def _score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
-    """rliable's default profile (fraction of all runs with score > tau), for every tau at once."""
-    return (scores.reshape(-1, 1) > taus.reshape(1, -1)).mean(axis=0)
+    """rliable's default profile (fraction of all runs with score > tau), for every tau at once: [R, n_taus]."""
+    return (scores.reshape(len(scores), -1, 1) > taus.reshape(1, 1, -1)).mean(axis=1)
 
 
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
-    """metrics.probability_of_improvement: the Mann-Whitney U over n_x * n_y is exactly
-    P(X > Y) + P(X = Y) / 2 per task, averaged over tasks."""
-    greater = (x[:, None, :] > y[None, :, :]).mean(axis=(0, 1))
-    ties = (x[:, None, :] == y[None, :, :]).mean(axis=(0, 1))
-    return float(np.mean(greater + 0.5 * ties))
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """metrics.probability_of_improvement of x [R, n_x, tasks] over y [R, n_y, tasks]: the Mann-Whitney U over
+    n_x * n_y is exactly P(X > Y) + P(X = Y) / 2 per task, averaged over tasks. [R]"""
+    greater = (x[:, :, None, :] > y[:, None, :, :]).mean(axis=(1, 2))
+    ties = (x[:, :, None, :] == y[:, None, :, :]).mean(axis=(1, 2))
+    return np.mean(greater + 0.5 * ties, axis=-1)
+
+
+def trimmed_mean(values: np.ndarray) -> np.ndarray:
+    """scipy.stats.trim_mean(v, 0.25) (rliable's IQM) of every row v of `values` [R, m], as scipy computes it:
+    np.partition at both cuts, then the mean of what lies between."""
+    m = values.shape[-1]
+    low = int(0.25 * m)
+    return np.mean(np.partition(values, (low, m - low - 1), axis=-1)[:, low : m - low], axis=-1)
+
+
+def aggregate_metrics(scores: np.ndarray) -> np.ndarray:
+    """rliable.metrics' aggregate IQM, mean, median and optimality gap (gamma = 1) of scores [R, runs, tasks]:
+    [R, 4] in the order of AGGREGATE_METRICS."""
+    flat = scores.reshape(len(scores), -1)
+    task_means = np.mean(scores, axis=1)
+    return np.stack([trimmed_mean(flat), np.mean(task_means, axis=-1), np.median(task_means, axis=-1),
+                     1 - np.mean(np.minimum(flat, 1), axis=-1)], axis=-1)
 
 
 def iqm_per_column(scores: np.ndarray) -> np.ndarray:
-    """metrics.aggregate_iqm of scores[..., t] for every t (runs and tasks pooled per column): the
-    mean after cutting int(n / 4) values at each end, as scipy.stats.trim_mean does."""
-    pooled = np.sort(scores.reshape(-1, scores.shape[-1]), axis=0)
-    cut = int(0.25 * len(pooled))
-    return pooled[cut : len(pooled) - cut].mean(axis=0)
+    """metrics.aggregate_iqm of scores[r, ..., t] for every replication r and column t (runs and tasks pooled
+    per column): the mean after cutting int(n / 4) values at each end, as scipy.stats.trim_mean does. [R, T]"""
+    pooled = np.sort(scores.reshape(len(scores), -1, scores.shape[-1]), axis=1)
+    cut = int(0.25 * pooled.shape[1])
+    return pooled[:, cut : pooled.shape[1] - cut].mean(axis=1)
 
 
 def _num(x) -> float | None:
@@ -234,8 +284,7 @@ def _curve_tensor(
 def _aggregate(matrices: dict[str, np.ndarray], boot: _Bootstrap) -> dict:
     if not matrices:
         return {}
-    func = lambda s: np.array([f(s) for f in AGGREGATE_METRICS.values()])  # noqa: E731
-    points, intervals = boot.intervals(matrices, func)
+    points, intervals = boot.intervals(matrices, aggregate_metrics)
     return {
         algo: {
             name: _estimate(points[algo][i], intervals[algo][0, i], intervals[algo][1, i])
@@ -261,7 +310,7 @@ def _performance_profile(matrices: dict[str, np.ndarray], boot: _Bootstrap) -> d
 
 
 def _probability_of_improvement(matrices: dict[str, np.ndarray], boot: _Bootstrap) -> list[dict]:
-    func = lambda x, y: np.array([probability_of_improvement(x, y)])  # noqa: E731
+    func = lambda x, y: probability_of_improvement(x, y)[:, None]  # noqa: E731
     out = []
     for x in matrices:
         for y in matrices:
@@ -285,7 +334,8 @@ def _per_env(final: pd.DataFrame, boot: _Bootstrap) -> list[dict]:
         tensor = np.stack(
             [group.loc[group["env"] == env, columns].to_numpy(dtype=float) for env in envs], axis=1
         )
-        func = lambda s: np.concatenate([s.mean(axis=0).T.ravel(), iqm_per_column(s[..., 1])])  # noqa: E731
+        func = lambda s: np.concatenate(  # noqa: E731
+            [s.mean(axis=1).transpose(0, 2, 1).reshape(len(s), -1), iqm_per_column(s[..., 1])], axis=-1)
         points, intervals = boot.intervals({"t": tensor}, func)
         estimates = [_estimate(points["t"][i], *intervals["t"][:, i]) for i in range(len(points["t"]))]
         for j, env in enumerate(envs):
@@ -334,7 +384,7 @@ def _env_curves(frame: pd.DataFrame, boot: _Bootstrap) -> dict:
         table = group[group["env_steps"].isin(steps)].pivot_table(
             index="seed", columns="env_steps", values="eval_return_mean", aggfunc="first")
         values = table[steps].to_numpy(dtype=float)  # [seeds, steps]
-        points, intervals = boot.intervals({"c": values[:, None, :]}, lambda s: s.mean(axis=(0, 1)))
+        points, intervals = boot.intervals({"c": values[:, None, :]}, lambda s: s.mean(axis=(1, 2)))
         curves.setdefault(env, {})[algo] = {"env_steps": [int(x) for x in steps],
                                            **_estimate(points["c"], *intervals["c"])}
     return curves

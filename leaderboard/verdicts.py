@@ -21,14 +21,15 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from rliable import library as rly
-from rliable import metrics
 
-from leaderboard.stats import CONFIDENCE, probability_of_improvement
+from leaderboard.stats import bootstrap_intervals, probability_of_improvement, trimmed_mean
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not run")
 Z95 = 1.959963984540054
-STATISTICS = {"mean": np.mean, "median": np.median, "iqm": metrics.aggregate_iqm}
+# A claim's statistic of per-seed values, over a leading axis of bootstrap replications [R, seeds] -> [R]
+# (np.mean, np.median and rliable.metrics.aggregate_iqm of each row, to the bit).
+STATISTICS = {"mean": lambda v: np.mean(v, axis=-1), "median": lambda v: np.median(v, axis=-1),
+              "iqm": trimmed_mean}
 
 
 @dataclass
@@ -46,8 +47,8 @@ class Judgement:
 
 
 def _bootstrap(score_dict: dict, func, reps: int, seed: int):
-    np.random.seed(seed)  # rliable draws from numpy's global generator
-    return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE)
+    """rliable's stratified bootstrap (leaderboard.stats.bootstrap_intervals: `func` over replications)."""
+    return bootstrap_intervals(score_dict, func, reps, seed)
 
 
 def _finite(x: float) -> float | None:
@@ -77,14 +78,15 @@ def judge_number(values: np.ndarray, value: float, interval: tuple[float, float]
     statistic = STATISTICS[summary]
     rule = (f"our 95% bootstrap CI of the {summary} over seeds overlaps the published interval "
             f"[{interval[0]:.4g}, {interval[1]:.4g}]")
-    point = float(statistic(values)) if values.size else float("nan")
+    point = float(statistic(values[None])[0]) if values.size else float("nan")
     details = {"n_seeds": int(values.size), "values": [_finite(v) for v in values], "as_published": _as_published(
         values, summary)}
     if values.size < 2 or not np.isfinite(values).all():
         why = "fewer than two seeds: no interval" if values.size < 2 else "non-finite values"
         return Judgement("inconclusive", rule, {"point": _finite(point), "ci_low": None, "ci_high": None},
                          list(interval), details, why)
-    points, cis = _bootstrap({"x": values.reshape(-1, 1)}, lambda s: np.array([statistic(s.ravel())]), reps, seed)
+    points, cis = _bootstrap({"x": values.reshape(-1, 1)}, lambda s: statistic(s.reshape(len(s), -1))[:, None], reps,
+                             seed)
     low, high = float(cis["x"][0, 0]), float(cis["x"][1, 0])
     estimate = {"point": float(points["x"][0]), "ci_low": low, "ci_high": high}
     overlap = low <= interval[1] and interval[0] <= high
@@ -103,7 +105,7 @@ def judge_ordering(better: list[np.ndarray], worse: list[np.ndarray], reps: int 
         return Judgement("inconclusive", rule, None, None, details, "a method has no runs on a task")
     x = np.stack([np.asarray(v, dtype=float)[:n_b] for v in better], axis=1)  # [seeds, tasks]
     y = np.stack([np.asarray(v, dtype=float)[:n_w] for v in worse], axis=1)
-    points, cis = _bootstrap({"pair": [x, y]}, lambda a, b: np.array([probability_of_improvement(a, b)]), reps, seed)
+    points, cis = _bootstrap({"pair": [x, y]}, lambda a, b: probability_of_improvement(a, b)[:, None], reps, seed)
     low, high = float(cis["pair"][0, 0]), float(cis["pair"][1, 0])
     estimate = {"point": float(points["pair"][0]), "ci_low": low, "ci_high": high}
     if min(n_b, n_w) < 2:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rliable import library as rly
 from rliable import metrics
 from scipy import stats as scipy_stats
 
@@ -25,7 +26,16 @@ from leaderboard.aggregate import aggregate
 from leaderboard.claims import judge_suite
 from leaderboard.figures import make_figures
 from leaderboard.site import build_site, fmt_estimate, run_page
-from leaderboard.stats import compute_stats, iqm_per_column, probability_of_improvement
+from leaderboard.stats import (
+    CONFIDENCE,
+    _score_distribution,
+    aggregate_metrics,
+    bootstrap_intervals,
+    compute_stats,
+    iqm_per_column,
+    probability_of_improvement,
+    trimmed_mean,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_MAX = {
@@ -315,14 +325,58 @@ def test_stats_is_reproducible(pipeline: dict, tmp_path: Path):
     assert first == second
 
 
+def _rliable(score_dict: dict, func, reps: int, seed: int = 0):
+    np.random.seed(seed)
+    return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE)
+
+
 def test_fast_estimators_agree_with_rliable():
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 4, (5, 3)).astype(float), rng.integers(0, 4, (7, 3)).astype(float)  # with ties
-    assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
-    assert probability_of_improvement(x, x) == pytest.approx(0.5)
+    assert probability_of_improvement(x[None], y[None])[0] == pytest.approx(metrics.probability_of_improvement(x, y))
+    assert probability_of_improvement(x[None], x[None])[0] == pytest.approx(0.5)
     curves = rng.normal(size=(6, 3, 4))
     expected = [metrics.aggregate_iqm(curves[..., t]) for t in range(4)]
-    assert iqm_per_column(curves) == pytest.approx(expected)
+    assert iqm_per_column(curves[None])[0] == pytest.approx(expected)
+    for m in (1, 3, 8, 13, 50):  # scipy's own arithmetic, to the bit
+        v = rng.normal(size=m)
+        assert trimmed_mean(v[None])[0] == metrics.aggregate_iqm(v)
+
+
+@pytest.mark.parametrize("runs", [1, 3, 10, 23])
+def test_bootstrap_over_all_replications_is_rliables_to_the_bit(runs: int):
+    """bootstrap_intervals evaluates the statistics over every replication at once; rliable loops over them. The
+    draws (numpy's global generator, reseeded) and the arithmetic are the same, so every number is equal."""
+    rng = np.random.default_rng(runs)
+    reps = 300  # more than one resampling chunk when RESAMPLE_CHUNK is small; several draws per chunk either way
+    scores = {"a": rng.integers(0, 5, (runs, 4)) / 4.0, "b": rng.normal(0.5, 0.4, (runs, 4))}  # ties and spread
+
+    def per_replication(batched):
+        return lambda *arrays: batched(*(a[None] for a in arrays))[0]
+
+    def same(ours, theirs):
+        for key in theirs[0]:
+            np.testing.assert_array_equal(np.asarray(ours[0][key]), np.asarray(theirs[0][key]))
+            np.testing.assert_array_equal(ours[1][key], theirs[1][key])
+
+    def aggregate(s):
+        return np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s), metrics.aggregate_median(s),
+                         metrics.aggregate_optimality_gap(s)])
+
+    same(bootstrap_intervals(scores, aggregate_metrics, reps, 0), _rliable(scores, aggregate, reps))
+    taus = np.linspace(-0.5, 1.5, 11)
+    same(bootstrap_intervals(scores, lambda s: _score_distribution(s, taus), reps, 0),
+         _rliable(scores, per_replication(lambda s: _score_distribution(s, taus)), reps))
+    for other in (runs, runs + 2):  # one bound: one draw per chunk; two bounds: rliable's interleaved draws
+        pair = {"pair": [scores["a"], rng.integers(0, 5, (other, 4)) / 4.0]}
+        same(bootstrap_intervals(pair, lambda a, b: probability_of_improvement(a, b)[:, None], reps, 0),
+             _rliable(pair, lambda a, b: probability_of_improvement(a[None], b[None]), reps))
+    for shape in ((runs, 1), (runs, 4), (runs, 3, 6), (runs, 1, 9)):  # one column pools, several do not
+        tensor = {"t": rng.normal(size=shape)}
+        same(bootstrap_intervals(tensor, iqm_per_column, reps, 0), _rliable(tensor, per_replication(iqm_per_column),
+                                                                             reps))
+        same(bootstrap_intervals(tensor, lambda s: s.mean(axis=1).reshape(len(s), -1), reps, 0),
+             _rliable(tensor, lambda s: s.mean(axis=0).ravel(), reps))
 
 
 def test_stats_rejects_mixed_configs_within_a_comparison_but_not_across(tmp_path: Path):
