@@ -8,24 +8,32 @@ A method has the same colour in every figure (colour-blind palette over every me
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only, never a display
+from coopbench.base.io import atomic_path
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from rliable import plot_utils  # noqa: E402
-
-from coopbench.base.io import atomic_path  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
 FORMATS = ("svg", "png")
 FIGURES = ("aggregate", "performance_profile", "sample_efficiency")
 METRIC_NAMES = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality Gap"}
-# A fixed hash salt and no date make the SVG bytes a function of the data alone.
-RC = {**sns.axes_style("white"), "svg.hashsalt": "coopbench", "figure.dpi": 100}
+# A fixed hash salt and no date make the SVG bytes a function of the data alone (with seaborn's "white" style).
+RC = {"svg.hashsalt": "coopbench", "figure.dpi": 100}
 SAVE_METADATA = {"svg": {"Date": None}, "png": {}}
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, never a display), imported where a figure is drawn:
+    the site imports this module for its names alone, and matplotlib with seaborn take ~2 s to import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def comparison_dir(comparison: str) -> str:
@@ -42,6 +50,9 @@ def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
     """Write <comparison>/<name>.svg and .png for every figure a comparison has data for; return the paths."""
     from leaderboard.stats import read_stats
 
+    plt = _pyplot()
+    import seaborn as sns
+
     stats = read_stats(stats_json)  # its shape checked: a foreign file is one clear error, not a KeyError
     comparisons = stats["comparisons"]
     algos = sorted({a for c in comparisons.values() for a in c["algorithms"]})
@@ -49,7 +60,7 @@ def make_figures(stats_json: Path, out_dir: Path) -> list[Path]:
     colors = {a: palette[i % len(palette)] for i, a in enumerate(algos)}  # one colour per method everywhere
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
-    with plt.rc_context(RC):
+    with plt.rc_context({**sns.axes_style("white"), **RC}):
         for comparison, cstats in comparisons.items():
             cstats = {**cstats, "settings": stats["settings"]}
             for name in FIGURES:
@@ -92,7 +103,7 @@ def _published_returns(comparison: str) -> dict[str, list[tuple[str, float]]]:
 
 def _env_curve(env: str, curves: dict, colors: dict, published: list[tuple[str, float]]) -> plt.Figure:
     """Mean greedy return against env steps per method, with its 95% bootstrap band; dashed: published."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.0))
     for algo, curve in curves.items():
         steps = _array(curve["env_steps"])
         ax.plot(steps, _array(curve["point"]), color=colors[algo], label=algo, linewidth=1.8)
@@ -124,6 +135,9 @@ def _array(values) -> np.ndarray:
 
 
 def _aggregate(stats: dict, colors: dict) -> plt.Figure:
+    from rliable import plot_utils
+
+    plt = _pyplot()
     agg = stats["aggregate"]
     algos = list(agg)[::-1]  # rliable draws the first algorithm at the bottom; list them top-down
     points = {a: _array([agg[a][m]["point"] for m in METRIC_NAMES]) for a in algos}
@@ -146,8 +160,10 @@ def _aggregate(stats: dict, colors: dict) -> plt.Figure:
 
 
 def _performance_profile(stats: dict, colors: dict) -> plt.Figure:
+    from rliable import plot_utils
+
     prof = stats["performance_profile"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(
         {a: _array(p["point"]) for a, p in prof["profiles"].items()},
         _array(prof["tau"]),
@@ -167,8 +183,10 @@ def _performance_profile(stats: dict, colors: dict) -> plt.Figure:
 
 
 def _sample_efficiency(stats: dict, colors: dict) -> plt.Figure:
+    from rliable import plot_utils
+
     curves = stats["sample_efficiency"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     plot_utils.plot_sample_efficiency_curve(
         _array(curves["env_steps"]),
         {a: _array(c["point"]) for a, c in curves["iqm"].items()},
