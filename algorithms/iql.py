@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract, statistics
 
 
 class IQLConfig(ValueBasedConfig):
@@ -24,19 +24,18 @@ class IQL(ValueBasedContract):
     Config = IQLConfig
     config: IQLConfig
 
-    def __init__(self, spec, config: IQLConfig, device: torch.device):
+    def __init__(self, spec, config: IQLConfig, device: torch.device, n_seeds: int = 1):
         super().__init__(spec, config, device)
-        self.learner = EpisodicQLearning(spec, config, device, observe_state=config.observe_state)
+        self.learner = EpisodicQLearning(spec, config, device, observe_state=config.observe_state, n_seeds=n_seeds)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, filled = self.config, batch["filled"][:, :-1]
-        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        q, _ = self.learner.unroll(batch)  # [K * S, L + 1, N, A]
         with torch.no_grad():
             target_q, _ = self.learner.unroll(batch, target=True)
             next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), batch["avail"][:, 1:], c.double_q)
             rewards = batch["reward"][:, :-1, None].expand_as(next_q)  # each agent learns from the team reward
             targets = lambda_returns(rewards, batch["terminated"][:, :-1], filled, next_q, c.gamma, c.td_lambda)
         chosen = gather_actions(q[:, :-1], batch["actions"][:, :-1])  # Q_a(tau_a, u_a), [S, L, N]
-        loss = masked_mse(chosen - targets, filled)
-        grad_norm = self.learner.optimize(loss)
-        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+        loss = masked_mse(chosen - targets, filled, self.n_seeds)  # each seed's own, [K]
+        return statistics(self.n_seeds, self.learner.step(loss), self.learner, value_loss=loss)

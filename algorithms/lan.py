@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from algorithms.blocks.mixers import SeedLinear
+from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse, seed_masked_mean
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract, statistics
 
 LAN_B = "LAN App. B"
 
@@ -51,17 +52,19 @@ class CentralValue(nn.Module):
 
     h~_a = [h_a, o_a, u_a, a] -> ReLU(Linear(h~_a)) for every agent with shared weights, summed over the
     agents, concatenated with the state, then an MLP with ReLU. Its parameter count depends on the agents only
-    through the sizes of o_a, u_a and the id (LAN Table 1's caption)."""
+    through the sizes of o_a, u_a and the id (LAN Table 1's caption). `n_seeds`: K seeds' weights, inputs' leading
+    dim seed-major (mixers.SeedLinear)."""
 
     def __init__(self, n_agents: int, obs_dim: int, n_actions: int, hidden_size: int, state_dim: int,
-                 embed_size: int = 128, hidden_sizes: list[int] | None = None):
+                 embed_size: int = 128, hidden_sizes: list[int] | None = None, n_seeds: int = 1):
         super().__init__()
-        self.embed = nn.Sequential(nn.Linear(hidden_size + obs_dim + n_actions + n_agents, embed_size), nn.ReLU())
+        self.embed = nn.Sequential(SeedLinear(hidden_size + obs_dim + n_actions + n_agents, embed_size,
+                                              n_seeds=n_seeds), nn.ReLU())
         widths = [embed_size + state_dim, *(hidden_sizes or [128, 128])]
         layers: list[nn.Module] = []
         for i, o in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(i, o), nn.ReLU()]
-        self.value = nn.Sequential(*layers, nn.Linear(widths[-1], 1))
+            layers += [SeedLinear(i, o, n_seeds=n_seeds), nn.ReLU()]
+        self.value = nn.Sequential(*layers, SeedLinear(widths[-1], 1, n_seeds=n_seeds))
 
     def forward(self, hidden: torch.Tensor, obs: torch.Tensor, last_actions: torch.Tensor,
                 state: torch.Tensor) -> torch.Tensor:
@@ -100,14 +103,14 @@ class LAN(ValueBasedContract):
     Config = LANConfig
     config: LANConfig
 
-    def __init__(self, spec, config: LANConfig, device: torch.device):
+    def __init__(self, spec, config: LANConfig, device: torch.device, n_seeds: int = 1):
         super().__init__(spec, config, device)
         hidden = config.rnn_hidden_size if config.recurrent else config.hidden_sizes[-1]
         value = CentralValue(spec.n_agents, spec.obs_dim, spec.n_actions, hidden, spec.state_dim,
-                             config.value_embed_size, config.value_hidden_sizes)
+                             config.value_embed_size, config.value_hidden_sizes, n_seeds)
         # The agent network is the local advantage network A_a (App. E, Alg. 1 line 3); V and its delayed copy
         # come with the learner's target networks, optimizer and checkpoint (one loss for both, sec. 4).
-        self.learner = EpisodicQLearning(spec, config, device, networks={"value": value})
+        self.learner = EpisodicQLearning(spec, config, device, networks={"value": value}, n_seeds=n_seeds)
         self.value, self.target_value = self.learner.online["value"], self.learner.target["value"]
 
     # Acting: epsilon-greedy on the raw advantages, eq. 6's shift does not move the argmax (Alg. 1 line 14).
@@ -118,11 +121,11 @@ class LAN(ValueBasedContract):
         last = last_actions_onehot(batch["actions"], self.spec.n_actions)
         return net(hidden, batch["obs"], last, batch["state"])
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, filled, avail = self.config, batch["filled"][:, :-1], batch["avail"]
-        output, hidden = self.learner.unroll(batch)  # advantage network over the episodes: [S, L + 1, N, A]
+        output, hidden = self.learner.unroll(batch)  # advantage network over the episodes: [K * S, L + 1, N, A]
         adv = local_advantages(output, c.zero_mean_advantages)
-        v = self.central_value(self.value, hidden, batch)  # [S, L + 1]
+        v = self.central_value(self.value, hidden, batch)  # [K * S, L + 1]
         with torch.no_grad():
             target_output, target_hidden = self.learner.unroll(batch, target=True)
             target_v = self.central_value(self.target_value, target_hidden, batch)
@@ -130,7 +133,7 @@ class LAN(ValueBasedContract):
                                   local_advantages(target_output, c.zero_mean_advantages)[:, 1:],
                                   adv[:, 1:].detach(), avail[:, 1:], c.gamma, c.td_lambda, c.double_q)
         proxy = v[:, :-1].unsqueeze(-1) + gather_actions(adv[:, :-1], batch["actions"][:, :-1])  # eq. 1, [S, L, N]
-        loss = masked_mse(proxy - targets, filled)  # mean squared TD error over agents and steps (Alg. 1 line 28)
-        grad_norm = self.learner.optimize(loss)
-        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon,
-                "central_value": float((v[:, :-1].detach() * filled).sum() / filled.float().sum().clamp(min=1))}
+        # the mean squared TD error over agents and steps (Alg. 1 line 28), each seed's own: [K]
+        loss = masked_mse(proxy - targets, filled, self.n_seeds)
+        return statistics(self.n_seeds, self.learner.step(loss), self.learner, value_loss=loss,
+                          central_value=seed_masked_mean(v[:, :-1], filled, self.n_seeds))

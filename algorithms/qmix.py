@@ -14,7 +14,7 @@ from pydantic import Field
 
 from algorithms.blocks.mixers import QMixer
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_mse
-from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from algorithms.value_based import PYMARL, EpisodicQLearning, ValueBasedConfig, ValueBasedContract, statistics
 
 
 class QMIXConfig(ValueBasedConfig):
@@ -27,22 +27,21 @@ class QMIX(ValueBasedContract):
     Config = QMIXConfig
     config: QMIXConfig
 
-    def __init__(self, spec, config: QMIXConfig, device: torch.device):
+    def __init__(self, spec, config: QMIXConfig, device: torch.device, n_seeds: int = 1):
         super().__init__(spec, config, device)
         mixer = QMixer(spec.n_agents, spec.state_dim, config.mixing_embed_dim, config.hypernet_layers,
-                       config.hypernet_embed)
-        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer})
+                       config.hypernet_embed, n_seeds)
+        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer}, n_seeds=n_seeds)
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, filled, state = self.config, batch["filled"][:, :-1], batch["state"]
-        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        q, _ = self.learner.unroll(batch)  # [K * S, L + 1, N, A]
         with torch.no_grad():
             target_q, _ = self.learner.unroll(batch, target=True)
             next_q, _ = greedy_next(target_q[:, 1:], q[:, 1:].detach(), batch["avail"][:, 1:], c.double_q)
             targets = lambda_returns(batch["reward"][:, :-1], batch["terminated"][:, :-1], filled,
                                      self.target_mixer(next_q, state[:, 1:]), c.gamma, c.td_lambda)
         q_tot = self.mixer(gather_actions(q[:, :-1], batch["actions"][:, :-1]), state[:, :-1])
-        loss = masked_mse(q_tot - targets, filled)  # eq. 6
-        grad_norm = self.learner.optimize(loss)
-        return {"value_loss": loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+        loss = masked_mse(q_tot - targets, filled, self.n_seeds)  # eq. 6, each seed's own: [K]
+        return statistics(self.n_seeds, self.learner.step(loss), self.learner, value_loss=loss)

@@ -18,7 +18,7 @@ from torch import nn
 
 from algorithms.blocks.mixers import DuplexMixer, HyperTransformation, QattenTransformation
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_max, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract, statistics
 
 QPLEX_CODE = "QPLEX's official code (github.com/wjh720/QPLEX, pymarl-master/src/config/algs/qplex_sc2.yaml)"
 QATTEN_CODE = "QPLEX's official code, qplex_qatten_sc2.yaml"
@@ -46,34 +46,34 @@ class QPLEXConfig(ValueBasedConfig):
         return self
 
 
-def transformation(spec, c: QPLEXConfig) -> nn.Module:
+def transformation(spec, c: QPLEXConfig, n_seeds: int = 1) -> nn.Module:
     if c.transformation == "qatten":
         return QattenTransformation(spec.n_agents, spec.state_dim, c.unit_dim, c.attention_heads, c.mixing_embed_dim,
-                                    c.hypernet_embed, c.attend_reg_coef)
-    return HyperTransformation(spec.n_agents, spec.state_dim, c.hypernet_embed)
+                                    c.hypernet_embed, c.attend_reg_coef, n_seeds)
+    return HyperTransformation(spec.n_agents, spec.state_dim, c.hypernet_embed, n_seeds)
 
 
 class QPLEX(ValueBasedContract):
     Config = QPLEXConfig
     config: QPLEXConfig
 
-    def __init__(self, spec, config: QPLEXConfig, device: torch.device):
+    def __init__(self, spec, config: QPLEXConfig, device: torch.device, n_seeds: int = 1):
         super().__init__(spec, config, device)
-        mixer = DuplexMixer(spec.n_agents, spec.n_actions, spec.state_dim, transformation(spec, config),
-                            config.n_heads, config.adv_hypernet_layers, config.adv_hypernet_embed)
-        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer})
+        mixer = DuplexMixer(spec.n_agents, spec.n_actions, spec.state_dim, transformation(spec, config, n_seeds),
+                            config.n_heads, config.adv_hypernet_layers, config.adv_hypernet_embed, n_seeds)
+        self.learner = EpisodicQLearning(spec, config, device, networks={"mixer": mixer}, n_seeds=n_seeds)
         self.mixer, self.target_mixer = self.learner.online["mixer"], self.learner.target["mixer"]
 
     def q_tot(self, mixer: DuplexMixer, q: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor,
               state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Q_tot(s, u) of eq. 11 from the agents' `q [..., N, A]` at joint action `actions [..., N]`, and the
-        transformation's regulariser."""
+        transformation's regulariser (per seed)."""
         onehot = F.one_hot(actions, self.spec.n_actions).to(q.dtype)
         return mixer(gather_actions(q, actions), state, masked_max(q, avail), onehot)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, filled, state, avail = self.config, batch["filled"][:, :-1], batch["state"], batch["avail"]
-        q, _ = self.learner.unroll(batch)  # [S, L + 1, N, A]
+        q, _ = self.learner.unroll(batch)  # [K * S, L + 1, N, A]
         with torch.no_grad():
             target_q, _ = self.learner.unroll(batch, target=True)
             _, next_actions = greedy_next(target_q[:, 1:], q[:, 1:].detach(), avail[:, 1:], c.double_q)
@@ -81,7 +81,6 @@ class QPLEX(ValueBasedContract):
             targets = lambda_returns(batch["reward"][:, :-1], batch["terminated"][:, :-1], filled, next_tot,
                                      c.gamma, c.td_lambda)
         q_tot, regulariser = self.q_tot(self.mixer, q[:, :-1], batch["actions"][:, :-1], avail[:, :-1], state[:, :-1])
-        td_loss = masked_mse(q_tot - targets, filled)
+        td_loss = masked_mse(q_tot - targets, filled, self.n_seeds)  # each seed's own, [K]
         loss = td_loss + regulariser  # the official learner adds Qatten's logit regulariser (0 for hypernetworks)
-        grad_norm = self.learner.optimize(loss)
-        return {"value_loss": td_loss.item(), "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+        return statistics(self.n_seeds, self.learner.step(loss), self.learner, value_loss=td_loss)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from algorithms.blocks.mixers import QTranJoint
 from algorithms.blocks.q_targets import gather_actions, greedy_next, lambda_returns, masked_argmax, masked_mse
-from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract
+from algorithms.value_based import EpisodicQLearning, ValueBasedConfig, ValueBasedContract, statistics
 
 PYMARL_QTRAN = "PyMARL algs/qtran.yaml"
 
@@ -34,20 +34,20 @@ class QTRAN(ValueBasedContract):
     Config = QTRANConfig
     config: QTRANConfig
 
-    def __init__(self, spec, config: QTRANConfig, device: torch.device):
+    def __init__(self, spec, config: QTRANConfig, device: torch.device, n_seeds: int = 1):
         super().__init__(spec, config, device)
         hidden = config.rnn_hidden_size if config.recurrent else config.hidden_sizes[-1]
-        joint = QTranJoint(spec.n_actions, spec.state_dim, hidden, config.mixing_embed_dim)
-        self.learner = EpisodicQLearning(spec, config, device, networks={"joint": joint})
+        joint = QTranJoint(spec.n_actions, spec.state_dim, hidden, config.mixing_embed_dim, n_seeds)
+        self.learner = EpisodicQLearning(spec, config, device, networks={"joint": joint}, n_seeds=n_seeds)
         self.joint, self.target_joint = self.learner.online["joint"], self.learner.target["joint"]
 
     def onehot(self, actions: torch.Tensor) -> torch.Tensor:
         return F.one_hot(actions, self.spec.n_actions).float()
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c, filled, state, avail = self.config, batch["filled"][:, :-1], batch["state"], batch["avail"]
-        actions = batch["actions"][:, :-1]
-        q, hidden = self.learner.unroll(batch)  # [S, L + 1, N, A], [S, L + 1, N, H]
+        actions, seeds = batch["actions"][:, :-1], self.n_seeds
+        q, hidden = self.learner.unroll(batch)  # [K * S, L + 1, N, A], [K * S, L + 1, N, H]
         with torch.no_grad():
             target_q, target_hidden = self.learner.unroll(batch, target=True)
             _, next_actions = greedy_next(target_q[:, 1:], q[:, 1:].detach(), avail[:, 1:], c.double_q)
@@ -56,16 +56,15 @@ class QTRAN(ValueBasedContract):
                                      c.gamma, c.td_lambda)
         # L_td: the joint action-value of the actions taken.
         q_jt, v_jt = self.joint(state[:, :-1], hidden[:, :-1], self.onehot(actions))
-        td_loss = masked_mse(q_jt - targets, filled)
+        td_loss = masked_mse(q_jt - targets, filled, seeds)  # each seed's own, [K]
         # L_opt: at the agents' greedy joint action ubar, sum_a Q_a - Q_jt + V_jt = 0.
         greedy = masked_argmax(q[:, :-1].detach(), avail[:, :-1])
         q_jt_greedy, _ = self.joint(state[:, :-1], hidden[:, :-1], self.onehot(greedy))
         opt = gather_actions(q[:, :-1], greedy).sum(-1) - q_jt_greedy.detach() + v_jt
-        opt_loss = masked_mse(opt, filled)
+        opt_loss = masked_mse(opt, filled, seeds)
         # L_nopt: at the actions taken, sum_a Q_a - Q_jt + V_jt >= 0.
         nopt = gather_actions(q[:, :-1], actions).sum(-1) - q_jt.detach() + v_jt
-        nopt_loss = masked_mse(nopt.clamp(max=0.0), filled)
+        nopt_loss = masked_mse(nopt.clamp(max=0.0), filled, seeds)
         loss = td_loss + c.opt_loss * opt_loss + c.nopt_min_loss * nopt_loss
-        grad_norm = self.learner.optimize(loss)
-        return {"value_loss": td_loss.item(), "opt_loss": opt_loss.item(), "nopt_loss": nopt_loss.item(),
-                "grad_norm": grad_norm, "epsilon": self.learner.epsilon}
+        return statistics(seeds, self.learner.step(loss), self.learner, value_loss=td_loss, opt_loss=opt_loss,
+                          nopt_loss=nopt_loss)

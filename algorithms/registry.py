@@ -60,25 +60,26 @@ register("acpi", "tabular", "algorithms.acpi:ACPI",
 # The value-based family (issue 14): discrete actions, recurrent agent Q-networks on episode replay (algorithms/
 # value_based.py); each method's file holds its networks and its TD loss.
 VALUE_BASED = Capabilities(continuous=False)
+VB_BATCHED = Capabilities(continuous=False, seed_batch=True)  # built with n_seeds (value_based.py)
 register("iql", "value_based", "algorithms.iql:IQL",
-         "independent Q-learning with recurrent agents and episode replay (Tampuu et al. 2015; PyMARL)", VALUE_BASED)
+         "independent Q-learning with recurrent agents and episode replay (Tampuu et al. 2015; PyMARL)", VB_BATCHED)
 register("vdn", "value_based", "algorithms.vdn:VDN",
-         "value decomposition: Q_tot is the sum of the agents' Q (Sunehag et al. 2018)", VALUE_BASED)
+         "value decomposition: Q_tot is the sum of the agents' Q (Sunehag et al. 2018)", VB_BATCHED)
 register("qmix", "value_based", "algorithms.qmix:QMIX",
-         "monotonic mixing of agent Q-values by state-conditioned hypernetworks (Rashid et al. 2018)", VALUE_BASED)
+         "monotonic mixing of agent Q-values by state-conditioned hypernetworks (Rashid et al. 2018)", VB_BATCHED)
 register("qplex", "value_based", "algorithms.qplex:QPLEX",
          "duplex dueling: Q_tot = sum V_a + sum lambda_a(s, u) A_a, IGM by construction (Wang et al. 2021)",
-         VALUE_BASED)
+         VB_BATCHED)
 register("qtran", "value_based", "algorithms.qtran:QTRAN",
          "QTRAN-base: joint Q_jt and V_jt tied to sum Q_a by the L_opt / L_nopt losses (Son et al. 2019)",
-         VALUE_BASED)
+         VB_BATCHED)
 register("iql_no_fog", "value_based", "algorithms.iql:IQL",
-         "IQL whose agents observe the global state instead of their observation (LAN 5.4)", VALUE_BASED)
+         "IQL whose agents observe the global state instead of their observation (LAN 5.4)", VB_BATCHED)
 register("lan", "value_based", "algorithms.lan:LAN",
          "local advantage networks: Q~_a = V(s, tau) + A_a(tau_a, u_a), one centralized value (LAN eq. 1, 3)",
-         VALUE_BASED)
+         VB_BATCHED)
 register("lan_mean", "value_based", "algorithms.lan:LAN",
-         "LAN with zero-mean local advantages (LAN eq. 6, App. D)", VALUE_BASED)
+         "LAN with zero-mean local advantages (LAN eq. 6, App. D)", VB_BATCHED)
 register("vast", "value_based", "algorithms.vast:VAST",
          "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VALUE_BASED)
 register("vast_heuristic", "value_based", "algorithms.vast:VAST",

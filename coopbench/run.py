@@ -175,13 +175,15 @@ def restore_checkpoints(paths: list[Path], states: list[dict], algorithm, envs: 
 # The rule every seed-batched algorithm's state_dict follows (docs/architecture.md, "Seed batches"): a tensor with
 # a first dimension is seed-major (K equal blocks, block k is seed k's), anything else (0-d tensors such as Adam's
 # step, numbers, strings) is the same for every seed. So a batch's state slices into the solo runs' states and
-# K solo states stack into a batch's.
+# K solo states stack into a batch's. A part whose seeds' states differ in shape (a replay buffer's packed episodes)
+# holds them as a list under the key `per_seed`, entry k seed k's.
+PER_SEED = "per_seed"
 
 
 def seed_slice(state, k: int, n_seeds: int):
     """Seed k's part of a batch's state: what its solo run's state_dict would hold."""
     if isinstance(state, dict):
-        return {key: seed_slice(value, k, n_seeds) for key, value in state.items()}
+        return {key: [value[k]] if key == PER_SEED else seed_slice(value, k, n_seeds) for key, value in state.items()}
     if isinstance(state, list | tuple):
         return type(state)(seed_slice(value, k, n_seeds) for value in state)
     if isinstance(state, torch.Tensor) and state.dim() > 0:
@@ -197,7 +199,8 @@ def seed_stack(states: list):
         return states[0]
     first = states[0]
     if isinstance(first, dict):
-        return {key: seed_stack([s[key] for s in states]) for key in first}
+        return {key: [entry for s in states for entry in s[key]] if key == PER_SEED
+                else seed_stack([s[key] for s in states]) for key in first}
     if isinstance(first, list | tuple):
         return type(first)(seed_stack([s[i] for s in states]) for i in range(len(first)))
     if isinstance(first, torch.Tensor) and first.dim() > 0:
@@ -370,20 +373,28 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
         timestep, progresses = env.reset(), [Progress() for _ in seeds]
     for progress in progresses:
         progress.started_at = progress.started_at or provenance.now()
-    lead = progresses[0]  # every seed of a batch is at the same iteration and env step
-    start, elapsed_before, steps_at_start = time.perf_counter(), lead.elapsed_s, lead.env_steps
+    # Every seed of a batch is at the same iteration; its env steps may differ (a value-based round runs until n_envs
+    # episodes finish), so each seed evaluates when its own steps reach its next point and completes at its own
+    # budget: its results are written then, and the batch's later iterations are not its (they are dropped).
+    lead = progresses[0]
+    start, elapsed_before = time.perf_counter(), lead.elapsed_s
+    steps_at_start = min(progress.env_steps for progress in progresses)
     total = config.run["total_env_steps"]
     per_iteration = algorithm.steps_per_iteration
     label = f"seed {seeds[0]}" if n_seeds == 1 else f"seeds {','.join(map(str, seeds))}"
     report = ProgressReport(math.ceil(total / per_iteration) * per_iteration, f"{config.algo} {config.env} {label}",
                             lead.env_steps)
 
-    def record_evaluations() -> list[dict]:
+    def record_evaluations(due: list[bool]) -> list[dict]:
         rows = []
-        # (one seed: through `evaluate`, the solo entry point, which is `evaluate_seeds` of one seed)
+        # (one seed: through `evaluate`, the solo entry point, which is `evaluate_seeds` of one seed). Every seed is
+        # evaluated (greedy: no state moves), the due ones recorded.
         evaluations = ([evaluate(algorithm, config, seeds[0], device)] if n_seeds == 1
                        else evaluate_seeds(algorithm, config, seeds, device))
-        for seed, progress, path, evaluation in zip(seeds, progresses, checkpoint_paths, evaluations, strict=True):
+        for seed, progress, path, evaluation, is_due in zip(seeds, progresses, checkpoint_paths, evaluations, due,
+                                                            strict=True):
+            if not is_due:
+                continue
             returns = progress.pending_returns
             check_finite({k: evaluation[k] for k in ("eval_return_mean", "eval_return_std", "eval_length_mean")},
                          f"in the evaluation of seed {seed} at env_steps {progress.env_steps}", path)
@@ -403,17 +414,34 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
         state = algorithm.state_dict()
         for k, (path, progress, seed_timestep) in enumerate(zip(checkpoint_paths, progresses,
                                                                 split(timestep, n_seeds), strict=True)):
+            if written[k]:
+                continue
             progress.elapsed_s = elapsed_before + time.perf_counter() - start
             save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), env.envs[k], seed_timestep, progress)
 
+    def write_results(done: list[bool]) -> None:
+        if not any(d and not w for d, w in zip(done, written, strict=True)):
+            return
+        state, wall_time = algorithm.state_dict(), elapsed_before + (time.perf_counter() - start)
+        for k, (seed, run_dir, progress) in enumerate(zip(seeds, run_dirs, progresses, strict=True)):
+            if done[k] and not written[k]:
+                _write_results(config, seed, run_dir, progress, norm, device, wall_time,
+                               seed_slice(state, k, n_seeds), seeds)
+                written[k] = True
+
+    written = [False] * n_seeds
     if not lead.rows:
-        record_evaluations()  # the untrained policy: the curve's first point
+        record_evaluations([True] * n_seeds)  # the untrained policy: the curve's first point
     last_checkpoint = time.perf_counter()
-    while lead.env_steps < total:
+    while any(progress.env_steps < total for progress in progresses):
+        training = [progress.env_steps < total for progress in progresses]
         result = algorithm.train_iteration(env, timestep)
         # one seed: the result itself (its `seeds` entry holds the same values)
-        for seed, progress, path, part in zip(seeds, progresses, checkpoint_paths,
-                                              [result] if n_seeds == 1 else result.seeds, strict=True):
+        for seed, progress, path, part, trains in zip(seeds, progresses, checkpoint_paths,
+                                                      [result] if n_seeds == 1 else result.seeds, training,
+                                                      strict=True):
+            if not trains:
+                continue
             returns = part.episode_returns.cpu().tolist()
             bad_returns = [r for r in returns if not math.isfinite(r)]
             where = f"at training iteration {progress.iteration + 1}" + (f" of seed {seed}" if n_seeds > 1 else "")
@@ -425,21 +453,21 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
             progress.last_losses = part.losses
         timestep = result.timestep
         rows = None
-        if lead.env_steps >= lead.next_eval or lead.env_steps >= total:
-            rows = record_evaluations()
-        if rows is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s:
+        due = [trains and (progress.env_steps >= progress.next_eval or progress.env_steps >= total)
+               for trains, progress in zip(training, progresses, strict=True)]
+        if any(due):
+            rows = record_evaluations(due)
+        write_results([trains and progress.env_steps >= total for trains, progress in zip(training, progresses,
+                                                                                         strict=True)])
+        if not all(written) and (rows is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s):
             save_checkpoints()
             last_checkpoint = time.perf_counter()
-        rate = (lead.env_steps - steps_at_start) / max(time.perf_counter() - start, 1e-9)
-        report.update(lead.env_steps, None if rows is None else rows[0], rate)
+        slowest = min(progress.env_steps for progress in progresses)
+        rate = (slowest - steps_at_start) / max(time.perf_counter() - start, 1e-9)
+        report.update(slowest, None if rows is None else rows[0], rate)
     report.close()
     env.close()
-
-    wall_time = elapsed_before + (time.perf_counter() - start)
-    state = algorithm.state_dict()
-    for k, (seed, run_dir, progress) in enumerate(zip(seeds, run_dirs, progresses, strict=True)):
-        _write_results(config, seed, run_dir, progress, norm, device, wall_time, seed_slice(state, k, n_seeds),
-                       seeds)
+    write_results([True] * n_seeds)  # (a run resumed from a checkpoint written after its last iteration)
 
 
 def _write_results(config: ResolvedConfig, seed: int, run_dir: Path, progress: Progress, norm: dict,

@@ -10,6 +10,7 @@ environment's own TimeStep untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import fields
 
 import torch
@@ -80,10 +81,15 @@ class SeedBatch(BatchedEnv):
     def reset(self) -> TimeStep:
         return join([env.reset() for env in self.envs])
 
-    def step(self, actions: torch.Tensor) -> TimeStep:
-        if self.n_seeds == 1:
+    def step(self, actions: torch.Tensor, active: Sequence[bool] | None = None) -> TimeStep:
+        """Every seed's environment steps on its block of `actions` (K*B rows). With `active` (one flag per seed),
+        only the active seeds' do: the others are not touched (no step, no random draw; a method whose seeds finish
+        a round at different steps lets the finished ones wait) and the TimeStep holds the active seeds' copies
+        only, seed-major; `actions` still has every seed's rows (the waiting seeds' are ignored)."""
+        if active is None and self.n_seeds == 1:
             return self.envs[0].step(actions)
-        return join([env.step(a) for env, a in zip(self.envs, actions.chunk(self.n_seeds), strict=True)])
+        on = [True] * self.n_seeds if active is None else active
+        return join([env.step(a) for env, a, k in zip(self.envs, actions.chunk(self.n_seeds), on, strict=True) if k])
 
     def state_dict(self) -> dict:
         raise TypeError("a seed batch is checkpointed per seed: save envs[k].state_dict() in seed k's checkpoint")

@@ -3,6 +3,9 @@
 PyMARL's `DecayThenFlatSchedule` (linear) and `EpsilonGreedyActionSelector`: with probability epsilon an
 agent takes an action drawn uniformly from its available ones, otherwise its greedy one. LAN App. B:
 epsilon from 1 to 0.05 over the first 50k timesteps.
+
+The learner draws its uniforms from its own streams (`exploration_uniforms`: one generator per seed of a seed batch,
+docs/architecture.md), each seed with its own epsilon (its own step count), and only for the seeds that act.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from algorithms.blocks.q_targets import masked_argmax, with_fallback
+from algorithms.blocks.seed_streams import SeedStreams
 
 
 def linear_epsilon(env_steps: int, start: float, finish: float, anneal_steps: int) -> float:
@@ -19,17 +23,37 @@ def linear_epsilon(env_steps: int, start: float, finish: float, anneal_steps: in
     return start + env_steps / anneal_steps * (finish - start)
 
 
-def epsilon_greedy(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float) -> torch.Tensor:
+def linear_epsilons(env_steps: torch.Tensor, start: float, finish: float, anneal_steps: int) -> torch.Tensor:
+    """`linear_epsilon` of every seed's step count `env_steps [K]` (float64, `[K]`)."""
+    steps = env_steps.to(torch.float64)
+    ramp = start + steps / max(anneal_steps, 1) * (finish - start)
+    return torch.where(env_steps >= anneal_steps, torch.full_like(steps, finish), ramp)
+
+
+def exploration_uniforms(streams: SeedStreams, n: int, draw: list[bool]) -> torch.Tensor:
+    """`[K, n]` uniforms in [0, 1): row k from seed k's stream where `draw[k]`, zeros elsewhere (nothing drawn, so a
+    seed that does not act leaves its stream where its solo run has it)."""
+    out = torch.zeros(streams.n_seeds, n, device=streams.device)
+    for row, generator, on in zip(out, streams.generators, draw, strict=True):
+        if on:
+            row.uniform_(generator=generator)
+    return out
+
+
+def epsilon_greedy(q: torch.Tensor, avail: torch.Tensor | None, epsilon: float | torch.Tensor,
+                   uniforms: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Actions `[..., N]` from `q [..., N, A]`: uniform over the available actions with probability `epsilon`,
-    else the greedy available action. Draws from the global torch RNG (checkpointed by the driver)."""
+    else the greedy available action. `uniforms` (noise shaped like `q`, one more shaped like the actions) come from
+    the caller's streams, `epsilon` then broadcasting over the actions (a seed batch: `[K, 1, 1]`, seed k's own);
+    without them, drawn from the global torch RNG."""
     greedy = masked_argmax(q, avail)
-    if epsilon <= 0.0:
-        return greedy
+    if uniforms is None:
+        if epsilon <= 0.0:
+            return greedy
+        uniforms = torch.rand(q.shape, device=q.device), torch.rand(greedy.shape, device=q.device)
+    noise, chance = uniforms
     # Uniform over the available actions: the argmax of uniform noise, unavailable actions pushed below it
     # (one rand and one argmax; torch.multinomial costs ~5x more per step).
-    noise = torch.rand(q.shape, device=q.device)
     if avail is not None:  # (without a mask every action is available: nothing to push down)
-        noise.masked_fill_(~with_fallback(avail, q), -1.0)
-    uniform = noise.argmax(-1)
-    explore = torch.rand(greedy.shape, device=q.device) < epsilon
-    return torch.where(explore, uniform, greedy)
+        noise = noise.masked_fill(~with_fallback(avail, q), -1.0)
+    return torch.where(chance < epsilon, noise.argmax(-1), greedy)

@@ -4,6 +4,14 @@ Every mixer takes `qs [..., N]` (each agent's Q of its action) and the global st
 `[...]`, batched over any leading dims (episodes and time). Sizes default to the PyMARL / official code
 values, set by the methods' configs.
 
+Seed batches (docs/architecture.md): built with `n_seeds` K, every layer is a `SeedLinear` holding K seeds' weights
+and the leading dim of every input is seed-major (K equal blocks of episodes, block k seed k's, as the value-based
+learner samples them); seed k's rows meet only seed k's weights. Products that contract a small dimension (QMIX's
+`qs @ W_1`, Qatten's `keys . query`) are written as a product and a sum over that dimension, so every row is
+reduced alike whatever the number of rows (a batched matrix-vector kernel may round a batch of seeds differently
+from one seed). Reductions over everything (Qatten's regulariser) are per seed, `[K]`. Transcendental activations
+go through `networks.lane_aligned` (seed k's rows rounded as alone, whatever the widths).
+
 - `SumMixer`: VDN (Sunehag et al. 2018, eq. in sec. 3): Q_tot = sum_a Q_a.
 - `QMixer`: QMIX (Rashid et al. 2018, sec. 4.3): a mixing network whose weights come from hypernetworks of
   the state, made non-negative by an absolute value, so dQ_tot/dQ_a >= 0 (monotonicity, eq. 5).
@@ -23,16 +31,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algorithms.blocks.networks import lane_aligned
 
-def mlp(in_features: int, hidden: int, out_features: int, layers: int) -> nn.Module:
+
+class SeedLinear(nn.Module):
+    """`nn.Linear` for the K seeds of a seed batch: `weight [K, in, out]`, `bias [K, out]`, block k initialised as
+    `nn.Linear(in, out)` initialises its own (kaiming-uniform weight, then the bias, from the global RNG: a batch of
+    one starts from exactly torch's values). Inputs `[R, ..., in]` with R seed-major (K equal blocks of rows);
+    seed k's rows meet seed k's weights only, in one baddbmm over the seeds. One output (or one input feature): a
+    product and a sum, which round every row alike whatever the number of rows (`networks.AgentLinear`'s reason)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, n_seeds: int = 1):
+        super().__init__()
+        self.n_seeds = n_seeds
+        layers = [nn.Linear(in_features, out_features, bias=bias) for _ in range(n_seeds)]  # torch's init, in order
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]).contiguous())
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers])) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead, k = x.shape[:-1], self.n_seeds
+        flat = x.reshape(k, -1, x.shape[-1])
+        bias = None if self.bias is None else self.bias.unsqueeze(1)
+        if self.weight.shape[-1] == 1:
+            out = (flat * self.weight[..., 0].unsqueeze(1)).sum(-1, keepdim=True)
+        elif flat.shape[-1] == 1:
+            out = flat * self.weight
+        elif bias is not None:
+            return torch.baddbmm(bias, flat, self.weight).view(*lead, -1)
+        else:
+            return torch.bmm(flat, self.weight).view(*lead, -1)
+        return (out if bias is None else out + bias).view(*lead, -1)
+
+
+def mlp(in_features: int, hidden: int, out_features: int, layers: int, n_seeds: int = 1) -> nn.Module:
     """`layers` = 1: one linear map; 2: linear-ReLU-linear; 3: two hidden layers (PyMARL's hypernet_layers)."""
     if layers == 1:
-        return nn.Linear(in_features, out_features)
+        return SeedLinear(in_features, out_features, n_seeds=n_seeds)
     widths = [in_features] + [hidden] * (layers - 1)
     modules: list[nn.Module] = []
     for i, o in zip(widths[:-1], widths[1:], strict=True):
-        modules += [nn.Linear(i, o), nn.ReLU()]
-    return nn.Sequential(*modules, nn.Linear(widths[-1], out_features))
+        modules += [SeedLinear(i, o, n_seeds=n_seeds), nn.ReLU()]
+    return nn.Sequential(*modules, SeedLinear(widths[-1], out_features, n_seeds=n_seeds))
 
 
 class SumMixer(nn.Module):
@@ -50,13 +89,14 @@ class QMixer(nn.Module):
     monotonic in every Q_a (eq. 5)."""
 
     def __init__(self, n_agents: int, state_dim: int, embed_dim: int = 32, hypernet_layers: int = 2,
-                 hypernet_embed: int = 64):
+                 hypernet_embed: int = 64, n_seeds: int = 1):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, embed_dim
-        self.hyper_w_1 = mlp(state_dim, hypernet_embed, embed_dim * n_agents, hypernet_layers)
-        self.hyper_w_final = mlp(state_dim, hypernet_embed, embed_dim, hypernet_layers)
-        self.hyper_b_1 = nn.Linear(state_dim, embed_dim)
-        self.V = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        self.hyper_w_1 = mlp(state_dim, hypernet_embed, embed_dim * n_agents, hypernet_layers, n_seeds)
+        self.hyper_w_final = mlp(state_dim, hypernet_embed, embed_dim, hypernet_layers, n_seeds)
+        self.hyper_b_1 = SeedLinear(state_dim, embed_dim, n_seeds=n_seeds)
+        self.V = nn.Sequential(SeedLinear(state_dim, embed_dim, n_seeds=n_seeds), nn.ReLU(),
+                               SeedLinear(embed_dim, 1, n_seeds=n_seeds))
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         lead = qs.shape[:-1]
@@ -64,24 +104,24 @@ class QMixer(nn.Module):
         # per hypernetwork (each Linear would otherwise copy or batch it); the same values and gradients, bitwise.
         state = state.contiguous()
         w_1 = self.hyper_w_1(state).abs().view(*lead, self.n_agents, self.embed_dim)
-        b_1 = self.hyper_b_1(state).unsqueeze(-2)
-        hidden = F.elu(qs.unsqueeze(-2) @ w_1 + b_1)  # [..., 1, E]
-        w_final = self.hyper_w_final(state).abs().unsqueeze(-1)  # [..., E, 1]
-        return (hidden @ w_final).view(lead) + self.V(state).squeeze(-1)
+        hidden = lane_aligned(F.elu, (qs.unsqueeze(-1) * w_1).sum(-2) + self.hyper_b_1(state))  # Q^T W_1 + b_1
+        w_final = self.hyper_w_final(state).abs()  # [..., E]
+        return (hidden * w_final).sum(-1) + self.V(state).squeeze(-1)
 
 
 class HyperTransformation(nn.Module):
     """QPLEX's transformation weights from hypernetworks of the state (official `DMAQer`, mixer "dmaq"):
     w_a(s) = |MLP(s)|_a + 1e-10, b_a(s) = MLP(s)_a."""
 
-    def __init__(self, n_agents: int, state_dim: int, hypernet_embed: int = 64):
+    def __init__(self, n_agents: int, state_dim: int, hypernet_embed: int = 64, n_seeds: int = 1):
         super().__init__()
-        self.hyper_w_final = mlp(state_dim, hypernet_embed, n_agents, 2)
-        self.V = mlp(state_dim, hypernet_embed, n_agents, 2)
+        self.n_seeds = n_seeds
+        self.hyper_w_final = mlp(state_dim, hypernet_embed, n_agents, 2, n_seeds)
+        self.V = mlp(state_dim, hypernet_embed, n_agents, 2, n_seeds)
 
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> w `[..., N]`, b `[..., N]`, the regulariser to add to the loss (none here)."""
-        return self.hyper_w_final(state).abs() + 1e-10, self.V(state), state.new_zeros(())
+        """-> w `[..., N]`, b `[..., N]`, the regulariser to add to each seed's loss (none here), `[K]`."""
+        return self.hyper_w_final(state).abs() + 1e-10, self.V(state), state.new_zeros(self.n_seeds)
 
 
 class QattenTransformation(nn.Module):
@@ -92,23 +132,24 @@ class QattenTransformation(nn.Module):
     masking the dead)."""
 
     def __init__(self, n_agents: int, state_dim: int, unit_dim: int, n_heads: int = 4, embed_dim: int = 32,
-                 hypernet_embed: int = 64, attend_reg_coef: float = 0.001):
+                 hypernet_embed: int = 64, attend_reg_coef: float = 0.001, n_seeds: int = 1):
         super().__init__()
-        self.n_agents, self.unit_dim, self.embed_dim = n_agents, unit_dim, embed_dim
+        self.n_agents, self.unit_dim, self.embed_dim, self.n_seeds = n_agents, unit_dim, embed_dim, n_seeds
         self.attend_reg_coef = attend_reg_coef
-        self.selectors = nn.ModuleList(nn.Sequential(nn.Linear(state_dim, hypernet_embed), nn.ReLU(),
-                                                     nn.Linear(hypernet_embed, embed_dim, bias=False))
+        self.selectors = nn.ModuleList(nn.Sequential(SeedLinear(state_dim, hypernet_embed, n_seeds=n_seeds), nn.ReLU(),
+                                                     SeedLinear(hypernet_embed, embed_dim, False, n_seeds))
                                        for _ in range(n_heads))
-        self.keys = nn.ModuleList(nn.Linear(unit_dim, embed_dim, bias=False) for _ in range(n_heads))
-        self.V = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
+        self.keys = nn.ModuleList(SeedLinear(unit_dim, embed_dim, False, n_seeds) for _ in range(n_heads))
+        self.V = nn.Sequential(SeedLinear(state_dim, embed_dim, n_seeds=n_seeds), nn.ReLU(),
+                               SeedLinear(embed_dim, 1, n_seeds=n_seeds))
 
     def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         units = state[..., :self.unit_dim * self.n_agents].unflatten(-1, (self.n_agents, self.unit_dim))
-        weights, regulariser = 0, state.new_zeros(())
+        weights, regulariser = 0, state.new_zeros(self.n_seeds)
         for selector, key in zip(self.selectors, self.keys, strict=True):
-            logits = (key(units) @ selector(state).unsqueeze(-1)).squeeze(-1)  # [..., N]
+            logits = (key(units) * selector(state).unsqueeze(-2)).sum(-1)  # key_a . query per agent, [..., N]
             weights = weights + torch.softmax(logits / self.embed_dim ** 0.5, dim=-1)
-            regulariser = regulariser + logits.pow(2).mean()
+            regulariser = regulariser + logits.pow(2).reshape(self.n_seeds, -1).mean(1)  # each seed's own mean
         b = (self.V(state) / self.n_agents).expand(*state.shape[:-1], self.n_agents)
         return weights + 1e-10, b, self.attend_reg_coef * regulariser
 
@@ -124,29 +165,28 @@ class DuplexMixer(nn.Module):
     lambda_a = sum_k (|key_k(s)| + 1e-10) sigmoid(agents_k(s))_a sigmoid(action_k(s, u))_a over `n_heads`."""
 
     def __init__(self, n_agents: int, n_actions: int, state_dim: int, transformation: nn.Module, n_heads: int = 4,
-                 adv_hypernet_layers: int = 1, adv_hypernet_embed: int = 64):
+                 adv_hypernet_layers: int = 1, adv_hypernet_embed: int = 64, n_seeds: int = 1):
         super().__init__()
-        self.transformation = transformation
+        self.transformation = transformation  # built with the same n_seeds
         state_action = state_dim + n_agents * n_actions
-        self.key = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, 1, adv_hypernet_layers) for _ in range(n_heads))
-        self.agents = nn.ModuleList(mlp(state_dim, adv_hypernet_embed, n_agents, adv_hypernet_layers)
-                                    for _ in range(n_heads))
-        self.action = nn.ModuleList(mlp(state_action, adv_hypernet_embed, n_agents, adv_hypernet_layers)
-                                    for _ in range(n_heads))
+        layers, embed = adv_hypernet_layers, adv_hypernet_embed
+        self.key = nn.ModuleList(mlp(state_dim, embed, 1, layers, n_seeds) for _ in range(n_heads))
+        self.agents = nn.ModuleList(mlp(state_dim, embed, n_agents, layers, n_seeds) for _ in range(n_heads))
+        self.action = nn.ModuleList(mlp(state_action, embed, n_agents, layers, n_seeds) for _ in range(n_heads))
 
     def lambdas(self, state: torch.Tensor, actions_onehot: torch.Tensor) -> torch.Tensor:
         """lambda_a(s, u) > 0, `[..., N]` (the official DMAQ_SI_Weight)."""
         state_action = torch.cat([state, actions_onehot.flatten(-2)], dim=-1)
         weights = 0
         for key, agents, action in zip(self.key, self.agents, self.action, strict=True):
-            weights = weights + (key(state).abs() + 1e-10) * torch.sigmoid(agents(state)) \
-                * torch.sigmoid(action(state_action))
+            weights = weights + (key(state).abs() + 1e-10) * lane_aligned(torch.sigmoid, agents(state)) \
+                * lane_aligned(torch.sigmoid, action(state_action))
         return weights
 
     def forward(self, qs: torch.Tensor, state: torch.Tensor, max_qs: torch.Tensor,
                 actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`qs` the agents' Q of the actions `actions_onehot [..., N, A]`, `max_qs` their max over actions ->
-        Q_tot `[...]` and the transformation's regulariser (a scalar to add to the loss)."""
+        Q_tot `[...]` and the transformation's regulariser (one per seed, `[K]`, to add to the seeds' losses)."""
         w, b, regulariser = self.transformation(state)
         q, v = w * qs + b, w * max_qs + b
         advantage = (q - v).detach()
@@ -159,14 +199,15 @@ class QTranJoint(nn.Module):
     Q_jt(s, u) = MLP([s, sum_a enc([h_a, onehot(u_a)])]) and V_jt(s) = MLP([s, sum_a enc_h(h_a)]), the
     encoders shared between agents, the MLPs with two hidden layers of `embed_dim`."""
 
-    def __init__(self, n_actions: int, state_dim: int, hidden_size: int, embed_dim: int = 64):
+    def __init__(self, n_actions: int, state_dim: int, hidden_size: int, embed_dim: int = 64, n_seeds: int = 1):
         super().__init__()
-        ae = hidden_size + n_actions
-        self.action_encoding = nn.Sequential(nn.Linear(ae, ae), nn.ReLU(), nn.Linear(ae, ae))
-        self.hidden_encoding = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(),
-                                             nn.Linear(hidden_size, hidden_size))
-        self.Q = mlp(state_dim + ae, embed_dim, 1, 3)
-        self.V = mlp(state_dim + hidden_size, embed_dim, 1, 3)
+        ae, h = hidden_size + n_actions, hidden_size
+        self.action_encoding = nn.Sequential(SeedLinear(ae, ae, n_seeds=n_seeds), nn.ReLU(),
+                                             SeedLinear(ae, ae, n_seeds=n_seeds))
+        self.hidden_encoding = nn.Sequential(SeedLinear(h, h, n_seeds=n_seeds), nn.ReLU(),
+                                             SeedLinear(h, h, n_seeds=n_seeds))
+        self.Q = mlp(state_dim + ae, embed_dim, 1, 3, n_seeds)
+        self.V = mlp(state_dim + hidden_size, embed_dim, 1, 3, n_seeds)
 
     def forward(self, state: torch.Tensor, hidden: torch.Tensor,
                 actions_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -357,3 +357,16 @@ def with_agent_ids(x: torch.Tensor) -> torch.Tensor:
     n_agents = x.shape[-2]
     ids = torch.eye(n_agents, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n_agents)
     return torch.cat([x, ids], dim=-1)
+
+
+def lane_aligned(fn, x: torch.Tensor, lanes: int = 64) -> torch.Tensor:
+    """`fn(x)` for an elementwise `fn` with a transcendental kernel (sigmoid, tanh, elu, exp), rounded alike for every
+    seed of a seed batch. torch's CPU kernels run a contiguous tensor in SIMD blocks and its last partial block
+    through scalar code, whose exp/tanh round differently in the last bit; which elements fall in that block
+    depends on the whole tensor's size, so seed k's rows of a batch could round unlike its solo run's. With the last
+    dimension padded to a multiple of `lanes` (64 floats: whole blocks on AVX2 and AVX-512) every row, hence every
+    seed's block, is whole blocks. No padding where the last dimension already is a multiple (the default widths)."""
+    pad = -x.shape[-1] % lanes
+    if pad == 0:
+        return fn(x)
+    return fn(torch.nn.functional.pad(x, (0, pad)))[..., :x.shape[-1]]

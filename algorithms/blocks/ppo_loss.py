@@ -39,17 +39,18 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     return 0.5 * seed_mean(torch.maximum(error, (clipped - returns).pow(2)), n_seeds)
 
 
-def clip_grad_norm_per_seed(parameters, max_norm: float, n_seeds: int) -> None:
+def clip_grad_norm_per_seed(parameters, max_norm: float, n_seeds: int) -> torch.Tensor:
     """`torch.nn.utils.clip_grad_norm_` for each seed of a seed batch on its own: every parameter's first
     dimension is seed-major (networks.AgentLinear), so seed k's gradient is the k-th block of each, its norm is
     taken over those blocks alone and only they are scaled (a global norm would let one seed's large gradient
-    shrink the others' steps)."""
+    shrink the others' steps). Returns the seeds' norms before clipping, `[K]`."""
     grads = [p.grad.view(n_seeds, -1) for p in parameters if p.grad is not None]
     # [K, P] then a reduction along each seed's contiguous row: every seed sums in the order its solo run does
     norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g, dim=1) for g in grads], dim=1), dim=1)
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0).unsqueeze(1)  # torch's clip coefficient, per seed
     for g in grads:
         g.mul_(scale)
+    return norms
 
 
 def clipped_step(optimizer: Adam, module: torch.nn.Module, loss: torch.Tensor, max_grad_norm: float,

@@ -8,6 +8,12 @@ episode's first step is all zeros.
 
 The same network is LAN's local advantage network A_a(tau_a, .) (LAN eq. 1), and `unroll` returns the
 GRU's hidden states h_a^t, which LAN's centralized value and QTRAN's joint networks read.
+
+Seed batches (docs/architecture.md): built with `n_seeds` K (the value-based learner always passes it; K = 1 is a
+solo run, on the same path), the layers hold K seeds' weights and the leading dim of every input (copies when
+acting, episodes when unrolling) is seed-major, K equal blocks. Without `n_seeds` (None) the network is unbatched
+and keeps its fast paths (`_shared_step`, `torch.gru` in `_shared_gru_unroll`), which round differently from the
+layer-by-layer path (tests/test_q_agents_paths.py compares them).
 """
 
 from __future__ import annotations
@@ -16,22 +22,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.blocks.networks import AgentLinear, Torso
+from algorithms.blocks.networks import AgentLinear, Torso, lane_aligned
 from environments.base import EnvSpec
+
+
+def gru_update(input_gates: torch.Tensor, hidden_gates: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """`networks.AgentGRUCell`'s equations from its gates' pre-activations `[..., 3H]`, the sigmoids and the tanh
+    through `lane_aligned` (a seed batch's seeds round as their solo runs do, whatever H)."""
+    i_r, i_z, i_n = input_gates.chunk(3, dim=-1)
+    h_r, h_z, h_n = hidden_gates.chunk(3, dim=-1)
+    reset, update = lane_aligned(torch.sigmoid, i_r + h_r), lane_aligned(torch.sigmoid, i_z + h_z)
+    candidate = lane_aligned(torch.tanh, i_n + reset * h_n)
+    return candidate + update * (memory - candidate)  # (1 - z) * n + z * h
 
 
 class AgentQNetwork(nn.Module):
     def __init__(self, spec: EnvSpec, hidden_sizes: list[int], activation: str, recurrent: bool,
                  rnn_hidden_size: int, share_parameters: bool, agent_id_input: bool, last_action_input: bool,
-                 obs_dim: int | None = None):
+                 obs_dim: int | None = None, n_seeds: int | None = None):
         super().__init__()
-        self.n_agents, self.n_actions = spec.n_agents, spec.n_actions
+        self.n_agents, self.n_actions, self.n_seeds = spec.n_agents, spec.n_actions, n_seeds
         self.agent_id_input, self.last_action_input = agent_id_input, last_action_input
         obs_dim = spec.obs_dim if obs_dim is None else obs_dim  # IQL without fog reads the state instead
         in_features = obs_dim + (spec.n_actions if last_action_input else 0) + (spec.n_agents if agent_id_input else 0)
         groups = 1 if share_parameters else spec.n_agents
-        self.torso = Torso(groups, in_features, hidden_sizes, activation, rnn_hidden_size if recurrent else None)
-        self.head = AgentLinear(groups, self.torso.out_features, spec.n_actions, gain=1.0)
+        self.torso = Torso(groups, in_features, hidden_sizes, activation, rnn_hidden_size if recurrent else None,
+                           n_seeds)
+        self.head = AgentLinear(groups, self.torso.out_features, spec.n_actions, gain=1.0, n_seeds=n_seeds)
 
     @property
     def memory_size(self) -> int:
@@ -76,13 +93,22 @@ class AgentQNetwork(nn.Module):
         if starts is not None:
             keep = (~starts).to(memory.dtype)
             memory = memory * keep.view(*keep.shape, *([1] * (memory.dim() - keep.dim())))
+        if self.n_seeds is not None:  # [K*B, N, ...] seen as [K, B, N, ...]: each seed's copies meet its weights
+            q, memory = self._layers_step(x.unflatten(0, (self.n_seeds, -1)), memory.unflatten(0, (self.n_seeds, -1)))
+            return q.flatten(0, 1), memory.flatten(0, 1)
         if self._shared_weights():
             return self._shared_step(x, memory)
+        return self._layers_step(x, memory)
+
+    def _layers_step(self, x: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.torso.mlp(x)
         gru = self.torso.gru
         if gru is None:
             return self.head(features), memory
-        memory = gru(features, memory)
+        if self.n_seeds is None:
+            memory = gru(features, memory)
+        else:  # AgentGRUCell's equations, each seed's rows rounded as alone (`gru_update`)
+            memory = gru_update(gru.input_gates(features), gru.hidden_gates(memory), memory)
         return self.head(memory), memory
 
     def _shared_weights(self) -> bool:
@@ -127,6 +153,8 @@ class AgentQNetwork(nn.Module):
         (the actions taken; the input at t uses those of t - 1) -> `q [S, L, N, A]`, features `[S, L, N, H]`."""
         last = F.one_hot(actions, self.n_actions).to(obs.dtype)
         last = torch.cat([torch.zeros_like(last[:, :1]), last[:, :-1]], dim=1)
+        if self.n_seeds is not None:
+            return self._seeded_unroll(self.inputs(obs, last))
         x = self.inputs(obs, last).transpose(0, 1)  # time first for the GRU
         features = self._shared_gru_unroll(x)
         if features is None:
@@ -136,6 +164,27 @@ class AgentQNetwork(nn.Module):
             features = self.torso.unroll(x, memory, starts)
         features = features.transpose(0, 1)
         return self.head(features), features
+
+    def _seeded_unroll(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`unroll` in a seed batch: inputs `x [K * S, L, N, D]` (seed-major episodes, batch-first) -> q and features.
+
+        Every tensor stays seed-first and contiguous, `[K, S, L, N, ...]`, so each seed's block has its solo run's
+        shape and strides in every kernel, forward and backward (a time-first layout interleaves the seeds, and the
+        weight gradients' matmuls then read each seed's rows with other strides, which rounds differently). The MLP
+        and the GRU's input gates of all L steps are one batched matmul each (as torch.gru computes them); the
+        recurrence then adds the hidden gates step by step with `AgentGRUCell`'s equations, from a zero memory."""
+        k, lead = self.n_seeds, x.shape[:2]
+        features = self.torso.mlp(x.reshape(k, -1, *x.shape[2:]))  # [K, S * L, N, F]
+        gru = self.torso.gru
+        if gru is not None:
+            input_gates = gru.input_gates(features).view(k, -1, lead[1], *features.shape[2:-1], 3 * self.memory_size)
+            memory = input_gates.new_zeros(*input_gates.shape[:2], *input_gates.shape[3:-1], self.memory_size)
+            outputs = []
+            for i_gates in input_gates.unbind(2):  # unbind: one stack in backward (see networks.Torso.unroll)
+                memory = gru_update(i_gates, gru.hidden_gates(memory), memory)
+                outputs.append(memory)
+            features = torch.stack(outputs, dim=2).view(k, -1, *features.shape[2:-1], self.memory_size)
+        return self.head(features).reshape(*lead, *features.shape[2:-1], -1), features.view(*lead, *features.shape[2:])
 
     def _shared_gru_unroll(self, x: torch.Tensor) -> torch.Tensor | None:
         """The torso over whole episodes `x [L, S, N, D]` from a zero memory, with torch's own GRU loop

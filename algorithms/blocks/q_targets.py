@@ -76,10 +76,21 @@ def lambda_returns(rewards: torch.Tensor, terminated: torch.Tensor, filled: torc
     return returns
 
 
-def masked_mse(error: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Mean of error^2 over real transitions (`filled [S, L]`, broadcast over any trailing dims of `error`)."""
+def masked_mse(error: torch.Tensor, filled: torch.Tensor, n_seeds: int | None = None) -> torch.Tensor:
+    """Mean of error^2 over real transitions (`filled [S, L]`, broadcast over any trailing dims of `error`).
+    With `n_seeds` K (a seed batch's `[K * S, L, ...]`, seed-major): each seed's own mean, `[K]`, every sum along
+    that seed's contiguous row."""
     mask = filled.to(error.dtype).view(*filled.shape, *(1,) * (error.dim() - 2)).expand_as(error)
-    return (error.pow(2) * mask).sum() / mask.sum().clamp(min=1.0)
+    if n_seeds is None:
+        return (error.pow(2) * mask).sum() / mask.sum().clamp(min=1.0)
+    return ((error.pow(2) * mask).reshape(n_seeds, -1).sum(1)
+            / mask.reshape(n_seeds, -1).sum(1).clamp(min=1.0))
+
+
+def seed_masked_mean(x: torch.Tensor, filled: torch.Tensor, n_seeds: int) -> torch.Tensor:
+    """Each seed's mean of `x [K * S, L]` over its real transitions, `[K]` (a statistic, e.g. LAN's mean V)."""
+    mask = filled.to(x.dtype)
+    return (x * mask).reshape(n_seeds, -1).sum(1) / mask.reshape(n_seeds, -1).sum(1).clamp(min=1.0)
 
 
 @torch.no_grad()
