@@ -143,6 +143,22 @@ def plan_jobs(runs: list[PlannedRun], seeds_per_job: int, pack_minutes: float, t
     return jobs
 
 
+def write_job_file(job: RunJob, path) -> None:
+    """The job's file for `coopbench run-job`, written (atomically) only where it is missing or differs, so an
+    unchanged plan leaves it, and its modification time, alone."""
+    from pathlib import Path
+
+    from coopbench.base.io import write_json
+
+    path = Path(path)
+    try:
+        if json.loads(path.read_text()) == job.spec():
+            return
+    except (OSError, ValueError):
+        pass
+    write_json(path, job.spec())
+
+
 def read_job_spec(path) -> list[JobItem]:
     """A job file (`RunJob.spec`, written by the workflow) as its items, or one CoopbenchError saying what is wrong."""
     from pathlib import Path

@@ -186,3 +186,19 @@ def test_the_estimate_counts_the_jobs_the_workflow_makes():
     assert packed.grouped_jobs < packed.total.jobs
     assert packed.grouped_core_hours_limit < packed.total.core_hours_limit  # one start-up and floor per job
     assert f"pack_minutes 0.5, config/workflow.yaml): {packed.grouped_jobs} jobs" in format_estimate(packed, table)
+
+
+def test_the_workflow_can_still_ask_for_one_run_of_a_packed_job(tmp_path):
+    """The suite's stages wait on the jobs' markers; a target naming one run's manifest gets its job and the check
+    that the job wrote that run's files. The job files are written with the plan, before anything runs."""
+    from tests.test_workflow import snakemake
+
+    run = plan_suite("smoke")[0]
+    target = run.config.run_dir("results", run.seed) / "manifest.json"
+    proc = snakemake("-n", "-p", "--cores", "1", "--config", "suite=smoke", "pack_minutes=0.5", "--", str(target),
+                     cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {"rule run_job:", "rule run:"} <= set(proc.stdout.splitlines())
+    [job_file] = [p for p in (tmp_path / "results/jobs").glob("*.json")
+                  if run.key in [(i.env, i.algo, i.hash, s) for i in read_job_spec(p) for s in i.seeds]]
+    assert f"coopbench run-job results/jobs/{job_file.name}" in proc.stdout

@@ -5,8 +5,7 @@
 
 rule aggregate:
     input:
-        manifests=lambda wildcards: [run_dir / "manifest.json" for run_dir in run_dirs(wildcards.suite)],
-        metrics=lambda wildcards: [run_dir / "metrics.parquet" for run_dir in run_dirs(wildcards.suite)],
+        runs=lambda wildcards: run_results(suite_plan(wildcards.suite).runs, wildcards.suite),
     output:
         scores=RESULTS / "{suite}" / "scores.parquet",
         runs=RESULTS / "{suite}" / "runs.json",

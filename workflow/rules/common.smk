@@ -41,10 +41,6 @@ def suite_plan(suite):
     return _PLANS[suite]
 
 
-def run_dirs(suite):
-    return [run.config.run_dir(RESULTS, run.seed) for run in suite_plan(suite).runs]
-
-
 def suite_analyses(suite):
     try:
         analyses = load_suite(suite).analyses
@@ -73,8 +69,18 @@ def animated_runs(wildcards):
     """The manifests of the runs whose policies the suite's task pages animate (leaderboard/animations.py)."""
     from leaderboard.animations import chosen_runs
 
-    runs = chosen_runs(suite_plan(wildcards.suite).runs).values()
-    return [run.config.run_dir(RESULTS, run.seed) / "manifest.json" for run in runs]
+    return run_results(list(chosen_runs(suite_plan(wildcards.suite).runs).values()), suite=wildcards.suite)
+
+
+def run_results(runs, suite):
+    """What a stage reading `runs` waits on: each run's manifest and metrics, or, when runs share jobs
+    (`seeds_per_job` > 1 or `pack_minutes` > 0), their jobs' markers, one DAG node per job (the files are written
+    with the marker). Per-run nodes would add a local check job per run, which Snakemake schedules one at a time:
+    ~10 s of `make leaderboard` for ~100 runs. A target naming one run's manifest still gets its check (`run`)."""
+    if config["seeds_per_job"] == 1 and config["pack_minutes"] == 0:
+        return [run.config.run_dir(RESULTS, run.seed) / name for run in runs
+                for name in ("manifest.json", "metrics.parquet")]
+    return sorted({job_marker_of(run.key, suite) for run in runs})
 
 
 suite_plan(SUITE)
@@ -159,7 +165,7 @@ _JOBS_OF_SUITE = set()
 
 
 def suite_jobs(suite):
-    from coopbench.jobs import plan_jobs
+    from coopbench.jobs import plan_jobs, write_job_file
 
     if suite in _JOBS_OF_SUITE:
         return
@@ -171,14 +177,20 @@ def suite_jobs(suite):
     for job in jobs:
         _JOBS[job.id] = job
         _JOB_OF.update({key: job.id for key in job.run_keys})
+        # Written with the plan, not by a job: a local job with a `run:` block starts a Snakemake of its own
+        # (~8 s each here), and the file is data the plan already holds.
+        write_job_file(job, RESULTS / "jobs" / f"{job.id}.json")
     _JOBS_OF_SUITE.add(suite)
 
 
 def job_marker(wildcards):
     """The marker of the job that trains this run."""
-    key = planned_run(wildcards).key
-    for suite in (SUITE, *PAPER_SUITES, "papers"):
-        suite_jobs(suite)
+    return job_marker_of(planned_run(wildcards).key)
+
+
+def job_marker_of(key, suite=None):
+    for name in (SUITE, *PAPER_SUITES, "papers", *([suite] if suite else [])):
+        suite_jobs(name)
         if key in _JOB_OF:
             break
     return RESULTS / "jobs" / f"{_JOB_OF[key]}.done"

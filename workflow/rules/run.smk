@@ -37,19 +37,8 @@ if config["seeds_per_job"] == 1 and config["pack_minutes"] == 0:
 
 else:
 
-    # The job file: the job's items (task, method, hash, seeds, --set arguments), as data for `coopbench run-job`.
-    rule job_file:
-        output:
-            RESULTS / "jobs/{job}.json",
-        log:
-            RESULTS / "logs/jobs/{job}.json.log",
-        localrule: True
-        run:
-            from coopbench.base.io import write_json
-
-            write_json(Path(output[0]), planned_job(wildcards).spec())
-
-    # The job: one process trains its runs and writes every run's directory; the marker says it ran.
+    # The job: one process trains its runs and writes every run's directory; the marker says it ran. Its file (the
+    # items: task, method, hash, seeds, --set arguments) is written when the jobs are planned (common.smk).
     rule run_job:
         input:
             RESULTS / "jobs/{job}.json",
