@@ -220,13 +220,13 @@ def test_bad_seed_lists_are_one_line_errors(bad, tmp_path, capsys):
 
 def test_the_workflow_groups_a_pairs_seeds_into_jobs_of_seeds_per_job(tmp_path):
     """`seeds_per_job: 2` (no packing): each planned (env, algo, hash)'s seeds in consecutive blocks of two, one
-    `coopbench run-job` job per block (its job file lists the block), and every seed's manifest still a target of
-    its own (the DAG can ask for one seed)."""
+    `coopbench run-job` job per block (its job file, written with the plan, lists the block), and every seed's
+    manifest still a target of its own (the DAG can ask for one seed)."""
     from coopbench.config import plan_suite
     from tests.test_workflow import snakemake
 
     config = ["--config", "suite=smoke", "seeds_per_job=2", "pack_minutes=0"]
-    proc = snakemake("--cores", "1", *config, "--until", "job_file", cwd=tmp_path, timeout=600)
+    proc = snakemake("-n", "-p", "--cores", "1", *config, "--until", "run_job", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     specs = [json.loads(p.read_text()) for p in (tmp_path / "results/jobs").glob("*.json")]
     batches = sorted((item["algo"], item["env"], ",".join(map(str, item["seeds"])), item["hash"])
@@ -237,8 +237,7 @@ def test_the_workflow_groups_a_pairs_seeds_into_jobs_of_seeds_per_job(tmp_path):
         planned.setdefault((run.config.algo, run.config.env, run.config.hash), []).append(run.seed)
     expected = sorted((algo, env, ",".join(map(str, sorted(seeds)[i:i + 2])), h)
                       for (algo, env, h), seeds in planned.items() for i in range(0, len(seeds), 2))
-    assert batches == expected
-    proc = snakemake("-n", "-p", "--cores", "1", *config, "--until", "run", cwd=tmp_path, timeout=600)
+    assert batches == expected  # the job files are written with the plan, before any job runs
     commands = [line.split("Shell command: ", 1)[1] for line in proc.stdout.splitlines()
                 if line.startswith("Shell command: ")]
     jobs = [c for c in commands if c.startswith("coopbench run-job ")]
