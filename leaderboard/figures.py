@@ -120,11 +120,15 @@ def _env_curve(env: str, curves: dict, colors: dict, published: list[tuple[str, 
 
 
 def _save(fig: plt.Figure, stem: Path) -> list[Path]:
+    # The tight bounding box once for both formats: `bbox_inches="tight"` lays the figure out again (a dry draw)
+    # in every savefig, a quarter of this stage's time.
+    fig.draw_without_rendering()
+    bbox = fig.get_tightbbox().padded(_pyplot().rcParams["savefig.pad_inches"])
     paths = []
     for fmt in FORMATS:
         path = stem.with_suffix(f".{fmt}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, bbox_inches="tight", metadata=SAVE_METADATA[fmt])
+            fig.savefig(tmp, format=fmt, bbox_inches=bbox, metadata=SAVE_METADATA[fmt])
         paths.append(path)
     return paths
 
