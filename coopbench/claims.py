@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.registry import Registry
+from coopbench.base.yaml_text import parse_yaml
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 PAPERS = ("acpo", "as", "bn", "cora", "lan")
@@ -280,7 +281,7 @@ def _check_names(paper: PaperFile, path: Path) -> None:
 @cache
 def _load_paper_cached(path: Path, mtime: float) -> PaperFile:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise CoopbenchError(f"{path} is not valid YAML: {err}".replace("\n", " "), "fix the YAML syntax") from None
     if not isinstance(data, dict):

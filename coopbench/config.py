@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from coopbench.base.config_errors import did_you_mean, params_error
 from coopbench.base.errors import CoopbenchError
 from coopbench.base.paths import REPO_ROOT
+from coopbench.base.yaml_text import parse_yaml
 
 SECTIONS = ("env", "algo", "run")
 
@@ -205,7 +206,7 @@ class SuiteFile(BaseModel):
 @functools.lru_cache(maxsize=1024)
 def _parse_yaml(text: str) -> Any:
     """The YAML `text` parsed (cached by the text itself: planning reads the same few files for every run)."""
-    return yaml.safe_load(text)
+    return parse_yaml(text)
 
 
 def load_yaml(path: Path, model: type[BaseModel], what: str) -> BaseModel:

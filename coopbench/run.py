@@ -457,11 +457,13 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
                for trains, progress in zip(training, progresses, strict=True)]
         if any(due):
             rows = record_evaluations(due)
-        write_results([trains and progress.env_steps >= total for trains, progress in zip(training, progresses,
-                                                                                         strict=True)])
+        # the checkpoint first, then a finished seed's results: a failure while writing them (a full disk) resumes
+        # from its final state instead of retraining
         if not all(written) and (rows is not None or time.perf_counter() - last_checkpoint > checkpoint_interval_s):
             save_checkpoints()
             last_checkpoint = time.perf_counter()
+        write_results([trains and progress.env_steps >= total for trains, progress in zip(training, progresses,
+                                                                                         strict=True)])
         slowest = min(progress.env_steps for progress in progresses)
         rate = (slowest - steps_at_start) / max(time.perf_counter() - start, 1e-9)
         report.update(slowest, None if rows is None else rows[0], rate)
