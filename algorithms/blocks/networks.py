@@ -53,6 +53,11 @@ class AgentLinear(nn.Module):
 
     def _seeded(self, x: torch.Tensor, agent: int | torch.Tensor | None) -> torch.Tensor:
         k, g = self.n_seeds, self.n_groups
+        if g == 1 and agent is None and self.weight.shape[-1] > 1 and x.shape[-1] > 1 and x.dim() == 4:
+            # The common case, acting with one matrix per seed on `[K, B, N, in]` (seed first): the branch below
+            # with its views and indexing folded away (the same baddbmm on the same numbers; ~3x fewer Python ops)
+            out = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(k, -1, x.shape[-1]), self.weight)
+            return out.view(*x.shape[:-1], -1)
         weight, bias = self.weight.view(k, g, *self.weight.shape[1:]), self.bias.view(k, g, -1)
         seed_dim = x.dim() - (3 if agent is not None else 4)
         xk = x.movedim(seed_dim, 0)  # [K, ..., (N,) in]: each seed's rows against its own weights
