@@ -15,6 +15,8 @@ target actors' chain at s_{t+k+1} with TD3's smoothing noise; the bootstrap take
 critics (TD3). The window stops at terminations and bootstraps at truncations (`TransitionReplay`).
 Actors (delayed, as TD3): agent i ascends Q_1^(i)([s, a^(<i)], mu_i(o_i, i, b^(i))) on the stored actor inputs,
 all agents in one pass (simultaneous, like ACPO's MAPPO backbone), then Polyak updates of the targets.
+
+Seed batches (off_policy.py): K seeds' networks on seed-major copies and samples; losses per seed (`[K]`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ import torch
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.parts import Named
 from algorithms.blocks.q_targets import soft_update
-from algorithms.blocks.td3 import DeterministicActor, QEnsemble, clipped_double_q, critic_loss, smooth_target
+from algorithms.blocks.td3 import (
+    DeterministicActor,
+    QEnsemble,
+    clipped_double_q,
+    critic_loss,
+    smooth_target,
+    summed_agent_means,
+)
 from algorithms.off_policy import OffPolicyContract, OffPolicyLearner, TD3Config
 from environments.base import EnvSpec, TimeStep
 
@@ -41,7 +50,7 @@ def chain(actor: DeterministicActor, obs: torch.Tensor) -> tuple[torch.Tensor, t
     viewer on its own weights (rows v < k are not used)."""
     batch, n, obs_dim = obs.shape
     width = actor.out.weight.shape[-1]  # the action dimension
-    shared = actor.out.weight.shape[0] == 1
+    shared = actor.out.n_groups == 1
     x = torch.zeros(batch, n, obs_dim + n + n * width, dtype=obs.dtype, device=obs.device)
     x[..., :obs_dim] = obs
     actor_in = torch.empty_like(x)
@@ -74,19 +83,21 @@ class ACTD3(OffPolicyContract):
     Config = TD3Config
     config: TD3Config
 
-    def __init__(self, spec: EnvSpec, config: TD3Config, device: torch.device):
-        super().__init__(spec, config, device)
+    def __init__(self, spec: EnvSpec, config: TD3Config, device: torch.device, n_seeds: int = 1):
+        super().__init__(spec, config, device, n_seeds)
         n, a = spec.n_agents, spec.action_dim
         self.actor_width = spec.obs_dim + n + n * a  # observation, id, belief (App. L)
         self.actor = DeterministicActor(1 if config.share_parameters else n, self.actor_width, config.hidden_sizes,
-                                        config.activation, a, spec.action_low, spec.action_high).to(device)
-        self.critic = QEnsemble(2, spec.state_dim + n + n * a, config.hidden_sizes, config.activation).to(device)
+                                        config.activation, a, spec.action_low, spec.action_high, n_seeds).to(device)
+        self.critic = QEnsemble(2, spec.state_dim + n + n * a, config.hidden_sizes, config.activation,
+                                n_seeds).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr)
         self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr)
         self.learner = OffPolicyLearner(spec, config, device,
-                                        extra_fields={"actor_in": ((n, self.actor_width), torch.float32)})
+                                        extra_fields={"actor_in": ((n, self.actor_width), torch.float32)},
+                                        n_seeds=n_seeds)
         self.parts = (Named(actor=self.actor, critic=self.critic, target_actor=self.target_actor,
                             target_critic=self.target_critic, actor_optimizer=self.actor_optimizer,
                             critic_optimizer=self.critic_optimizer),)
@@ -98,32 +109,33 @@ class ACTD3(OffPolicyContract):
         actions, actor_in = chain(self.actor, timestep.obs)
         return actions, {"actor_in": actor_in}
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, spec = self.config, self.spec
         with torch.no_grad():  # App. N's k-step targets, chained to the next agent's critic
             next_actions, _ = chain(self.target_actor, batch["next_obs"])
             next_actions = smooth_target(next_actions, cfg.policy_noise, cfg.noise_clip, spec.action_low,
-                                         spec.action_high)
+                                         spec.action_high, self.learner.update_normals(next_actions))
             next_q = clipped_double_q(self.target_critic(chained_critic_input(batch["next_state"], next_actions)))
             following = next_q.roll(-1, dims=-1)  # Q^(i+1), agent N's is Q^(1)
             targets = self.micro_discount * (batch["reward"].unsqueeze(-1)
                                              + batch["discount"].unsqueeze(-1) * following)
-        value_loss = critic_loss(self.critic(chained_critic_input(batch["state"], batch["actions"])), targets)
+        value_loss = critic_loss(self.critic(chained_critic_input(batch["state"], batch["actions"])), targets,
+                                 self.n_seeds)
         self.critic_optimizer.zero_grad()
-        value_loss.backward()
+        value_loss.sum().backward()  # the seeds' losses summed: seed k's weights get seed k's gradient
         self.critic_optimizer.step()
-        losses = {"value_loss": value_loss.item()}
+        losses = {"value_loss": value_loss.detach()}
         if (self.learner.updates + 1) % cfg.policy_freq == 0:  # delayed actor and target updates (TD3 sec. 5.2)
             own = self.actor(batch["actor_in"])  # mu_i(o_i, i, b^(i)) on the stored inputs, [M, N, A]
             n = spec.n_agents
             mine = torch.eye(n, dtype=torch.bool, device=own.device).unsqueeze(-1)
             joint = torch.where(mine, own.unsqueeze(1), batch["actions"].unsqueeze(1))  # [M, i, j, A]
-            q = self.critic.first(chained_critic_input(batch["state"], joint))  # Q_1^(i), [M, N]
-            policy_loss = -q.mean(0).sum()
+            q = self.critic.first(chained_critic_input(batch["state"], joint))  # Q_1^(i), [K * M, N]
+            policy_loss = -summed_agent_means(q, self.n_seeds)
             self.actor_optimizer.zero_grad()
-            policy_loss.backward(inputs=list(self.actor.parameters()))
+            policy_loss.sum().backward(inputs=list(self.actor.parameters()))
             self.actor_optimizer.step()
             soft_update(self.target_actor, self.actor, cfg.polyak)
             soft_update(self.target_critic, self.critic, cfg.polyak)
-            losses["policy_loss"] = policy_loss.item() / n
+            losses["policy_loss"] = policy_loss.detach().double() / n
         return losses

@@ -8,6 +8,14 @@ transition goes to a replay buffer; every `train_interval` steps of each copy th
 networks and their update (critic targets, how the actors climb the critics), so a method file holds those and
 `OffPolicyLearner` holds the rest: replay, collection, warm-up and the step counters. No hooks: a member calls
 the learner's pieces from its own constructor and update.
+
+Seed batches (docs/architecture.md): a member built with `n_seeds` K (K = 1 is a solo run, on the same code path)
+holds K seeds' networks (`td3.DeterministicActor`, `td3.QEnsemble` with `n_seeds`), acts on the K * n_envs
+seed-major copies of a `SeedBatch`, keeps one replay ring per seed and takes each seed's draws from its own streams:
+`learner.streams` for collection (warm-up uniforms, exploration noise), `learner.update_streams` for the update
+(TD3's target smoothing, HATD3's agent orders), the replay's for sampling. Every seed steps, trains and warms up at
+the same counts (one env step per copy per step, the same gradient steps), its losses are its own (`[K]`, summed
+for one backward: seed k's weights get exactly seed k's gradient), and Adam and the Polyak updates are elementwise.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.parts import load_parts, state_of
+from algorithms.blocks.seed_streams import SeedStreams
 from algorithms.blocks.td3 import explore, uniform_actions
 from algorithms.blocks.transition_replay import TransitionReplay
 from environments.base import BatchedEnv, EnvSpec, TimeStep, team_return
@@ -77,61 +86,97 @@ def transition_fields(spec: EnvSpec, extra: dict[str, tuple[tuple[int, ...], tor
 
 
 class OffPolicyLearner:
-    """Replay, collection (warm-up, exploration noise) and the step counters of one off-policy run."""
+    """Replay, collection (warm-up, exploration noise) and the step counters of one off-policy run of `n_seeds`
+    seeds (the counters are the same for every seed)."""
 
     def __init__(self, spec: EnvSpec, config: OffPolicyConfig, device: torch.device,
-                 extra_fields: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None):
+                 extra_fields: dict[str, tuple[tuple[int, ...], torch.dtype]] | None = None, n_seeds: int = 1):
         if spec.discrete:
             raise ValueError(f"{spec.name}: the off-policy family has deterministic actors on continuous actions; "
                              "this task's actions are discrete")
-        self.spec, self.config, self.device = spec, config, device
+        self.spec, self.config, self.device, self.n_seeds = spec, config, device, n_seeds
         self.replay = TransitionReplay(config.buffer_size, config.n_envs, transition_fields(spec, extra_fields),
-                                       device)
-        self.env_steps = 0  # training steps so far (the warm-up's clock)
+                                       device, n_seeds)
+        self.streams = SeedStreams(n_seeds, device)  # collection: warm-up uniforms, exploration noise
+        self.update_streams = SeedStreams(n_seeds, device)  # the members' updates: target smoothing, agent orders
+        self.env_steps = 0  # training steps so far, per seed (the warm-up's clock)
         self.updates = 0  # gradient steps so far (TD3's delayed-update clock)
 
     @property
     def warming_up(self) -> bool:
         return self.env_steps < self.config.warmup_steps
 
+    def per_seed(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The shape of one seed's block of a seed-major `[K * B, ...]` tensor."""
+        return (x.shape[0] // self.n_seeds, *x.shape[1:])
+
     def behaviour(self, actions: torch.Tensor) -> torch.Tensor:
-        """What the agents play while training: uniform during the warm-up, then mu + exploration noise."""
+        """What the agents play while training: uniform during the warm-up, then mu + exploration noise; each seed's
+        draws from its own stream (`actions [K * B, N, A]`)."""
         spec = self.spec
         if self.warming_up:
-            return uniform_actions(tuple(actions.shape), spec.action_low, spec.action_high, actions.device)
-        return explore(actions, self.config.expl_noise, spec.action_low, spec.action_high)
+            return uniform_actions(tuple(actions.shape), spec.action_low, spec.action_high, actions.device,
+                                   self.streams.uniform(self.per_seed(actions)).flatten(0, 1).to(actions.device))
+        return explore(actions, self.config.expl_noise, spec.action_low, spec.action_high,
+                       self.streams.normal(self.per_seed(actions)).flatten(0, 1).to(actions.device))
+
+    def update_normals(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normals shaped like the seed-major `like`, each seed's block from its update stream."""
+        return self.update_streams.normal(self.per_seed(like)).flatten(0, 1).to(like.device)
 
     def collect(self, env: BatchedEnv, timestep: TimeStep,
                 policy: Callable[[TimeStep], tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> IterationResult:
-        """`train_interval` steps of every copy; `policy` gives the greedy actions `[B, N, A]` and the method's own
-        per-step fields (stored with the transition). Returns what the driver records (losses filled later)."""
-        returns = []
+        """`train_interval` steps of every copy (`K * n_envs` seed-major ones); `policy` gives the greedy actions
+        `[K * B, N, A]` and the method's own per-step fields (stored with the transition). Returns what the driver
+        records, each seed's part in `seeds` when K > 1 (losses filled later, `with_losses`)."""
+        ended, returns = [], []
         for _ in range(self.config.train_interval):
             with torch.no_grad():
                 greedy, extra = policy(timestep)
             actions = self.behaviour(greedy)
             after = env.step(actions)
             self.replay.insert({"obs": timestep.obs, "state": timestep.state, "actions": actions,
-                                "reward": team_return(after.reward, self.spec.reward_mode),
+                                # contiguous: a solo task's team reward is one value expanded over the agents
+                                # (stride 0), a batch's is concatenated; their means would round differently
+                                "reward": team_return(after.reward.contiguous(), self.spec.reward_mode),
                                 "terminated": after.terminated, "done": after.done,
                                 "next_obs": after.final_obs, "next_state": after.final_state, **extra})
             self.env_steps += self.config.n_envs
-            if bool(after.done.any()):
-                returns.append(after.episode_return[after.done])
+            ended.append(after.done)
+            returns.append(after.episode_return)
             timestep = after
-        episode_returns = torch.cat(returns) if returns else torch.zeros(0)
-        return IterationResult(timestep, self.config.train_interval * self.config.n_envs, episode_returns)
+        # each seed's finished episodes in time order, then copy order (as a solo run lists them)
+        k = self.n_seeds
+        ended_k = torch.stack(ended).view(len(ended), k, -1).transpose(0, 1).cpu()
+        returns_k = torch.stack(returns).view(len(returns), k, -1).transpose(0, 1).cpu()
+        steps = self.config.train_interval * self.config.n_envs
+        parts = [IterationResult(timestep, steps, r[d]) for r, d in zip(returns_k, ended_k, strict=True)]
+        if k == 1:
+            return parts[0]
+        return IterationResult(timestep, k * steps, torch.cat([p.episode_returns for p in parts]), seeds=parts)
+
+    def with_losses(self, result: IterationResult, losses: dict[str, torch.Tensor]) -> IterationResult:
+        """`result` with each seed's statistics of the iteration's last update (`[K]` each)."""
+        values = {name: value.reshape(-1).tolist() for name, value in losses.items()}
+        for k, part in enumerate(result.seeds or [result]):
+            part.losses = {name: v[k] for name, v in values.items()}
+        if result.seeds:
+            result.losses = {name: sum(v) / len(v) for name, v in values.items()}
+        return result
 
     def sample(self) -> dict[str, torch.Tensor]:
         c = self.config
         return self.replay.sample(c.batch_size, c.n_step, c.gamma)
 
     def state_dict(self) -> dict:
-        return {"replay": self.replay.state_dict(), "env_steps": self.env_steps, "updates": self.updates}
+        return {"replay": self.replay.state_dict(), "env_steps": self.env_steps, "updates": self.updates,
+                "streams": self.streams.state_dict(), "update_streams": self.update_streams.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.replay.load_state_dict(state["replay"])
         self.env_steps, self.updates = int(state["env_steps"]), int(state["updates"])
+        self.streams.load_state_dict(state["streams"])
+        self.update_streams.load_state_dict(state["update_streams"])
 
 
 def actor_inputs(obs: torch.Tensor, config: OffPolicyConfig) -> torch.Tensor:
@@ -147,26 +192,36 @@ class OffPolicyContract(Algorithm):
     networks and optimizers `self.parts` (each with state_dict/load_state_dict), written once. A member writes
     `policy` (its greedy joint action and the fields it stores) and `update` (one gradient step on a sample);
     an iteration is HARL's training round: collect `train_interval` steps, then `updates_per_iteration` steps
-    once the warm-up is over."""
+    once the warm-up is over.
+
+    A member takes `n_seeds` (K, default 1: a solo run) and builds its networks and learner with it; `policy` then
+    sees the `K * B` seed-major copies and `update` a `[K * M, ...]` seed-major sample."""
 
     learner: OffPolicyLearner
     parts: tuple = ()
 
-    @abstractmethod
-    def policy(self, timestep: TimeStep) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Greedy actions `[B, N, A]` of every copy and the method's extra per-step fields (for the replay)."""
+    def __init__(self, spec: EnvSpec, config: OffPolicyConfig, device: torch.device, n_seeds: int = 1):
+        super().__init__(spec, config, device)
+        if n_seeds < 1:
+            raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
+        self.n_seeds = n_seeds
 
     @abstractmethod
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on a sampled batch of n-step transitions; returns its statistics."""
+    def policy(self, timestep: TimeStep) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Greedy actions `[K * B, N, A]` of every copy and the method's extra per-step fields (for the replay)."""
+
+    @abstractmethod
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient step on a sampled batch of n-step transitions; returns its statistics, `[K]` each."""
 
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
         result = self.learner.collect(env, timestep, self.policy)
+        losses: dict[str, torch.Tensor] = {}
         if not self.learner.warming_up:
             for _ in range(self.config.updates_per_iteration):
-                result.losses = self.update(self.learner.sample())
+                losses = self.update(self.learner.sample())
                 self.learner.updates += 1
-        return result
+        return self.learner.with_losses(result, losses)
 
     @property
     def n_envs(self) -> int:
@@ -182,7 +237,7 @@ class OffPolicyContract(Algorithm):
     @torch.no_grad()
     def act(self, timestep: TimeStep, memory: None, deterministic: bool) -> tuple[torch.Tensor, None]:
         actions, _ = self.policy(timestep)
-        if not deterministic:
+        if not deterministic:  # (not training: rendering's stochastic rollouts draw from the global RNG)
             actions = explore(actions, self.config.expl_noise, self.spec.action_low, self.spec.action_high)
         return actions, None
 

@@ -121,7 +121,7 @@ register("ps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
          "global-policy parameter consensus over neighbours (AS 5.2, Zhang & Zavlanos 2019)", NETWORKED)
 # The off-policy family (issue 15): deterministic actors on continuous actions, transition replay (algorithms/
 # off_policy.py); each method's file holds its networks and its update.
-OFF_POLICY = Capabilities(discrete=False, recurrent=False)
+OFF_POLICY = Capabilities(discrete=False, recurrent=False, seed_batch=True)  # built with n_seeds (off_policy.py)
 register("maddpg", "off_policy", "algorithms.maddpg:MADDPG",
          "deterministic actors on one centralized critic of all actions (Lowe et al. 2017; HARL)", OFF_POLICY)
 # BN (issue 17): MADDPG with a BN actor over a DAG (BN 6.2.1, Fig. 2, Predator-Prey); the DAG is `topology`.
@@ -130,7 +130,8 @@ for _topology, _what in (("full", "the full DAG"), ("product", "the product DAG 
                          ("heuristic", "BN Algorithm 1's subteams under B edges, recomputed every step")):
     register(f"bn_maddpg_{_topology}", "off_policy", "algorithms.bn_maddpg:BNMADDPG",
              f"MADDPG whose deterministic actors act in a DAG's order on their parents' actions: {_what} (BN 6.2.1)",
-             Capabilities(discrete=False, recurrent=False, needs_positions=("topology", "heuristic", "views")))
+             Capabilities(discrete=False, recurrent=False, needs_positions=("topology", "heuristic", "views"),
+                          seed_batch=True))
 register("hatd3", "off_policy", "algorithms.hatd3:HATD3",
          "TD3 with HAML's sequential actor updates on a centralized twin critic (Zhong et al. 2024)", OFF_POLICY)
 register("ac_td3", "off_policy", "algorithms.ac_td3:ACTD3",

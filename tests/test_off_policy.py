@@ -185,10 +185,12 @@ def test_maddpg_actor_loss_with_the_others_current_actions_is_the_sum_of_the_age
     assert any(g.abs().sum() > 0 for g in got)
 
 # --- HATD3 with one agent is TD3 ------------------------------------------------------------------------
-def td3_step(actor, critic, target_actor, target_critic, actor_opt, critic_opt, batch, it, cfg):
-    """TD3 (Fujimoto et al. 2018, Alg. 1), written directly for one agent on box [-1, 1]."""
+def td3_step(actor, critic, target_actor, target_critic, actor_opt, critic_opt, batch, it, cfg, generator):
+    """TD3 (Fujimoto et al. 2018, Alg. 1), written directly for one agent on box [-1, 1]; its smoothing noise from
+    `generator`."""
     with torch.no_grad():
-        noise = (torch.randn_like(batch["actions"][:, 0]) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+        eps = torch.randn(batch["actions"][:, 0].shape, generator=generator)
+        noise = (eps * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
         next_a = (target_actor(batch["next_obs"][:, 0], agent=0) + noise).clamp(-1, 1)
         q_next = target_critic(torch.cat([batch["next_state"], next_a], -1))
         y = batch["reward"] + batch["discount"] * torch.minimum(q_next[:, 0], q_next[:, 1])
@@ -220,11 +222,12 @@ def test_hatd3_with_one_agent_is_td3():
     critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr)
     batch = random_batch(s)
     for it in range(1, 5):
-        torch.manual_seed(100 + it)
+        # the same standard normals as the update's smoothing noise: a copy of the stream it draws them from
+        generator = torch.Generator()
+        generator.set_state(algo.learner.update_streams.generators[0].get_state())
         algo.update(batch)
         algo.learner.updates += 1
-        torch.manual_seed(100 + it)
-        td3_step(actor, critic, target_actor, target_critic, actor_opt, critic_opt, batch, it, cfg)
+        td3_step(actor, critic, target_actor, target_critic, actor_opt, critic_opt, batch, it, cfg, generator)
     for mine, ref in ((algo.actor, actor), (algo.critic, critic), (algo.target_actor, target_actor),
                       (algo.target_critic, target_critic)):
         for p, q in zip(mine.parameters(), ref.parameters(), strict=True):
@@ -243,7 +246,8 @@ def test_hatd3_updates_agents_in_turn_on_the_new_actions_of_those_before():
     batch = random_batch(s)
     algo.update(batch)
     handle.remove()
-    actor_calls = [x for x in critic_inputs if x.dim() == 2]  # Q_1 alone; the regression runs both, [M, 2, D]
+    # Q_1 alone, [K = 1, M, D]; the regression runs both, [1, M, 2, D]
+    actor_calls = [x[0] for x in critic_inputs if x.dim() == 3]
     assert len(actor_calls) == 3
     state_dim, a = s.state_dim, s.action_dim
     with torch.no_grad():
