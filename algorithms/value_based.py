@@ -154,13 +154,15 @@ class EpisodicQLearning:
         if explore:
             k = self.n_seeds
             epsilons = self.epsilons()
-            draw = (epsilons > 0) & (True if active is None else active.cpu())
+            playing = [True] * k if active is None else active.tolist()
+            draw = [epsilon > 0 and on for epsilon, on in zip(epsilons.tolist(), playing, strict=True)]
             q = q.unflatten(0, (k, -1))  # [K, B, N, A]: each seed's rows with its own epsilon and stream
             n = q[0].numel()
-            uniforms = exploration_uniforms(self.streams, n + n // q.shape[-1], draw.tolist())
+            uniforms = exploration_uniforms(self.streams, n + n // q.shape[-1], draw)
             noise, chance = uniforms[:, :n].view(q.shape), uniforms[:, n:].view(q.shape[:-1])
             actions = epsilon_greedy(q, None if avail is None else avail.unflatten(0, (k, -1)),
-                                     epsilons.to(q.dtype).to(q.device).view(k, 1, 1), (noise, chance)).flatten(0, 1)
+                                     epsilons.to(device=q.device, dtype=q.dtype).view(k, 1, 1),
+                                     (noise, chance)).flatten(0, 1)
         else:
             actions = masked_argmax(q, avail)
         # one-hot rows of an identity matrix: F.one_hot's values, without its range check on every step

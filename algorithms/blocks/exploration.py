@@ -24,10 +24,11 @@ def linear_epsilon(env_steps: int, start: float, finish: float, anneal_steps: in
 
 
 def linear_epsilons(env_steps: torch.Tensor, start: float, finish: float, anneal_steps: int) -> torch.Tensor:
-    """`linear_epsilon` of every seed's step count `env_steps [K]` (float64, `[K]`)."""
-    steps = env_steps.to(torch.float64)
-    ramp = start + steps / max(anneal_steps, 1) * (finish - start)
-    return torch.where(env_steps >= anneal_steps, torch.full_like(steps, finish), ramp)
+    """`linear_epsilon` of every seed's step count `env_steps [K]` (float64, `[K]`). In Python floats (float64,
+    the same operations in the same order, so the same values) then one tensor: acting asks for it every env step,
+    and the K scalars cost less than the handful of tensor ops a vectorised ramp dispatches."""
+    return torch.tensor([linear_epsilon(steps, start, finish, anneal_steps) for steps in env_steps.tolist()],
+                        dtype=torch.float64, device=env_steps.device)
 
 
 def exploration_uniforms(streams: SeedStreams, n: int, draw: list[bool]) -> torch.Tensor:
