@@ -132,6 +132,11 @@ def tree_cpu_seconds(pid: int | None = None) -> float:
 
 # --- the coopbench side (a subprocess of this venv: `--side coopbench SETTINGS_JSON`) -----------------------
 
+def plain(value):
+    """A counter as JSON: the learner keeps some per seed (`[K]` tensors, one seed here)."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
 def run_coopbench_here(s: dict) -> dict:
     import torch
 
@@ -174,8 +179,8 @@ def run_coopbench_here(s: dict) -> dict:
     n_params = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {"iterations": records[s["warmup"]:], "warmup": records[:s["warmup"]], "threads": torch.get_num_threads(),
             "resolved": {"hparams": hparams.model_dump(), "obs_dim": env.spec.obs_dim, "state_dim": env.spec.state_dim,
-                         "n_actions": env.spec.n_actions, "env_workers": workers, "updates": learner.updates,
-                         "env_steps": learner.env_steps, "agent_params": n_params(learner.agents),
+                         "n_actions": env.spec.n_actions, "env_workers": workers, "updates": plain(learner.updates),
+                         "env_steps": plain(learner.env_steps), "agent_params": n_params(learner.agents),
                          "mixer_params": n_params(algorithm.mixer)}}
 
 
