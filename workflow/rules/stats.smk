@@ -17,6 +17,7 @@ rule stats:
 rule figures:
     input:
         RESULTS / "{suite}" / "stats.json",
+    priority: 5  # the longest summary stage and the site's last input: before claims when both are ready
     output:
         directory(RESULTS / "{suite}" / "figures"),
     log:
