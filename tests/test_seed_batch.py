@@ -57,11 +57,6 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
     "cora-qc": ("cora_qc", "matrix/cora-mtg", {}),  # quadratic critic, closed-form eq. 4
     "cora-m10": ("cora_m10", "differential/cora-5agent", {}),  # 10 of 30 coalitions drawn per sample (eq. 19)
     "cora-recurrent": ("cora", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
-    "bn-mappo-full": ("bn_mappo_full", "coordination/bn-cg-3", {}),  # one pass per level, noise once per step
-    "bn-mappo-random": ("bn_mappo_random", "coordination/bn-cg-5", {"edge_budget": 4}),  # each seed's own DAG
-    "bn-mappo-heuristic": ("bn_mappo_heuristic", "aloha/bn-aloha-10", {}),  # per-copy DAGs, parent observations
-    "bn-mappo-gaussian": ("bn_mappo_full", "differential/cora-2agent", {}),
-    "bn-mappo-recurrent": ("bn_mappo_product", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
 }
 SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
 
