@@ -18,6 +18,7 @@ from coopbench import run as run_module
 from coopbench.config import load_algo_file, parse_set, resolve
 from coopbench.run import seed_everything, seed_slice, seed_stack
 from environments.seed_batch import SeedBatch
+from tests.seed_batch_checks import assert_same_state, train
 from tests.value_based_games import CountingGame
 
 CPU = torch.device("cpu")
@@ -67,31 +68,6 @@ def build(algo: str, config: dict, seed: int):
     cls = ALGORITHMS.get(algo).load()
     env = SeededLengths(config["n_envs"], seed=seed)
     return env, cls(env.spec, cls.Config(**config), CPU)
-
-
-def train(algorithm, env, iterations: int):
-    timestep, results = env.reset(), []
-    for _ in range(iterations):
-        result = algorithm.train_iteration(env, timestep)
-        timestep = result.timestep
-        results.append(result)
-    return results
-
-
-def assert_same_state(batch_state, solo_state, where=""):
-    if isinstance(solo_state, dict):
-        assert batch_state.keys() == solo_state.keys(), where
-        for key in solo_state:
-            assert_same_state(batch_state[key], solo_state[key], f"{where}/{key}")
-    elif isinstance(solo_state, list | tuple):
-        assert len(batch_state) == len(solo_state), where
-        for i, (b, s) in enumerate(zip(batch_state, solo_state, strict=True)):
-            assert_same_state(b, s, f"{where}[{i}]")
-    elif isinstance(solo_state, torch.Tensor):
-        assert batch_state.dtype == solo_state.dtype and batch_state.shape == solo_state.shape, where
-        assert torch.equal(batch_state, solo_state), f"{where}: max diff {(batch_state - solo_state).abs().max()}"
-    else:
-        assert batch_state == solo_state, where
 
 
 @pytest.mark.parametrize("case", CASES)
