@@ -102,7 +102,7 @@ for _topology, _what in (("full", "the full DAG"), ("product", "the product DAG 
              "(BN 6.2.1)", Capabilities(needs_positions=("topology", "heuristic", "step")))
 # AS (issue 16): Anticipation Sharing on private rewards (AS sec. 4.3, Algorithm 1); the variants share the class and
 # differ in their config files (protocols of AS 5.3, rho = 0 of Fig. 5).
-AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)
+AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False, seed_batch=True)
 register("as", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
          "agents exchange action distributions and anticipations of each other's, never rewards (AS eq. 16)", AS)
 register("as_one_neighbour", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
@@ -112,7 +112,7 @@ register("as_every_k", "on_policy", "algorithms.anticipation_sharing:Anticipatio
 register("as_rho0", "on_policy", "algorithms.anticipation_sharing:AnticipationSharing",
          "AS without the discrepancy constraints, rho = 0 (AS 5.3 ablation, Fig. 5)", AS)
 # AS's baselines (AS 5.2): PPO on private rewards sharing values or parameters with neighbours (one class, `sharing`).
-NETWORKED = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False)
+NETWORKED = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False, seed_batch=True)
 register("vs", "on_policy", "algorithms.networked_ppo:NetworkedPPO",
          "value sharing: advantages on the neighbourhood-averaged values (AS 5.2, Du et al. 2022)", NETWORKED)
 register("vps", "on_policy", "algorithms.networked_ppo:NetworkedPPO",

@@ -13,6 +13,7 @@ from algorithms.registry import ALGORITHMS
 from coopbench.config import resolve
 from coopbench.run import seed_everything
 from environments import make
+from environments.seed_batch import seed_view
 
 CPU = torch.device("cpu")
 
@@ -105,21 +106,25 @@ def twin_learners(**hparams):
     """AS and IPPO on private rewards with the same networks, on one collected batch."""
     common = dict(normalize_advantages=False, value_normalization=False, ppo_epochs=hparams.pop("ppo_epochs", 1))
     agent, env = agent_for("as_rho0", "gridworld/as-coop-predation-2", n_envs=4, **common, **hparams)
-    # IPPO in the unbatched layout (n_seeds=None) of AS, which has no seed batches: they update one storage
-    ippo, _ = agent_for("ippo_private", "gridworld/as-coop-predation-2", n_envs=4, seed=1, build={"n_seeds": None},
-                        **common)
+    # both in the seed-batch layout of one seed, so they update one storage
+    ippo, _ = agent_for("ippo_private", "gridworld/as-coop-predation-2", n_envs=4, seed=1, **common)
     assert isinstance(ippo, IPPO) and isinstance(agent, AnticipationSharing)
     ippo.actor.net.load_state_dict(agent.actor.net.state_dict())
     ippo.critic.net.load_state_dict(agent.critic.net.state_dict())
     storage = agent.collect(env, env.reset()).storage
+    # the same minibatch draws: each part's random stream where AS's stands after collecting
+    ippo.actor.streams.load_state_dict(agent.actor.streams.state_dict())
+    ippo.critic.streams.load_state_dict(agent.critic.streams.state_dict())
     return agent, ippo, storage
 
 
-def updated(learner, storage, seed=7):
+def updated(learner, storage):
     copy = type(storage)(storage.length)
     copy.fields = {k: v.clone() for k, v in storage.fields.items()}
-    torch.manual_seed(seed)  # the same minibatch draws
+    streams = learner.actor.streams.state_dict(), learner.critic.streams.state_dict()
     losses = learner.update(copy)
+    learner.actor.streams.load_state_dict(streams[0])  # the next comparison draws the same minibatches again
+    learner.critic.streams.load_state_dict(streams[1])
     return losses, {k: v.clone() for k, v in learner.actor.net.state_dict().items()}
 
 
@@ -133,8 +138,8 @@ def test_rho0_reduces_to_independent_ppo_on_the_same_batch():
         assert torch.allclose(our_actor[name], value, atol=1e-7), name
     for name, value in ippo.critic.net.state_dict().items():
         assert torch.equal(agent.critic.net.state_dict()[name], value), name
-    assert ours["policy_loss"] == pytest.approx(theirs["policy_loss"], abs=1e-7)
-    assert ours["value_loss"] == pytest.approx(theirs["value_loss"], abs=1e-7)
+    assert ours["policy_loss"][0] == pytest.approx(theirs["policy_loss"][0], abs=1e-7)  # seed 0 of a batch of one
+    assert ours["value_loss"][0] == pytest.approx(theirs["value_loss"][0], abs=1e-7)
 
 
 def test_rho0_keeps_the_anticipation_ratio_over_several_iterations():
@@ -169,9 +174,9 @@ def test_predation_neighbourhoods_change_per_step_and_are_followed():
     agent, env = agent_for("as", "gridworld/as-coop-predation-8", n_envs=3, rollout_length=30, ppo_epochs=2)
     rollout = agent.collect(env, env.reset())
     graphs = rollout.storage["neighbours"]
-    assert graphs.shape == (30, 3, 8, 8) and not torch.equal(graphs[0], graphs[-1])  # they move
+    assert graphs.shape == (30, 1, 3, 8, 8) and not torch.equal(graphs[0], graphs[-1])  # [T, K = 1 seed, B]: they move
     losses = agent.update(rollout.storage)
-    assert losses["comm_floats_per_agent_update"] == 2 * graphs.sum().item() * (2 * 2 + 1) / 8
+    assert losses["comm_floats_per_agent_update"] == [2 * graphs.sum().item() * (2 * 2 + 1) / 8]
 
 
 def test_one_random_neighbour_exchanges_with_exactly_the_picked_agents():
@@ -180,7 +185,7 @@ def test_one_random_neighbour_exchanges_with_exactly_the_picked_agents():
     task = torch.zeros(5, 2, 20, 20, dtype=torch.bool)
     for _ in range(5):
         draws = torch.Generator()
-        draws.set_state(agent.protocol.generator.get_state())
+        draws.set_state(agent.protocol.streams.generators[0].get_state())  # the seed's stream
         graph = agent.protocol.communication_graph(task)
         assert torch.equal(graph, graph.transpose(-1, -2)) and torch.equal(graph[0], graph[-1])  # both ways, fixed
         assert not graph.diagonal(dim1=-2, dim2=-1).any()
@@ -195,9 +200,9 @@ def test_one_random_neighbour_exchanges_with_exactly_the_picked_agents():
             assert 10 <= graph[0, b].sum().item() / 2 <= 20  # 20 picks, each edge carrying one or two
         agent.protocol.updates += 1
     draws = torch.Generator()
-    draws.set_state(agent.protocol.generator.get_state())
+    draws.set_state(agent.protocol.streams.generators[0].get_state())
     expected = agent.protocol.communication_graph(task)
-    agent.protocol.generator.set_state(draws.get_state())
+    agent.protocol.streams.generators[0].set_state(draws.get_state())
     losses = agent.train_iteration(env, env.reset()).losses
     # K = 1 exchange x 5 steps over the picked pairs, 2|A| + 1 = 5 floats each, averaged over the 20 agents
     assert losses["comm_floats_per_agent_update"] == expected.sum().item() * 5 / 20
@@ -356,13 +361,14 @@ def test_ps_agents_act_with_their_own_component_of_the_global_policy():
     from algorithms.networked_ppo import group_consensus
 
     agent, env = agent_for("ps", "gridworld/as-exchange", n_envs=4)
-    timestep = env.reset()
+    timestep = seed_view(env.reset(), 1)  # [K = 1 seed, B, ...], as the collector shows it
     step = agent.policy_step(timestep, agent.initial_memory(4))
     net, n = agent.actor.net, 3
     full = net.head.params(net.torso.mlp(agent.copies(timestep.obs)), agent.copies(timestep.avail_actions))
     full = full.view(4, n, n, -1)
+    log_probs, actions = step.log_probs[0], step.actions[0]
     for i in range(n):
-        assert torch.allclose(step.log_probs[:, i], full[:, i, i].gather(-1, step.actions[:, i:i + 1]).squeeze(-1))
+        assert torch.allclose(log_probs[:, i], full[:, i, i].gather(-1, actions[:, i:i + 1]).squeeze(-1))
     # the consensus step mixes whole copies: agent i's copy of agent j's policy with the others' copies of j's
     before = [p.clone() for p in net.parameters()]
     weights = metropolis_weights(torch.ones(n, n, dtype=torch.bool))

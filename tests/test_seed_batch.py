@@ -57,6 +57,13 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
     "cora-qc": ("cora_qc", "matrix/cora-mtg", {}),  # quadratic critic, closed-form eq. 4
     "cora-m10": ("cora_m10", "differential/cora-5agent", {}),  # 10 of 30 coalitions drawn per sample (eq. 19)
     "cora-recurrent": ("cora", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
+    "as": ("as", "gridworld/as-exchange", {}),  # eq. 16 per seed, per-seed kappa and standardization
+    "as-predation": ("as", "gridworld/as-coop-predation-8", {}),  # neighbourhoods per step: seeds exchange apart
+    "as-one-neighbour": ("as_one_neighbour", "gridworld/as-coop-predation-8", {}),  # per-seed picks
+    "as-every-k": ("as_every_k", "gridworld/as-exchange", {}),  # gaps: no anticipation step
+    "vs": ("vs", "gridworld/as-exchange", {}),
+    "vps": ("vps", "gridworld/as-coop-predation-8", {}),  # per-seed consensus weights
+    "ps": ("ps", "gridworld/as-exchange", {}),  # the joint ratio, PS's sampling from the streams
 }
 SMALL = {"n_envs": 4, "rollout_length": 16, "ppo_epochs": 2, "num_minibatches": 2}
 
@@ -201,14 +208,14 @@ def test_a_seed_of_a_batch_writes_the_bytes_of_its_solo_run(tmp_path):
 
 
 def test_a_method_without_seed_batches_runs_the_seeds_one_after_another(tmp_path, capsys):
-    env = "gridworld/as-exchange"  # AS learns from private rewards
-    assert not capabilities("as").seed_batch
-    unbatched = ["run", "as", env, *RUN[3:]]
+    env = "matrix/cora-mtg"  # ACPI plans on the exact model of this small game
+    assert not capabilities("acpi").seed_batch
+    unbatched = ["run", "acpi", env, *RUN[3:]]
     assert main([*unbatched, "--seeds", "0-1", "--results-dir", str(tmp_path / "seeds")]) == 0
     assert "one after another" in capsys.readouterr().err
     assert main([*unbatched, "--seed", "1", "--results-dir", str(tmp_path / "seed")]) == 0
-    assert (_run_dir(tmp_path / "seeds", 1, "as", env) / "metrics.parquet").read_bytes() == \
-        (_run_dir(tmp_path / "seed", 1, "as", env) / "metrics.parquet").read_bytes()
+    assert (_run_dir(tmp_path / "seeds", 1, "acpi", env) / "metrics.parquet").read_bytes() == \
+        (_run_dir(tmp_path / "seed", 1, "acpi", env) / "metrics.parquet").read_bytes()
 
 
 @pytest.mark.parametrize("bad", ["3-1", "0,0", "x", "0-2,2"])
