@@ -13,6 +13,10 @@ Everything else is MAPPO (Yu et al. 2022; algorithms/mappo.py): per iteration co
 per agent on V(s), the critic on the lambda-returns, then the actors on PPO's clipped surrogate. The stored actor
 input holds the parents' actions (algorithms/blocks/dag_policy.py), so PPO's ratio is the ratio of the very
 conditional each agent sampled from, and the joint ratio is their product.
+
+Seed batches (docs/architecture.md): built with `n_seeds` K, the parts hold K seeds (MAPPO's, and the BN actor's
+streams draw each seed's samples), tensors are `[K, B, ...]`, each seed's random DAG is its own (drawn by its solo
+construction, `DagTopology`) and the heuristic DAG is computed per copy, so seed k of a batch is its solo run.
 """
 
 from __future__ import annotations
@@ -51,24 +55,25 @@ class BNMAPPO(OnPolicyContract):
     Config = BNMAPPOConfig
     config: BNMAPPOConfig
 
-    def __init__(self, spec: EnvSpec, config: BNMAPPOConfig, device: torch.device):
-        super().__init__(spec, config, device)
-        n = spec.n_agents
+    def __init__(self, spec: EnvSpec, config: BNMAPPOConfig, device: torch.device, n_seeds: int | None = 1):
+        # K seeds at once (docs/architecture.md, "Seed batches"); None: no seed dimension (the unbatched layout)
+        super().__init__(spec, config, device, n_seeds)
+        n, seeds = spec.n_agents, n_seeds
         # the DAG of each step (BN 6.2.1) and pi^i(a^i | o^i, a^{P^i}) over it (BN Table 2's actors)
         self.topology = DagTopology(config.topology, n, spec.name, device, config.edge_budget, config.dependency_score)
-        self.actor = DagPolicy(spec, config, spec.obs_dim, device, config.parent_observations)
+        self.actor = DagPolicy(spec, config, spec.obs_dim, device, config.parent_observations, seeds)
         # MAPPO's centralized critic V(s), computed once per copy when shared without agent ids (as mappo.py)
         joint = config.critic_shares_parameters and not config.agent_id_input
-        self.critic = ValueCritic(config, spec.state_dim, 1 if joint else n, n, device)
+        self.critic = ValueCritic(config, spec.state_dim, 1 if joint else n, n, device, seeds)
         self.collector = RolloutCollector(
             config.rollout_length, config.recurrent, act=self.policy_step, critic=self.critic,
             critic_input=self.critic_input, actor_memory=self.initial_memory(config.n_envs),
-            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward))
+            rewards=lambda reward: learning_rewards(reward, spec.reward_mode, config.learning_reward), n_seeds=seeds)
         self.schedule = LinearAnnealing(config.lr_annealing)
         self.extra_parts = (self.topology,)
 
     def policy_step(self, timestep: TimeStep, memory: torch.Tensor, deterministic: bool = False) -> PolicyStep:
-        parents = self.topology(timestep)  # [B, N, N], this step's DAG
+        parents = self.topology(timestep)  # [(K,) B, N, N], this step's DAG
         return self.actor.step(timestep.obs, timestep.avail_actions, memory, timestep.done, parents, deterministic,
                                obs=timestep.obs)
 

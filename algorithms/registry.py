@@ -99,7 +99,7 @@ for _topology, _what in (("full", "the full DAG"), ("product", "the product DAG 
                          ("heuristic", "BN Algorithm 1's subteams under B edges, recomputed every step")):
     register(f"bn_mappo_{_topology}", "on_policy", "algorithms.bn_mappo:BNMAPPO",
              f"MAPPO whose agents sample in a DAG's order, each conditioned on its parents' actions: {_what} "
-             "(BN 6.2.1)", Capabilities(needs_positions=("topology", "heuristic", "step")))
+             "(BN 6.2.1)", Capabilities(needs_positions=("topology", "heuristic", "step"), seed_batch=True))
 # AS (issue 16): Anticipation Sharing on private rewards (AS sec. 4.3, Algorithm 1); the variants share the class and
 # differ in their config files (protocols of AS 5.3, rho = 0 of Fig. 5).
 AS = Capabilities(continuous=False, needs_private_rewards=True, recurrent=False, seed_batch=True)

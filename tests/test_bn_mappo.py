@@ -15,6 +15,7 @@ from coopbench.config import parse_set, resolve
 from coopbench.run import execute
 from environments import make
 from environments.base import EnvSpec
+from environments.seed_batch import seed_view
 
 CPU = torch.device("cpu")
 
@@ -101,24 +102,24 @@ def test_product_topology_is_mappos_independent_policy():
     torch.manual_seed(0)
     bn = BNMAPPO(env.spec, config, CPU)
     mappo = MAPPO(env.spec, OnPolicyConfig(**config.model_dump(exclude={"topology", "edge_budget", "dependency_score",
-                                                                        "parent_observations"})), CPU,
-                  n_seeds=None)  # MAPPO's unbatched layout, sampling from the global RNG as the BN actor does
+                                                                        "parent_observations"})), CPU)
     hidden = bn.actor.net.torso.out_features
     with torch.no_grad():  # MAPPO's actor weights in the BN actor; the parent block's rows stay random
         bn.actor.net.torso.load_state_dict(mappo.actor.net.torso.state_dict())
         bn.actor.net.head.linear.weight[:, :hidden] = mappo.actor.net.head.linear.weight
         bn.actor.net.head.linear.bias.copy_(mappo.actor.net.head.linear.bias)
         assert bn.actor.net.head.linear.weight[:, hidden:].abs().sum() > 0
+    # the same random stream (a seed batch of one each): the same uniforms for the same step's draws
+    mappo.actor.streams.load_state_dict(bn.actor.streams.state_dict())
     timestep = env.reset()
     for _ in range(3):
-        torch.manual_seed(7)
-        ours = bn.policy_step(timestep, bn.initial_memory(8))
-        torch.manual_seed(7)
-        theirs = mappo.policy_step(timestep, mappo.initial_memory(8))
+        view = seed_view(timestep, 1)  # [K = 1, B, ...], as the collector shows it to a method
+        ours = bn.policy_step(view, bn.initial_memory(8))
+        theirs = mappo.policy_step(view, mappo.initial_memory(8))
         assert torch.equal(ours.actions, theirs.actions)
         assert torch.allclose(ours.log_probs, theirs.log_probs, atol=1e-6)
         assert not ours.actor_in[..., theirs.actor_in.shape[-1]:].any()  # no parents: the block is all zeros
-        timestep = env.step(ours.actions)
+        timestep = env.step(ours.actions.flatten(0, 1))
 
 
 def test_heuristic_topology_uses_the_steps_positions_under_the_budget():

@@ -57,6 +57,11 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
     "cora-qc": ("cora_qc", "matrix/cora-mtg", {}),  # quadratic critic, closed-form eq. 4
     "cora-m10": ("cora_m10", "differential/cora-5agent", {}),  # 10 of 30 coalitions drawn per sample (eq. 19)
     "cora-recurrent": ("cora", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
+    "bn-mappo-full": ("bn_mappo_full", "coordination/bn-cg-3", {}),  # one pass per level, noise once per step
+    "bn-mappo-random": ("bn_mappo_random", "coordination/bn-cg-5", {"edge_budget": 4}),  # each seed's own DAG
+    "bn-mappo-heuristic": ("bn_mappo_heuristic", "aloha/bn-aloha-10", {}),  # per-copy DAGs, parent observations
+    "bn-mappo-gaussian": ("bn_mappo_full", "differential/cora-2agent", {}),
+    "bn-mappo-recurrent": ("bn_mappo_product", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8}),
     "as": ("as", "gridworld/as-exchange", {}),  # eq. 16 per seed, per-seed kappa and standardization
     "as-predation": ("as", "gridworld/as-coop-predation-8", {}),  # neighbourhoods per step: seeds exchange apart
     "as-one-neighbour": ("as_one_neighbour", "gridworld/as-coop-predation-8", {}),  # per-seed picks

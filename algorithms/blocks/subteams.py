@@ -153,9 +153,13 @@ class DagTopology:
         self.env_name = env_name
 
     def __call__(self, timestep) -> torch.Tensor:
-        """`parents [B, N, N]` for the copies of `timestep`."""
+        """`parents [(K,) B, N, N]` for the copies of `timestep` (`[(K,) B, ...]`). In a seed batch (docs/
+        architecture.md, "Seed batches") a random DAG is K seeds' DAGs, `fixed [K*N, N]` seed-major as their
+        states stack, each drawn by its seed's solo construction; the fixed full and product DAGs are shared."""
         if self.fixed is not None:
-            return self.fixed.expand(timestep.obs.shape[0], self.n, self.n)
+            lead = timestep.obs.shape[:-2]
+            per_seed = self.fixed.view(-1, *([1] * (len(lead) - 1)), self.n, self.n)
+            return per_seed.expand(*lead, self.n, self.n)
         return self._heuristic(agent_positions(timestep, self.from_views))
 
     def of_views(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
