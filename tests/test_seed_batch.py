@@ -39,6 +39,8 @@ CASES = {  # (algo, task, overrides): shared and per-agent networks, GRUs with V
     "mappo-recurrent": ("mappo", "coordination/bn-cg-3", {"recurrent": True, "chunk_length": 8,
                                                           "value_normalization": True}),
     "mappo-gaussian": ("mappo", "differential/cora-2agent", {}),
+    "mappo-recurrent-gaussian": ("mappo", "differential/cora-2agent", {"recurrent": True, "chunk_length": 8}),
+    "happo-recurrent-gaussian": ("happo", "differential/cora-2agent", {"recurrent": True, "chunk_length": 8}),
     "optimistic-mappo": ("optimistic_mappo", "matrix/acpo-3x3", {}),
     "happo": ("happo", "matrix/cora-mtg", {}),  # per-seed agent orders, per-agent Adam rows
     "happo-recurrent": ("happo", "gridworld/lan-checkers", {"recurrent": True, "chunk_length": 8}),

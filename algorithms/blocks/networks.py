@@ -62,7 +62,7 @@ class AgentLinear(nn.Module):
         seed_dim = x.dim() - (3 if agent is not None else 4)
         xk = x.movedim(seed_dim, 0)  # [K, ..., (N,) in]: each seed's rows against its own weights
         if weight.shape[-1] == 1:  # a value head: a product and a sum over features, see below
-            return self._seeded_dot(xk, weight[..., 0], bias, agent).movedim(0, seed_dim)
+            return seed_dim_moved(self._seeded_dot(xk, weight[..., 0], bias, agent), seed_dim)
         if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
             group = 0 if g == 1 else agent
             flat, w = xk.reshape(k, -1, xk.shape[-1]), seed_group(weight, group)
@@ -245,6 +245,29 @@ class CategoricalHead(nn.Module):
         return (old.exp() * (old - new)).sum(-1)
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose gradient is made contiguous (see `seed_dim_moved`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+def seed_dim_moved(x: torch.Tensor, seed_dim: int) -> torch.Tensor:
+    """A seed-first result `x [K, ...]` with its seed dim moved to `seed_dim` (a time-first sequence `[L, K, ...]`),
+    its gradient made contiguous seed first before it reaches `x`'s reductions. Why: a reduction of the gradient
+    (a bias's, a broadcast parameter's) runs in the memory order of the incoming gradient, which a time-first layout
+    gives as a strided view for one seed (the dims coalesce) and a copy for several: one seed's rows are then summed
+    with another stride or as a two-level reduction, and seed k of a batch drifts from its solo run in the last bits
+    (a recurrent Gaussian policy's log-std and one-output head bias: ~1e-11 an update). Contiguous and seed first,
+    each seed's rows are reduced by the same kernel as alone, whatever K."""
+    return x if seed_dim == 0 else _ContiguousGrad.apply(x).movedim(0, seed_dim)
+
+
 class GaussianHead(nn.Module):
     """Diagonal Gaussian over continuous actions; its parameters are `cat(mean, log_std)`.
 
@@ -277,7 +300,14 @@ class GaussianHead(nn.Module):
             log_std = self.log_std.view(self.n_seeds, self.n_groups, self.action_dim)
             log_std = (log_std.unsqueeze(1) if agent is None
                        else seed_group(log_std, 0 if self.n_groups == 1 else agent).unsqueeze(1))
-            mean, log_std = out, log_std.expand_as(out)
+            seed_dim = out.dim() - log_std.dim()  # 0 when acting and on flat minibatches; 1 on time-first sequences
+            if seed_dim == 0:
+                log_std = log_std.expand_as(out)
+            else:  # [K, 1, (G,) A] broadcast seed first, then moved: see `seed_dim_moved`
+                seed_first = out.movedim(seed_dim, 0).shape
+                log_std = log_std.view(log_std.shape[0], *[1] * seed_dim, *log_std.shape[1:]).expand(seed_first)
+                log_std = seed_dim_moved(log_std, seed_dim)
+            mean = out
         else:
             log_std = self.log_std if agent is None else self.log_std[0 if self.log_std.shape[0] == 1 else agent]
             mean, log_std = out, log_std.expand_as(out)
