@@ -54,7 +54,7 @@ from torch import nn
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.gae import rollout_gae, standardize
 from algorithms.blocks.lr_schedule import LinearAnnealing
-from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP
+from algorithms.blocks.networks import ACTIVATIONS, AgentLinear, AgentMLP, seeded_affine
 from algorithms.blocks.on_policy_collection import RolloutCollector
 from algorithms.blocks.on_policy_config import OnPolicyConfig
 from algorithms.blocks.on_policy_contract import OnPolicyContract
@@ -96,15 +96,6 @@ class CORAConfig(OnPolicyConfig):
 def per_seed(x: torch.Tensor) -> torch.Tensor:
     """A rollout field `[T, K, B, ...]` as each seed's samples `[K, T*B, ...]`, in its solo run's order (by time)."""
     return x.transpose(0, 1).flatten(1, 2)
-
-
-def seeded_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """`x [K, M, in] @ weight [K, in, out] + bias [K, out]`, one product per seed, as `networks.AgentLinear` computes
-    a one-group layer in a seed batch (baddbmm; for one input feature a broadcast product, whose rounding does not
-    depend on how many seeds the batch has)."""
-    if x.shape[-1] == 1:
-        return x * weight + bias.unsqueeze(1)
-    return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
 
 def coalition_sums(members: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:

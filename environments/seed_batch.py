@@ -36,6 +36,18 @@ def seed_view(timestep: TimeStep, n_seeds: int) -> TimeStep:
     return _map(timestep, lambda x: x.unflatten(0, (n_seeds, -1)))
 
 
+def _cat(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The parts along dim 0, keeping a broadcast layout: where every part is expanded along a dim (stride 0, e.g. a
+    team reward `[B]` seen as `[B, N]`), so is the result. Why: a reduction over such a dim (the team reward's mean
+    over agents) rounds differently on an expanded row than on a copied one, and a batch seed must see its solo run's
+    layout to compute its solo run's values bitwise."""
+    expanded = [d for d in range(1, parts[0].dim()) if all(p.stride(d) == 0 for p in parts)]
+    if not expanded:
+        return torch.cat(parts)
+    base = torch.cat([p[tuple(slice(0, 1) if d in expanded else slice(None) for d in range(p.dim()))] for p in parts])
+    return base.expand(-1, *parts[0].shape[1:])
+
+
 def join(timesteps: list[TimeStep]) -> TimeStep:
     """The K seeds' TimeSteps as one of K*B copies (seed-major)."""
     if len(timesteps) == 1:
@@ -45,9 +57,9 @@ def join(timesteps: list[TimeStep]) -> TimeStep:
     for name in _FIELDS:
         parts = [getattr(t, name) for t in timesteps]
         if name == "extras":
-            values[name] = {key: torch.cat([p[key] for p in parts]) for key in first.extras}
+            values[name] = {key: _cat([p[key] for p in parts]) for key in first.extras}
         else:
-            values[name] = None if parts[0] is None else torch.cat(parts)
+            values[name] = None if parts[0] is None else _cat(parts)
     return TimeStep(**values)
 
 

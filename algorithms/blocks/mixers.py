@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.blocks.networks import lane_aligned
+from algorithms.blocks.networks import lane_aligned, seeded_affine
 
 
 class SeedLinear(nn.Module):
@@ -56,10 +56,8 @@ class SeedLinear(nn.Module):
             out = (flat * self.weight[..., 0].unsqueeze(1)).sum(-1, keepdim=True)
         elif flat.shape[-1] == 1:
             out = flat * self.weight
-        elif bias is not None:
-            return torch.baddbmm(bias, flat, self.weight).view(*lead, -1)
-        else:
-            return torch.bmm(flat, self.weight).view(*lead, -1)
+        else:  # one product per seed, rounded as alone whatever K (networks.seeded_affine)
+            return seeded_affine(flat, self.weight, self.bias).view(*lead, -1)
         return (out if bias is None else out + bias).view(*lead, -1)
 
 

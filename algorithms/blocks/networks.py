@@ -25,6 +25,50 @@ from torch import nn
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "elu": torch.nn.functional.elu}
 
 
+class _SeededAffine(torch.autograd.Function):
+    """`x [K, R, in] @ weight [K, in, out] (+ bias [K, 1, out])`: one baddbmm over the seeds forward, and backward
+    the same products autograd takes, except the weight gradient: one bmm per seed, of one matrix. Why: that
+    gradient contracts the R rows, and MKL's batched gemm rounds a long contraction differently for a batch of K >= 2
+    matrices than for one, from about a thousand rows on (LAN-mean's batch seeds drifted from their solo runs by
+    ~1e-8 on gridworld/as-exchange); one matrix at a time is exactly the solo run's call (autograd's baddbmm backward
+    with K = 1). A solo run does not come here: this Python function costs ~30 us a layer more than autograd's own.
+    The input gradient and the forward contract the features only: one bmm agrees bitwise.
+    Differentiable twice (HATRPO's Fisher-vector products): the backward is made of differentiable ops."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.bmm(x, weight) if bias is None else torch.baddbmm(bias, x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.bmm(grad, weight.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            x_t = x.transpose(1, 2)  # autograd's own product, one seed's matrix at a time
+            grad_weight = torch.cat([torch.bmm(x_t[k:k + 1], grad[k:k + 1]) for k in range(x.shape[0])])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(1, keepdim=True)
+        return grad_x, grad_weight, grad_bias
+
+
+def seeded_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Each seed's rows against its own weights, `x [K, R, in]`, `weight [K, in, out]`, `bias [K, out]` or None ->
+    `[K, R, out]`, rounded as the seed's solo run rounds them whatever K (forward and backward; `_SeededAffine`).
+    One input feature or one output: a broadcast product (and a sum over the features): bmm's vector-matrix and
+    matrix-vector kernels round K seeds differently from one; the product and sum round every row alike."""
+    if x.shape[-1] == 1 or weight.shape[-1] == 1:
+        out = x * weight if x.shape[-1] == 1 else (x * weight[..., 0].unsqueeze(1)).sum(-1, keepdim=True)
+        return out if bias is None else out + bias.unsqueeze(1)
+    bias = None if bias is None else bias.unsqueeze(1)
+    if x.shape[0] == 1:  # a solo run: autograd's own baddbmm (its weight gradient is `_SeededAffine`'s per seed)
+        return torch.bmm(x, weight) if bias is None else torch.baddbmm(bias, x, weight)
+    return _SeededAffine.apply(x, weight, bias)
+
+
 class AgentLinear(nn.Module):
     """One weight matrix per group. With `n_seeds` K (a seed batch, docs/architecture.md "Seed batches") it holds
     K blocks of groups, `weight [K*G, in, out]` seed-major (block k is seed k's layer as a solo run holds it), and
@@ -56,7 +100,7 @@ class AgentLinear(nn.Module):
         if g == 1 and agent is None and self.weight.shape[-1] > 1 and x.shape[-1] > 1 and x.dim() == 4:
             # The common case, acting with one matrix per seed on `[K, B, N, in]` (seed first): the branch below
             # with its views and indexing folded away (the same baddbmm on the same numbers; ~3x fewer Python ops)
-            out = torch.baddbmm(self.bias.unsqueeze(1), x.reshape(k, -1, x.shape[-1]), self.weight)
+            out = seeded_affine(x.reshape(k, -1, x.shape[-1]), self.weight, self.bias)
             return out.view(*x.shape[:-1], -1)
         weight, bias = self.weight.view(k, g, *self.weight.shape[1:]), self.bias.view(k, g, -1)
         seed_dim = x.dim() - (3 if agent is not None else 4)
@@ -65,12 +109,8 @@ class AgentLinear(nn.Module):
             return seed_dim_moved(self._seeded_dot(xk, weight[..., 0], bias, agent), seed_dim)
         if g == 1 or agent is not None:  # one matrix per seed: one bmm over the seeds
             group = 0 if g == 1 else agent
-            flat, w = xk.reshape(k, -1, xk.shape[-1]), seed_group(weight, group)
-            b = seed_group(bias, group).unsqueeze(1)
-            # baddbmm: the bias added inside the product's kernel, not in a second pass over the output. One input
-            # feature (a 1-D observation): bmm's weight gradient, [1, M] x [M, out] per seed, is a vector-matrix
-            # product whose batched kernel rounds K seeds differently from one; the broadcast product rounds alike.
-            out = flat * w + b if flat.shape[-1] == 1 else torch.baddbmm(b, flat, w)
+            flat = xk.reshape(k, -1, xk.shape[-1])
+            out = seeded_affine(flat, seed_group(weight, group), seed_group(bias, group))
         else:  # one matrix per seed and agent: one bmm over seeds x agents (einsum lowers it)
             flat = xk.reshape(k, -1, g, xk.shape[-1])
             out = torch.einsum("kmni,knio->kmno", flat, weight) + bias.unsqueeze(1)
