@@ -221,7 +221,7 @@ def _validate(coalition_advantages, grand_advantage, members, variance_weight, t
 
 def _zero_sum_basis(n: int, dtype, device) -> torch.Tensor:
     """Orthonormal basis of {d in R^n : sum d = 0} (Helmert): column j is (1,..,1, -j, 0,..) / sqrt(j (j+1))."""
-    basis = torch.zeros(n, n - 1, dtype=dtype)
+    basis = torch.zeros(n, n - 1, dtype=dtype, device="cpu")  # built entry by entry, then moved once
     for j in range(1, n):
         basis[:j, j - 1] = 1.0
         basis[j, j - 1] = -float(j)

@@ -228,7 +228,7 @@ class EpisodicQLearning:
 
     def result(self, collected: Collected, statistics: dict[str, torch.Tensor]) -> IterationResult:
         """The driver's result: each seed's steps, returns and statistics (`[K]` each); one seed: its own."""
-        values = {name: torch.as_tensor(value).reshape(-1).tolist() for name, value in statistics.items()}
+        values = {name: torch.as_tensor(value, device="cpu").reshape(-1).tolist() for name, value in statistics.items()}
         parts = [IterationResult(collected.timestep, steps, returns, {name: v[k] for name, v in values.items()})
                  for k, (steps, returns) in enumerate(zip(collected.env_steps, collected.episode_returns,
                                                            strict=True))]

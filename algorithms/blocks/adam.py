@@ -37,7 +37,7 @@ class Adam:
         if self.state[i] is None:
             p = self.params[i]
             step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-            self.state[i] = {"step": torch.tensor(0.0, dtype=step_dtype),  # on the CPU, as torch keeps it
+            self.state[i] = {"step": torch.tensor(0.0, dtype=step_dtype, device="cpu"),  # on the CPU, as torch keeps it
                              "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                              "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
         return self.state[i]
@@ -104,14 +104,15 @@ class AgentwiseAdam(Adam):
     def _state(self, i: int) -> dict[str, torch.Tensor]:
         if self.state[i] is None:
             super()._state(i)
-            self.state[i]["step"] = torch.zeros(self.params[i].shape[0], dtype=self.state[i]["step"].dtype)
+            step_dtype = self.state[i]["step"].dtype
+            self.state[i]["step"] = torch.zeros(self.params[i].shape[0], dtype=step_dtype, device="cpu")
         return self.state[i]
 
     @torch.no_grad()
     def step(self, agent: int | torch.Tensor) -> None:  # type: ignore[override]
         """Step agent `agent` of every seed (an int), or agent `agent[k]` of seed k (a `[K]` tensor: HAPPO's
         per-seed agent orders): rows `k * N + agent[k]` of every parameter."""
-        rows = torch.arange(self.n_seeds) * self.n_agents + torch.as_tensor(agent).cpu()
+        rows = torch.arange(self.n_seeds, device="cpu") * self.n_agents + torch.as_tensor(agent).cpu()  # bookkeeping
         params, grads, exp_avgs, exp_avg_sqs, steps, targets = [], [], [], [], [], []
         for i, p in enumerate(self.params):
             if p.grad is None:
@@ -126,7 +127,7 @@ class AgentwiseAdam(Adam):
                 grads.append(p.grad.index_select(0, selected))
                 exp_avgs.append(state["exp_avg"].index_select(0, selected))
                 exp_avg_sqs.append(state["exp_avg_sq"].index_select(0, selected))
-                steps.append(torch.tensor(count, dtype=state["step"].dtype))
+                steps.append(torch.tensor(count, dtype=state["step"].dtype, device="cpu"))
                 targets.append((p, state, selected))
         if not params:
             return

@@ -85,7 +85,7 @@ def topological_levels(parents: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"a parent mask is [..., N, N], got {tuple(parents.shape)}")
     if bool(parents.diagonal(dim1=-2, dim2=-1).any()):
         raise ValueError("an agent cannot be its own parent (self-loop)")
-    levels = torch.zeros(parents.shape[:-1], dtype=torch.long)
+    levels = torch.zeros(parents.shape[:-1], dtype=torch.long, device=parents.device)
     for _ in range(n):
         # candidate[..., i, j] = level(j) + 1 where j is a parent of i
         candidate = torch.where(parents, levels.unsqueeze(-2) + 1, torch.zeros_like(parents, dtype=torch.long))

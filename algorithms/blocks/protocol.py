@@ -163,12 +163,12 @@ class ExchangeAdam(Adam):
     def _state(self, i: int) -> dict[str, torch.Tensor]:
         if self.state[i] is None:
             super()._state(i)
-            self.state[i]["step"] = torch.zeros(self.n_seeds, dtype=self.state[i]["step"].dtype)
+            self.state[i]["step"] = torch.zeros(self.n_seeds, dtype=self.state[i]["step"].dtype, device="cpu")
         return self.state[i]
 
     @torch.no_grad()
     def step(self, active: list[bool]) -> None:  # type: ignore[override]
-        seeds = torch.tensor([k for k, on in enumerate(active) if on], dtype=torch.long)
+        seeds = torch.tensor([k for k, on in enumerate(active) if on], dtype=torch.long, device="cpu")  # bookkeeping
         if not len(seeds):
             return
         params, grads, exp_avgs, exp_avg_sqs, steps, targets = [], [], [], [], [], []
@@ -179,12 +179,12 @@ class ExchangeAdam(Adam):
             counts = state["step"][seeds]
             for count in counts.unique().tolist():
                 members = seeds[counts == count]
-                rows = (members.unsqueeze(1) * per_seed + torch.arange(per_seed)).flatten().to(p.device)
+                rows = (members.unsqueeze(1) * per_seed + torch.arange(per_seed, device="cpu")).flatten().to(p.device)
                 params.append(p.index_select(0, rows))
                 grads.append(p.grad.index_select(0, rows))
                 exp_avgs.append(state["exp_avg"].index_select(0, rows))
                 exp_avg_sqs.append(state["exp_avg_sq"].index_select(0, rows))
-                steps.append(torch.tensor(count, dtype=state["step"].dtype))
+                steps.append(torch.tensor(count, dtype=state["step"].dtype, device="cpu"))
                 targets.append((p, state, rows, members))
         adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, has_complex=False,
              beta1=self.betas[0], beta2=self.betas[1], lr=self.lr, weight_decay=self.weight_decay, eps=self.eps,

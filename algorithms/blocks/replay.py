@@ -87,10 +87,10 @@ class EpisodeBuffer(EpisodeStore):
         if n == 0:
             return
         if seeds is None:
-            seeds = torch.zeros(n, dtype=torch.long)
-        seeds = seeds.cpu()
+            seeds = torch.zeros(n, dtype=torch.long, device="cpu")
+        seeds = seeds.cpu()  # slot bookkeeping on the CPU, as `next`
         counts = torch.bincount(seeds, minlength=self.n_seeds)
-        rank = torch.arange(n) - (counts.cumsum(0) - counts)[seeds]  # the episode's place among its seed's
+        rank = torch.arange(n, device="cpu") - (counts.cumsum(0) - counts)[seeds]  # its place among its seed's
         slots = seeds * self.capacity + (self.next[seeds] + rank) % self.capacity
         keep = rank >= counts[seeds] - self.capacity  # only a seed's last `capacity` survive: slots stay distinct
         if not bool(keep.all()):
@@ -110,7 +110,7 @@ class EpisodeBuffer(EpisodeStore):
         else the episode limit (whole episodes: the same shape for every seed)."""
         if not self.can_sample(batch_size):
             raise ValueError(f"cannot sample {batch_size} episodes from a buffer holding {self.sizes.tolist()}")
-        index = torch.cat([torch.randperm(size, generator=generator)[:batch_size] + k * self.capacity
+        index = torch.cat([torch.randperm(size, generator=generator, device="cpu")[:batch_size] + k * self.capacity
                            for k, (size, generator) in enumerate(zip(self.sizes.tolist(), self.streams.generators,
                                                                      strict=True))])
         index = index.to(self.data["filled"].device)

@@ -65,7 +65,7 @@ class TransitionReplay:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         device = self.data["reward"].device
-        index = torch.stack([torch.randint(self.size * self.n_envs, (batch_size,), generator=generator)
+        index = torch.stack([torch.randint(self.size * self.n_envs, (batch_size,), generator=generator, device="cpu")
                              for generator in self.streams.generators]).to(device)  # [K, M], each seed's own draw
         row, col = index // self.n_envs, index % self.n_envs  # row: age order, 0 = oldest stored
         oldest = (self.next - self.size) % self.rows
