@@ -10,7 +10,7 @@ has its format (tests/test_adam.py checks both).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch.optim.adam import adam
@@ -20,8 +20,11 @@ class Adam:
     """`torch.optim.Adam(params, lr, betas, eps, weight_decay)` with one parameter group, no amsgrad."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0):
+                 eps: float = 1e-8, weight_decay: float = 0.0, fused: Sequence[bool] | None = None):
         self.params = list(params)
+        # fused[i]: step parameter i with torch's fused kernel (`torch.optim.Adam(fused=True)`, one kernel per tensor
+        # instead of ~6; it rounds unlike the default one, so it is opt-in per parameter; the off-policy family's)
+        self.fused = list(fused) if fused is not None else [False] * len(self.params)
         if not self.params:
             raise ValueError("Adam got an empty parameter list")
         self.lr, self.eps, self.weight_decay = float(lr), eps, weight_decay
@@ -44,23 +47,24 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for i, p in enumerate(self.params):
-            if p.grad is None:
+        for fused in (False, True):
+            params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+            for i, p in enumerate(self.params):
+                if p.grad is None or self.fused[i] != fused:
+                    continue
+                state = self._state(i)
+                params.append(p)
+                grads.append(p.grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+                steps.append(state["step"])
+            if not params:
                 continue
-            state = self._state(i)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(state["step"])
-        if not params:
-            return
-        adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
-             has_complex=any(torch.is_complex(p) for p in params), beta1=self.betas[0], beta2=self.betas[1],
-             lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False, foreach=None,
-             capturable=False, differentiable=False, fused=None, grad_scale=None, found_inf=None,
-             decoupled_weight_decay=False)
+            adam(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                 has_complex=any(torch.is_complex(p) for p in params), beta1=self.betas[0], beta2=self.betas[1],
+                 lr=self.lr, weight_decay=self.weight_decay, eps=self.eps, maximize=False, foreach=None,
+                 capturable=False, differentiable=False, fused=fused or None, grad_scale=None, found_inf=None,
+                 decoupled_weight_decay=False)
 
     def state_dict(self) -> dict:
         """`torch.optim.Adam.state_dict()`'s format (tensors and plain containers)."""

@@ -126,6 +126,32 @@ def uniform_actions(shape: tuple[int, ...], low: float, high: float, device: tor
     return low + (high - low) * (torch.rand(shape, device=device) if uniforms is None else uniforms)
 
 
+def fusable(module: nn.Module, n_seeds: int, lanes: int = 64) -> list[bool]:
+    """Which of `module`'s parameters Adam may step with torch's fused kernel (`blocks.adam.Adam(fused=...)`) and
+    keep each seed of a batch bitwise its solo run: those whose per-seed block is whole SIMD blocks (a multiple of
+    `lanes` floats, as `networks.lane_aligned`). The fused kernel's vector body and scalar tail round differently,
+    and where a tensor's tail falls depends on its whole size, i.e. on K, unless each seed's block is whole blocks."""
+    return [p.numel() % (n_seeds * lanes) == 0 for p in module.parameters()]
+
+
+def polyak_pairs(*networks: tuple[nn.Module, nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every (target, online) parameter pair of `(target, online)` networks, as the two lists `polyak_update` takes
+    (built once: the parameters are updated in place, never replaced)."""
+    targets, onlines = [], []
+    for target, online in networks:
+        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+            targets.append(t)
+            onlines.append(o)
+    return targets, onlines
+
+
+@torch.no_grad()
+def polyak_update(pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
+    """Polyak averaging theta' <- (1 - tau) theta' + tau theta of every pair in one foreach call: bitwise
+    `q_targets.soft_update`'s per-tensor `lerp_` (the same kernel per tensor), without a Python loop per tensor."""
+    torch._foreach_lerp_(pairs[0], pairs[1], tau)
+
+
 def clipped_double_q(q: torch.Tensor) -> torch.Tensor:
     """TD3 sec. 4.2: y = r + gamma min_{c=1,2} Q'_c(s', a'); the minimum over the last (critic) dim."""
     return q.min(-1).values
