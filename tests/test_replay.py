@@ -1,10 +1,10 @@
-"""The value-based family's blocks against hand-computed cases: episode replay and its collector, TD(lambda) and
+"""The value-based family's blocks against hand-computed cases: episode replay and its collection, TD(lambda) and
 double-Q targets, masked max/argmax, epsilon-greedy, target updates, RMSprop."""
 
 import pytest
 import torch
 
-from algorithms.blocks.collector import EpisodeCollector
+from algorithms.blocks.episode_collection import EpisodeCollection
 from algorithms.blocks.exploration import epsilon_greedy, linear_epsilon
 from algorithms.blocks.q_targets import (
     greedy_next,
@@ -23,10 +23,10 @@ from tests.value_based_games import CountingGame
 def fill(n_envs=3, capacity=100, min_episodes=20):
     env = CountingGame(n_envs, seed=0)
     buffer = EpisodeBuffer(capacity, env.spec, torch.device("cpu"))
-    collector = EpisodeCollector(env.spec, n_envs, torch.device("cpu"))
+    collector = EpisodeCollection(env.spec, n_envs, torch.device("cpu"))
     counter = {"calls": 0}
 
-    def act(timestep):  # action = (t + agent) % 2: a known function of what the agent saw
+    def act(timestep, active):  # action = (t + agent) % 2: a known function of what the agent saw
         counter["calls"] += 1
         return ((timestep.obs[..., 1].long() + torch.arange(2)) % 2)
 
@@ -52,7 +52,8 @@ def check_episode(episode: dict, limit: int) -> None:
 
 def test_collector_stores_whole_episodes_and_nothing_else():
     env, buffer, _, collected = fill()
-    assert buffer.size >= 20 and len(collected.episode_returns) == buffer.size
+    (returns,), (steps,) = collected.episode_returns, collected.env_steps  # one seed's
+    assert buffer.size >= 20 and len(returns) == buffer.size
     ids = sorted(int(i) for i in buffer["obs"][: buffer.size, 0, 0, 0])
     in_progress = set(env.ids.tolist())
     assert ids == sorted(set(range(env.next_id)) - in_progress)  # every finished episode once, none in progress
@@ -60,8 +61,8 @@ def test_collector_stores_whole_episodes_and_nothing_else():
         check_episode({name: tensor[k] for name, tensor in buffer.data.items()}, env.LIMIT)
     # returns reported by the env = the stored rewards' sums
     stored = buffer["reward"][: buffer.size].sum(1).sort().values
-    assert torch.equal(stored, collected.episode_returns.sort().values)
-    assert collected.env_steps == int(buffer["filled"][: buffer.size].sum()) + int(
+    assert torch.equal(stored, returns.sort().values)
+    assert steps == int(buffer["filled"][: buffer.size].sum()) + int(
         (env.t > 0).sum())  # steps of episodes still in progress are counted too
 
 
@@ -94,7 +95,7 @@ def test_ring_buffer_keeps_the_newest_and_checkpoints_exactly():
     torch.manual_seed(3)
     b = clone.sample(4)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = EpisodeCollector(env.spec, env.n_envs, torch.device("cpu"))
+    other = EpisodeCollection(env.spec, env.n_envs, torch.device("cpu"))
     other.load_state_dict(collector.state_dict())
     assert torch.equal(other.t, collector.t) and torch.equal(other.episodes["obs"], collector.episodes["obs"])
 
