@@ -22,6 +22,7 @@ CASES = {  # (algo, task, overrides, iterations): the configs' defaults otherwis
     "lan_mean-exchange": ("lan_mean", "gridworld/as-exchange", VALUE_BASED, 6),
     "mappo-aloha-default": ("mappo", "aloha/bn-aloha-10", {}, 2),
     "happo-coordination-default": ("happo", "coordination/bn-cg-5", {}, 2),
+    "ippo-per-agent-aloha": ("ippo", "aloha/bn-aloha-10", {"share_parameters": False}, 2),  # bmm over seeds x agents
 }
 
 
