@@ -59,7 +59,6 @@ register("acpi", "tabular", "algorithms.acpi:ACPI",
          Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False))
 # The value-based family (issue 14): discrete actions, recurrent agent Q-networks on episode replay (algorithms/
 # value_based.py); each method's file holds its networks and its TD loss.
-VALUE_BASED = Capabilities(continuous=False)
 VB_BATCHED = Capabilities(continuous=False, seed_batch=True)  # built with n_seeds (value_based.py)
 register("iql", "value_based", "algorithms.iql:IQL",
          "independent Q-learning with recurrent agents and episode replay (Tampuu et al. 2015; PyMARL)", VB_BATCHED)
@@ -81,10 +80,10 @@ register("lan", "value_based", "algorithms.lan:LAN",
 register("lan_mean", "value_based", "algorithms.lan:LAN",
          "LAN with zero-mean local advantages (LAN eq. 6, App. D)", VB_BATCHED)
 register("vast", "value_based", "algorithms.vast:VAST",
-         "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VALUE_BASED)
+         "QMIX over K = ceil(N/4) sub-team values from a learned sub-team assignment (Phan et al. 2021)", VB_BATCHED)
 register("vast_heuristic", "value_based", "algorithms.vast:VAST",
          "VAST whose K = ceil(N/4) sub-teams come from BN Algorithm 1 on the agents' positions (BN 6.2.2)",
-         Capabilities(continuous=False, needs_positions=("subgroups", "heuristic", "views")))
+         Capabilities(continuous=False, needs_positions=("subgroups", "heuristic", "views"), seed_batch=True))
 # BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
 BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False,
                           subteam_sizes="subteams")

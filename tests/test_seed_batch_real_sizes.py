@@ -20,6 +20,7 @@ CASES = {  # (algo, task, overrides, iterations): the configs' defaults otherwis
     "ac_td3-batch-1024": ("ac_td3", "differential/cora-5agent", OFF_POLICY, 5),
     "qmix-aloha-team-reward": ("qmix", "aloha/bn-aloha-10", VALUE_BASED, 6),
     "lan_mean-exchange": ("lan_mean", "gridworld/as-exchange", VALUE_BASED, 6),
+    "vast_heuristic-coordination": ("vast_heuristic", "coordination/bn-cg-5", VALUE_BASED, 6),  # BN Algorithm 1
     "mappo-aloha-default": ("mappo", "aloha/bn-aloha-10", {}, 2),
     "happo-coordination-default": ("happo", "coordination/bn-cg-5", {}, 2),
     "ippo-per-agent-aloha": ("ippo", "aloha/bn-aloha-10", {"share_parameters": False}, 2),  # bmm over seeds x agents

@@ -23,7 +23,7 @@ from tests.value_based_games import CountingGame
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
-CONVERTED = ["iql", "iql_no_fog", "vdn", "qmix", "qplex", "qtran", "lan", "lan_mean"]
+CONVERTED = ["iql", "iql_no_fog", "vdn", "qmix", "qplex", "qtran", "lan", "lan_mean", "vast"]
 
 
 class SeededLengths(CountingGame):
@@ -55,6 +55,8 @@ CASES = {  # (algo, n_envs, overrides)
     "lan-mean-feed-forward": ("lan_mean", 3, {"recurrent": False}),
     "iql-no-fog-per-agent": ("iql_no_fog", 1, {"share_parameters": False, "target_update_tau": 0.3}),
     "iql": ("iql", 2, {"optimizer": "adam"}),
+    "vast": ("vast", 1, {"assignment_hidden": 10}),  # per-seed sub-team draws, assignment loss and epsilons
+    "vast-mlp-mixer": ("vast", 2, {"mixer": "mlp", "assignment_hidden": 10, "subteam_ratio": 1.0}),
 }
 
 
