@@ -121,13 +121,6 @@ class EpisodicQLearning:
         c = self.config
         return linear_epsilons(self.env_steps, c.epsilon_start, c.epsilon_finish, c.epsilon_anneal_steps)
 
-    @property
-    def epsilon(self) -> float:
-        """The exploration rate of a learner of one seed (VAST's baseline reads it)."""
-        if self.n_seeds != 1:
-            raise ValueError("a seed batch explores with one epsilon per seed: read `epsilons()`")
-        return float(self.epsilons()[0])
-
     def initial_memory(self, n_envs: int) -> torch.Tensor:
         """GRU state and one-hot last action of every agent of `n_envs` copies per seed: `[K * n_envs, N, H + A]`."""
         return torch.zeros(self.n_seeds * n_envs, self.spec.n_agents, self.agents.memory_size + self.spec.n_actions,
@@ -221,10 +214,6 @@ class EpisodicQLearning:
             for name, net in self.online.items():
                 soft_update(self.target[name], net, tau) if tau is not None else hard_update(self.target[name], net)
         return grad_norms
-
-    def optimize(self, loss: torch.Tensor) -> float:
-        """`step` for a learner of one seed and its scalar loss (VAST); its gradient norm."""
-        return float(self.step(loss.reshape(1))[0])
 
     def result(self, collected: Collected, statistics: dict[str, torch.Tensor]) -> IterationResult:
         """The driver's result: each seed's steps, returns and statistics (`[K]` each); one seed: its own."""
