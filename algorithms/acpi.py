@@ -66,6 +66,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from algorithms.base import Algorithm, IterationResult
+from algorithms.blocks.seed_streams import SeedStreams, inverse_cdf
 from coopbench.base.backward_induction import backward_induction
 from coopbench.base.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
@@ -194,21 +195,21 @@ def greedy(q: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(action, q.shape[-1]).to(DTYPE)
 
 
-def chained_act(policies: Sequence[torch.Tensor], t: torch.Tensor, s: torch.Tensor, deterministic: bool = True,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def chained_act(policies: Sequence[torch.Tensor], t: torch.Tensor, s: torch.Tensor,
+                uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """Decentralized execution of ACPI tables: actions `[B, N]` at steps `t [B]` in states `s [B]`.
 
     Agent i computes the preceding actions itself from the earlier agents' greedy choices
-    (s -> a_1 -> a_2 ...), then picks its own: greedy, or sampled from pi_i(. | s, a^{<i}) when not
-    `deterministic`. After an ACPI sweep every table is deterministic, so this is exact; a stochastic
-    initial table (the same distribution after every preceding tuple) is sampled exactly too.
+    (s -> a_1 -> a_2 ...), then picks its own: greedy, or, given `uniforms [B, N]`, drawn from
+    pi_i(. | s, a^{<i}) by inverse CDF. After an ACPI sweep every table is deterministic, so this is exact; a
+    stochastic initial table (the same distribution after every preceding tuple) is sampled exactly too.
     """
     prefix: list[torch.Tensor] = []
     actions = []
-    for pi in policies:
+    for i, pi in enumerate(policies):
         probs = pi[(t, s, *prefix)]  # [B, A_i]
         choice = probs.argmax(-1)
-        actions.append(choice if deterministic else torch.multinomial(probs, 1, generator=generator).squeeze(-1))
+        actions.append(choice if uniforms is None else inverse_cdf(probs, uniforms[:, i]))
         prefix.append(choice)
     return torch.stack(actions, dim=1)
 
@@ -477,13 +478,19 @@ class ACPI(Algorithm):
     of the observation and, for `horizon: finite`, t = the step of the episode (the memory is that clock).
     The training copies' clocks carry over from one `train_iteration` to the next (and into checkpoints),
     as the copies' episodes do. Until the model is first seen (the run's evaluation of the untrained
-    policy), the initial policy, the same in every state, is played.
+    policy), the initial policy, the same in every state, is played. Sampled (not `deterministic`) actions
+    draw from the run's own stream (`SeedStreams`).
+
+    A seed batch (`n_seeds` K, docs/architecture.md "Seed batches"): the plan does not depend on the seed (an
+    exact planner from the config's initial policy on a seed-independent model), so a batch plans once, its
+    tables and model are shared (state key `shared`), and its seeds differ in their copies (clocks seed-major).
     """
 
     Config = ACPIConfig
     config: ACPIConfig
 
-    def __init__(self, spec: EnvSpec, config: ACPIConfig, device: torch.device, model: TabularModel | None = None):
+    def __init__(self, spec: EnvSpec, config: ACPIConfig, device: torch.device, model: TabularModel | None = None,
+                 n_seeds: int | None = 1):
         super().__init__(spec, config, device)
         if not spec.discrete:
             raise CoopbenchError(f"acpi plans on a tabular model with discrete actions; {spec.name} has continuous "
@@ -503,6 +510,8 @@ class ACPI(Algorithm):
         self.policies: list[torch.Tensor] | None = None
         self.sweeps = 0
         self.stable = False
+        self.n_seeds = n_seeds or 1
+        self.streams = SeedStreams(self.n_seeds, torch.device("cpu"))  # sampled acting only; planned on the CPU
         self._memory = self.initial_memory(config.n_envs)  # the training copies' step clocks
         if model is not None:
             self._attach(model)
@@ -538,26 +547,27 @@ class ACPI(Algorithm):
         return self.config.n_envs * self.config.rollout_length
 
     def initial_memory(self, n_envs: int) -> torch.Tensor:
-        return torch.zeros(n_envs, dtype=torch.long, device=self.device)
+        """The step clocks of `n_envs` fresh copies per seed, `[K * n_envs]`."""
+        return torch.zeros(self.n_seeds * n_envs, dtype=torch.long, device=self.device)
 
     @torch.no_grad()
     def act(self, timestep: TimeStep, memory: torch.Tensor | None,
             deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         n = timestep.obs.shape[0]
-        clock = self.initial_memory(n) if memory is None else memory
+        clock = self.initial_memory(n // self.n_seeds) if memory is None else memory
         t = torch.where(timestep.done.to(clock.device), torch.zeros_like(clock), clock)
+        per_seed = (n // self.n_seeds, self.spec.n_agents)
+        uniforms = None if deterministic else self.streams.uniform(per_seed).flatten(0, 1)
         if self.policies is None:  # no model yet: the initial policy does not depend on the state
             dists = torch.stack(self.initial_distributions())  # [N, A]
-            if deterministic:
-                actions = dists.argmax(-1).repeat(n, 1)
-            else:
-                actions = torch.multinomial(dists, n, replacement=True).T.contiguous()
+            actions = dists.argmax(-1).repeat(n, 1) if uniforms is None else inverse_cdf(dists.expand(n, -1, -1),
+                                                                                           uniforms)
         else:
             s = self.model.state_index(timestep.obs.detach().cpu())
             if bool((s < 0).any()):
                 raise RuntimeError(f"acpi: an observation of {self.spec.name} is no state of its model")
             step = t.cpu().clamp(max=self.game.steps - 1)
-            actions = chained_act(self.policies, step, s, deterministic)
+            actions = chained_act(self.policies, step, s, uniforms)
         return actions.to(timestep.obs.device), t + 1
 
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
@@ -572,29 +582,37 @@ class ACPI(Algorithm):
         self.policies = new
         self.sweeps += 1
         value = chained_evaluation(self.game, self.policies).value
-        finished = []
+        returns, ended = [], []
         for _ in range(self.config.rollout_length):
             actions, self._memory = self.act(timestep, self._memory, deterministic=True)
             timestep = env.step(actions)
-            finished.append(timestep.episode_return[timestep.done])
-        return IterationResult(timestep, self.steps_per_iteration, torch.cat(finished),
-                               {"acpi_value": value, "policy_changes": float(changes),
-                                "policy_stable": float(self.stable)})
+            returns.append(timestep.episode_return.cpu())
+            ended.append(timestep.done.cpu())
+        losses = {"acpi_value": value, "policy_changes": float(changes), "policy_stable": float(self.stable)}
+        k, b = self.n_seeds, self.config.n_envs
+        # each seed's finished episodes in time order, then copy order (as its solo run lists them)
+        returns_k = torch.stack(returns).view(-1, k, b).transpose(0, 1)
+        ended_k = torch.stack(ended).view(-1, k, b).transpose(0, 1)
+        parts = [IterationResult(timestep, self.steps_per_iteration, r[d], losses)
+                 for r, d in zip(returns_k, ended_k, strict=True)]
+        if k == 1:
+            return parts[0]
+        return IterationResult(timestep, k * self.steps_per_iteration,
+                               torch.cat([p.episode_returns for p in parts]), losses, parts)
 
     def state_dict(self) -> dict:
-        model = None
-        if self.model is not None:
-            m = self.model
-            model = {"initial": m.initial, "transitions": m.transitions, "rewards": m.rewards, "horizon": m.horizon,
-                     "n_actions": list(m.n_actions), "observations": m.observations, "states": m.states,
-                     "terminal": m.terminal, "reward_mode": m.reward_mode}
-        return {"model": model, "policies": self.policies, "sweeps": self.sweeps, "stable": self.stable,
-                "memory": self._memory}
+        # the model and the plan are the same for every seed of a batch: shared, not seed-major
+        return {"shared": {"model": None if self.model is None else self.model.state_dict(),
+                           "policies": self.policies},
+                "sweeps": self.sweeps, "stable": self.stable, "memory": self._memory,
+                "streams": self.streams.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model = self.game = self.policies = None
-        if state["model"] is not None:
-            self._attach(TabularModel(**{**state["model"], "n_actions": tuple(state["model"]["n_actions"])}))
-        self.policies = None if state["policies"] is None else [p.clone() for p in state["policies"]]
+        shared = state["shared"]
+        if shared["model"] is not None:
+            self._attach(TabularModel.from_state_dict(shared["model"]))
+        self.policies = None if shared["policies"] is None else [p.clone() for p in shared["policies"]]
         self.sweeps, self.stable = state["sweeps"], state["stable"]
         self._memory = state["memory"].to(self.device)
+        self.streams.load_state_dict(state["streams"])

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from algorithms.acpi import ExactGame, joint_optimum
 from algorithms.base import Algorithm, IterationResult
 from algorithms.blocks.dag import named_dag, topological_levels
+from algorithms.blocks.seed_streams import SeedStreams, inverse_cdf
 from coopbench.base.errors import CoopbenchError
 from environments.base import BatchedEnv, EnvSpec, TimeStep
 from environments.tabular_model import TabularModel
@@ -282,8 +283,18 @@ def evaluate(game: ExactGame, joint: torch.Tensor) -> Evaluation:
     lu, pivots = torch.linalg.lu_factor(system)
     v = torch.linalg.lu_solve(lu, pivots, r_pi.unsqueeze(-1)).squeeze(-1)
     visitation = torch.linalg.lu_solve(lu, pivots, game.initial.expand_as(v).unsqueeze(-1), adjoint=True).squeeze(-1)
-    q = game.reward + torch.einsum("sjk,bk->bsj", discounted, v)
+    q = game.reward + _expected_next(discounted, v)
     return Evaluation(v, q, visitation, v @ game.initial)
+
+
+def _expected_next(discounted: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_s' gamma P(s' | s, a) V_b(s') `[B, S, J]` from `discounted [S, J, S]` and `v [B, S]`, each batch row's bits
+    independent of B (a seed of a batch computes its solo run's values): one matrix product with the B values as
+    columns, a lone column doubled, because MKL takes a one-column product as a gemv, which rounds unlike the gemm
+    of two or more columns (whose columns do not depend on each other: tests/test_bn_tabular.py)."""
+    columns = v.T if v.shape[0] > 1 else v.T.expand(-1, 2)
+    product = discounted.flatten(0, 1) @ columns  # [S * J, B (or 2)]
+    return product[:, : v.shape[0]].T.reshape(v.shape[0], *discounted.shape[:2])
 
 
 def regularizer(cond: torch.Tensor) -> torch.Tensor:
@@ -396,28 +407,26 @@ def optimal_value(game: ExactGame) -> float:
 
 
 # --- decentralized execution ----------------------------------------------------------------------------------
-def sample_actions(cond: torch.Tensor, levels: torch.Tensor, states: torch.Tensor, deterministic: bool,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Joint actions `[E, N]` of one BN policy (`cond [N, S, *A]`, homogeneous action counts) in states `[E]`.
+def sample_actions(cond: torch.Tensor, levels: torch.Tensor, states: torch.Tensor,
+                   uniforms: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint actions `[E, N]` of K BN policies (`cond [K, N, S, *A]`, homogeneous action counts) in states `[E]`,
+    the copies seed-major (E / K per policy).
 
     One pass per topological level (`levels [N]`): the agents of a level read their conditional at the actions
     their parents (earlier levels) already drew; the actions of agents not yet drawn sit at 0 and are read only
-    along axes on which the table is tied (non-parents), so they change nothing. Greedy (`deterministic`) or
-    sampled."""
-    n, n_states = cond.shape[0], cond.shape[1]
-    n_act = cond.shape[2]
-    flat = cond.reshape(n, n_states, -1)  # [N, S, J]
+    along axes on which the table is tied (non-parents), so they change nothing. Greedy where `uniforms` is None,
+    else drawn by inverse CDF from `uniforms [E, N]` (one per agent: each agent draws at one level)."""
+    k, n, n_states, n_act = cond.shape[:4]
+    flat = cond.reshape(k, n, n_states, -1)  # [K, N, S, J]
     strides = torch.tensor([n_act ** (n - 1 - i) for i in range(n)], dtype=torch.long)
+    policy = torch.arange(k).repeat_interleave(states.shape[0] // k).view(-1, 1, 1)  # [E, 1, 1]: each copy's seed
     actions = torch.zeros(states.shape[0], n, dtype=torch.long)
     agents = torch.arange(n)
     for level in range(int(levels.max()) + 1):
         base = (actions * strides).sum(-1, keepdim=True) - actions * strides  # [E, N]: a^i set to 0
         index = base.unsqueeze(-1) + strides.view(1, n, 1) * torch.arange(n_act).view(1, 1, -1)  # [E, N, A]
-        probs = flat[agents.view(1, n, 1), states.view(-1, 1, 1), index]  # [E, N, A]
-        if deterministic:
-            drawn = probs.argmax(-1)
-        else:
-            drawn = torch.multinomial(probs.reshape(-1, n_act), 1, generator=generator).view(-1, n)
+        probs = flat[policy, agents.view(1, n, 1), states.view(-1, 1, 1), index]  # [E, N, A]
+        drawn = probs.argmax(-1) if uniforms is None else inverse_cdf(probs, uniforms)
         actions = torch.where(levels.view(1, n) == level, drawn, actions)
     return actions
 
@@ -458,15 +467,21 @@ class BNTabular(Algorithm):
     axis and training returns are real samples; learning uses the model only. theta_0 ~ N(0, init_std^2) from a
     generator seeded by one draw of the global torch RNG at construction (the run driver seeds it with the run's
     seed: `construction_seed`), drawn when the model is first seen. Until then (the run's evaluation of the
-    untrained policy) the policy is uniform, theta = 0 (Theorem 1's start). `act` executes decentrally, agents
-    by topological level, each conditioning on its parents' drawn (greedy when `deterministic`) actions.
+    untrained policy) the policy is uniform, theta = 0 (Theorem 1's start; greedy: every agent's first action).
+    `act` executes decentrally, agents by topological level, each conditioning on its parents' drawn (greedy when
+    `deterministic`) actions. Rollouts draw from the run's own stream (`SeedStreams`, seeded after theta_0's).
+
+    A seed batch (`n_seeds` K, docs/architecture.md "Seed batches"): the K seeds' logits `[K, N, S, *A]` step
+    together (the exact maths is batched over a leading dimension already; `_expected_next` keeps each row's
+    bits), the game's model is shared (state key `shared`: a seed-independent game), and each seed draws its
+    copies' actions from its own stream.
     """
 
     Config = BNTabularConfig
     config: BNTabularConfig
 
     def __init__(self, spec: EnvSpec, config: BNTabularConfig, device: torch.device,
-                 model: TabularModel | None = None):
+                 model: TabularModel | None = None, n_seeds: int | None = 1):
         super().__init__(spec, config, device)
         if not spec.discrete:
             raise CoopbenchError(f"bn_tabular plans on a tabular model with discrete actions; {spec.name} has "
@@ -477,16 +492,19 @@ class BNTabular(Algorithm):
                 f"bn_tabular: {spec.name} has {spec.n_actions}^{spec.n_agents} = {joint} joint actions, above "
                 f"max_model_size={config.max_model_size}", "run it on a smaller game, or raise algo.max_model_size")
         try:
-            self.dags = DagBatch.of(named_dag(config.dag, spec.n_agents, config.subteams))  # one DAG, B = 1
+            dag = named_dag(config.dag, spec.n_agents, config.subteams)
         except ValueError as err:
             raise CoopbenchError(f"bn_tabular on {spec.name} ({spec.n_agents} agents): {err}",
                                  "set algo.subteams to sizes summing to the number of agents") from None
-        self.levels = topological_levels(self.dags.parents[0])
-        self.init_seed = construction_seed()
+        self.n_seeds = n_seeds or 1
+        self.dags = DagBatch.of(dag.expand(self.n_seeds, -1, -1))  # the same DAG for every seed
+        self.levels = topological_levels(dag)
+        self.init_seed = torch.tensor([construction_seed() for _ in range(self.n_seeds)])  # [K]
+        self.streams = SeedStreams(self.n_seeds, torch.device("cpu"))  # planned and drawn on the CPU
         self.model: TabularModel | None = None
         self.game: ExactGame | None = None
-        self.logits: torch.Tensor | None = None  # [1, N, S, *A]
-        self._policy: tuple[torch.Tensor, torch.Tensor] | None = None  # (conditionals [N, S, *A], joint [S, J])
+        self.logits: torch.Tensor | None = None  # [K, N, S, *A]
+        self._policy: tuple[torch.Tensor, torch.Tensor] | None = None  # (conditionals [K, N, S, *A], joint [K, S, J])
         self.steps = 0
         if model is not None:
             self._attach(model)
@@ -504,14 +522,20 @@ class BNTabular(Algorithm):
         self.model = model
         self.game = ExactGame.of(model, self.config.gamma, "discounted")
         if self.logits is None:
-            self.logits = initial_logits(self.game, self.dags, [self.init_seed], self.config.init_std)
+            self.logits = initial_logits(self.game, self.dags, self.init_seed.tolist(), self.config.init_std)
 
     def policy(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The current conditionals `[N, S, *A]` and joint `[S, J]` (computed once per update)."""
+        """The current conditionals `[K, N, S, *A]` and joints `[K, S, J]` (computed once per update)."""
         if self._policy is None:
             cond = conditionals(self.logits, self.dags)
-            self._policy = (cond[0], joint_policy(cond)[0])
+            self._policy = (cond, joint_policy(cond))
         return self._policy
+
+    def _states(self, timestep: TimeStep) -> torch.Tensor:
+        s = self.model.state_index(timestep.obs.detach().cpu())
+        if bool((s < 0).any()):
+            raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
+        return s
 
     # -- the Algorithm contract
     @property
@@ -527,14 +551,13 @@ class BNTabular(Algorithm):
 
     @torch.no_grad()
     def act(self, timestep: TimeStep, memory: None, deterministic: bool) -> tuple[torch.Tensor, None]:
-        n = timestep.obs.shape[0]
-        if self.logits is None:  # the model is not seen yet: theta = 0, uniform
-            actions = torch.randint(0, self.spec.n_actions, (n, self.spec.n_agents))
+        n, n_agents = timestep.obs.shape[0], self.spec.n_agents
+        uniforms = None if deterministic else self.streams.uniform((n // self.n_seeds, n_agents)).flatten(0, 1)
+        if self.logits is None:  # the model is not seen yet: theta = 0, uniform (greedy: the first action)
+            actions = (torch.zeros(n, n_agents, dtype=torch.long) if uniforms is None
+                       else (uniforms * self.spec.n_actions).long().clamp(max=self.spec.n_actions - 1))
         else:
-            s = self.model.state_index(timestep.obs.detach().cpu())
-            if bool((s < 0).any()):
-                raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
-            actions = sample_actions(self.policy()[0], self.levels, s, deterministic)
+            actions = sample_actions(self.policy()[0], self.levels, self._states(timestep), uniforms)
         return actions.to(timestep.obs.device), None
 
     def train_iteration(self, env: BatchedEnv, timestep: TimeStep) -> IterationResult:
@@ -543,40 +566,48 @@ class BNTabular(Algorithm):
                 raise CoopbenchError(f"bn_tabular needs the exact model of the game (env.model()); {self.spec.name} "
                                      "has none", "run it on a task with a model: coordination/* or matrix/*")
             self._attach(env.model())
-        # eq. 3: one exact gradient step on L_lambda (Lemma 1)
+        # eq. 3: one exact gradient step on L_lambda (Lemma 1), every seed at once
         grad, ev = exact_gradient(self.game, self.logits, self.dags, self.config.reg)
         self.logits = self.logits + self.config.lr * grad
         self._policy = None
         self.steps += 1
         # The training copies draw joint actions from pi(a | s) = prod_i pi^i (one draw per copy instead of one
         # per topological level: the same distribution as `act`'s decentralized sampling, faster).
+        k, b = self.n_seeds, self.config.n_envs
         joint, joint_actions = self.policy()[1], self.model.joint_actions()
-        finished = []
+        policy = torch.arange(k).repeat_interleave(b)  # each copy's seed
+        returns, ended = [], []
         for _ in range(self.config.rollout_length):
-            s = self.model.state_index(timestep.obs.detach().cpu())
-            if bool((s < 0).any()):
-                raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
-            actions = joint_actions[torch.multinomial(joint[s], 1).squeeze(-1)]
-            timestep = env.step(actions.to(timestep.obs.device))
-            finished.append(timestep.episode_return[timestep.done])
-        return IterationResult(timestep, self.steps_per_iteration, torch.cat(finished),
-                               {"bn_value": float(ev.value[0]), "bn_grad_norm": float(grad.norm())})
+            draws = inverse_cdf(joint[policy, self._states(timestep)], self.streams.uniform((b,)).flatten())
+            timestep = env.step(joint_actions[draws].to(timestep.obs.device))
+            returns.append(timestep.episode_return.cpu())
+            ended.append(timestep.done.cpu())
+        # each seed's finished episodes in time order, then copy order (as its solo run lists them)
+        returns_k = torch.stack(returns).view(-1, k, b).transpose(0, 1)
+        ended_k = torch.stack(ended).view(-1, k, b).transpose(0, 1)
+        grad_norms = grad.flatten(1).norm(dim=1)
+        parts = [IterationResult(timestep, b * self.config.rollout_length, r[d],
+                                 {"bn_value": float(ev.value[seed]), "bn_grad_norm": float(grad_norms[seed])})
+                 for seed, (r, d) in enumerate(zip(returns_k, ended_k, strict=True))]
+        if k == 1:
+            return parts[0]
+        mean = {name: sum(p.losses[name] for p in parts) / k for name in parts[0].losses}
+        return IterationResult(timestep, k * parts[0].env_steps, torch.cat([p.episode_returns for p in parts]),
+                               mean, parts)
 
     def state_dict(self) -> dict:
-        model = None
-        if self.model is not None:
-            m = self.model
-            model = {"initial": m.initial, "transitions": m.transitions, "rewards": m.rewards, "horizon": m.horizon,
-                     "n_actions": list(m.n_actions), "observations": m.observations, "states": m.states,
-                     "terminal": m.terminal, "reward_mode": m.reward_mode}
-        return {"model": model, "logits": self.logits, "steps": self.steps, "init_seed": self.init_seed}
+        # The model is the same for every seed (a seed-independent game): shared, not seed-major
+        return {"shared": {"model": None if self.model is None else self.model.state_dict()},
+                "logits": self.logits, "steps": self.steps, "init_seed": self.init_seed,
+                "streams": self.streams.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model = self.game = self.logits = self._policy = None
-        self.init_seed = int(state["init_seed"])
+        self.init_seed = state["init_seed"].clone()
+        self.streams.load_state_dict(state["streams"])
         self.logits = None if state["logits"] is None else state["logits"].clone()
-        if state["model"] is not None:
-            self._attach(TabularModel(**{**state["model"], "n_actions": tuple(state["model"]["n_actions"])}))
+        if state["shared"]["model"] is not None:
+            self._attach(TabularModel.from_state_dict(state["shared"]["model"]))
         self.steps = state["steps"]
 
 

@@ -56,7 +56,8 @@ register("acpo_no_chain", "on_policy", "algorithms.acpo:ACPO",
          "ACPO without agent chaining: MAPPO with belief inputs (ACPO Fig. 4 ablation)", SEED_BATCHED)
 register("acpi", "tabular", "algorithms.acpi:ACPI",
          "agent-chained policy iteration on the exact model of a small game (ACPO Alg. 2)",
-         Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False))
+         Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False,
+                      seed_batch=True))
 # The value-based family (issue 14): discrete actions, recurrent agent Q-networks on episode replay (algorithms/
 # value_based.py); each method's file holds its networks and its TD loss.
 VB_BATCHED = Capabilities(continuous=False, seed_batch=True)  # built with n_seeds (value_based.py)
@@ -86,7 +87,7 @@ register("vast_heuristic", "value_based", "algorithms.vast:VAST",
          Capabilities(continuous=False, needs_positions=("subgroups", "heuristic", "views"), seed_batch=True))
 # BN (issue 17): tabular softmax BN policy gradient ascent on the exact model (BN sec. 4-5, 6.1), one DAG per name.
 BN_TABULAR = Capabilities(continuous=False, needs_model=True, joint_action_limit="max_model_size", recurrent=False,
-                          subteam_sizes="subteams")
+                          subteam_sizes="subteams", seed_batch=True)
 for _dag, _what in (("product", "no edges"), ("full", "every pair connected"), ("line", "agent i -> i + 1"),
                     ("subteam", "K subteams (algo.subteams)"), ("subteam_1_4", "subteams 1+4"),
                     ("subteam_2_3", "subteams 2+3")):

@@ -48,6 +48,16 @@ class TabularModel:
         if not math.isclose(float(self.initial.sum()), 1.0, abs_tol=1e-6):
             raise ValueError("initial must sum to 1")
 
+    def state_dict(self) -> dict:
+        """Tensors and plain values only (a checkpoint's `weights_only` load reads them); `from_state_dict` inverts."""
+        return {"initial": self.initial, "transitions": self.transitions, "rewards": self.rewards,
+                "horizon": self.horizon, "n_actions": list(self.n_actions), "observations": self.observations,
+                "states": self.states, "terminal": self.terminal, "reward_mode": self.reward_mode}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> TabularModel:
+        return cls(**{**state, "n_actions": tuple(state["n_actions"])})
+
     @property
     def n_states(self) -> int:
         return self.initial.shape[0]

@@ -28,3 +28,44 @@ def assert_same_state(batch_state, solo_state, where=""):
         assert torch.equal(batch_state, solo_state), f"{where}: max diff {(batch_state - solo_state).abs().max()}"
     else:
         assert batch_state == solo_state, where
+
+
+def assert_killed_batch_resumes_identically(args: list[str], n_seeds: int, tmp_path, monkeypatch, kill_at_save: int):
+    """Run the CLI's `args` (a `--seeds` batch of `n_seeds`) uninterrupted, and again killed just before its
+    `kill_at_save`-th per-seed checkpoint write (a multiple of `n_seeds`: after whole rounds), then restarted:
+    every seed must end with the uninterrupted batch's bytes (model.pt, metrics.parquet) and one resume."""
+    import json
+
+    from coopbench import run as run_module
+    from coopbench.cli import main
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    assert main([*args, "--results-dir", str(reference)]) == 0
+    real_save, calls = run_module.save_checkpoint, []
+
+    def save_then_die(path, *rest):
+        if len(calls) == kill_at_save:
+            raise KeyboardInterrupt("killed")
+        real_save(path, *rest)
+        calls.append(path)
+
+    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
+    try:
+        main([*args, "--results-dir", str(killed)])
+        raise AssertionError("the run finished before it was killed")
+    except KeyboardInterrupt:
+        pass
+    assert len(list(killed.glob("runs/**/checkpoint.pt"))) == n_seeds
+    assert not list(killed.glob("runs/**/manifest.json"))
+    monkeypatch.undo()
+    assert main([*args, "--results-dir", str(killed)]) == 0
+    for name in ("model.pt", "metrics.parquet"):
+        done, expected = sorted(killed.glob(f"runs/**/{name}")), sorted(reference.glob(f"runs/**/{name}"))
+        assert len(done) == len(expected) == n_seeds
+        for d, r in zip(done, expected, strict=True):
+            assert d.relative_to(killed) == r.relative_to(reference)
+            assert d.read_bytes() == r.read_bytes(), d
+    for manifest in killed.glob("runs/**/manifest.json"):
+        record = json.loads(manifest.read_text())
+        assert record["resumes"] == 1 and len(record["seed_batch"]) == n_seeds
+        assert not (manifest.parent / "checkpoint.pt").exists()

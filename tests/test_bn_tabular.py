@@ -268,15 +268,15 @@ def test_sampling_follows_the_topological_order_not_the_index_order(cg3):
     logits[0, 0, :, 0, :, 0] = 30.0  # a0 = 0 after a2 = 0
     logits[0, 0, :, 1, :, 1] = 30.0  # a0 = 1 after a2 = 1
     logits = tie(logits, batch, "first")
-    cond = conditionals(logits, batch)[0]
+    cond = conditionals(logits, batch)
     states = torch.randint(0, cg3.n_states, (4000,), generator=torch.Generator().manual_seed(0))
-    actions = sample_actions(cond, topological_levels(parents), states, deterministic=False,
-                             generator=torch.Generator().manual_seed(1))
+    actions = sample_actions(cond, topological_levels(parents), states,
+                             torch.rand(4000, 3, generator=torch.Generator().manual_seed(1)))
     assert torch.equal(actions[:, 0], actions[:, 2])
     assert 0.45 < actions[:, 2].double().mean() < 0.55  # the root is uniform
     # the empirical joint matches pi(a | s) summed over states
     counts = torch.bincount((actions * torch.tensor([4, 2, 1])).sum(-1), minlength=8).double() / len(states)
-    expected = joint_policy(cond.unsqueeze(0))[0][states].mean(0)
+    expected = joint_policy(cond)[0][states].mean(0)
     assert torch.allclose(counts, expected, atol=0.03)
 
 

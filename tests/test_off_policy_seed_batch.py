@@ -14,7 +14,7 @@ import torch
 from algorithms.registry import capabilities
 from coopbench.config import resolve
 from coopbench.run import build_seeds, seed_slice
-from tests.seed_batch_checks import assert_same_state, train
+from tests.seed_batch_checks import assert_killed_batch_resumes_identically, assert_same_state, train
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
@@ -108,32 +108,10 @@ def test_the_cli_writes_each_seed_of_a_batch_byte_for_byte_as_alone(tmp_path, cl
 
 def test_a_killed_batch_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, monkeypatch):
     """Each seed's checkpoint holds its slice of the batch (its replay rows, half full here, and its streams); a
-    killed batch restarted from them ends with every seed's bytes of an uninterrupted batch."""
-    from coopbench import run as run_module
-    from coopbench.cli import main
-
+    batch killed at its second round of checkpoints (env step 400) and restarted from them ends with every seed's
+    bytes of an uninterrupted batch."""
     args = ["run", "maddpg", "differential/cora-2agent", "--seeds", "0-2", "--set", "run.total_env_steps=600",
             "--set", "run.eval_interval=200", "--set", "run.eval_episodes=3", "--set", "algo.n_envs=4",
             "--set", "algo.train_interval=5", "--set", "algo.warmup_steps=100", "--set", "algo.batch_size=32",
             "--set", "algo.buffer_size=400", "--set", "algo.hidden_sizes=[16,16]"]
-    assert main([*args, "--results-dir", str(tmp_path / "reference")]) == 0
-    real_save, calls = run_module.save_checkpoint, []
-
-    def save_then_die(path, *rest):  # killed at the second round of checkpoints (env step 400)
-        if len(calls) == 3:
-            raise KeyboardInterrupt("killed")
-        real_save(path, *rest)
-        calls.append(path)
-
-    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        main([*args, "--results-dir", str(tmp_path / "killed")])
-    assert len(list((tmp_path / "killed").glob("runs/**/checkpoint.pt"))) == 3
-    monkeypatch.undo()
-    assert main([*args, "--results-dir", str(tmp_path / "killed")]) == 0
-    for name in ("model.pt", "metrics.parquet"):
-        done = sorted((tmp_path / "killed").glob(f"runs/**/{name}"))
-        reference = sorted((tmp_path / "reference").glob(f"runs/**/{name}"))
-        assert len(done) == len(reference) == 3
-        for d, r in zip(done, reference, strict=True):
-            assert d.read_bytes() == r.read_bytes(), d
+    assert_killed_batch_resumes_identically(args, 3, tmp_path, monkeypatch, kill_at_save=3)

@@ -7,6 +7,7 @@
   for every seed; a method without seed batches runs `--seeds` one after another.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -18,6 +19,7 @@ from coopbench.cli import main
 from coopbench.config import resolve
 from coopbench.run import build_seeds, seed_slice, seed_stack
 from environments.seed_batch import split
+from tests.seed_batch_checks import assert_killed_batch_resumes_identically
 
 CPU = torch.device("cpu")
 SEEDS = [3, 4, 5]
@@ -178,30 +180,7 @@ def test_a_batch_of_one_is_the_solo_run_byte_for_byte(tmp_path):
 
 
 def test_a_killed_batch_resumes_to_the_bytes_of_an_uninterrupted_one_for_every_seed(tmp_path, monkeypatch):
-    seeds = "0-2"
-    assert main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "reference")]) == 0
-    real_save, calls = run_module.save_checkpoint, []
-
-    def save_then_die(path, *args):  # the job is killed right after the batch's second round of checkpoints
-        if len(calls) == 6:
-            raise KeyboardInterrupt("killed")
-        real_save(path, *args)
-        calls.append(path)
-
-    monkeypatch.setattr(run_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "killed")])
-    assert len(list((tmp_path / "killed").glob("runs/**/checkpoint.pt"))) == 3
-    assert not list((tmp_path / "killed").glob("runs/**/manifest.json"))
-    monkeypatch.undo()
-    assert main([*RUN, "--seeds", seeds, "--results-dir", str(tmp_path / "killed")]) == 0
-    for seed in range(3):
-        done, reference = _run_dir(tmp_path / "killed", seed), _run_dir(tmp_path / "reference", seed)
-        for name in ("metrics.parquet", "model.pt"):
-            assert (done / name).read_bytes() == (reference / name).read_bytes(), (seed, name)
-        manifest = json.loads((done / "manifest.json").read_text())
-        assert manifest["resumes"] == 1 and manifest["seed_batch"] == [0, 1, 2]
-        assert not (done / "checkpoint.pt").exists()
+    assert_killed_batch_resumes_identically([*RUN, "--seeds", "0-2"], 3, tmp_path, monkeypatch, kill_at_save=6)
 
 
 def test_a_seed_of_a_batch_writes_the_bytes_of_its_solo_run(tmp_path):
@@ -214,9 +193,12 @@ def test_a_seed_of_a_batch_writes_the_bytes_of_its_solo_run(tmp_path):
                 (_run_dir(tmp_path / "solo", seed) / name).read_bytes(), (seed, name)
 
 
-def test_a_method_without_seed_batches_runs_the_seeds_one_after_another(tmp_path, capsys):
+def test_a_method_without_seed_batches_runs_the_seeds_one_after_another(tmp_path, capsys, monkeypatch):
+    """Every registered method batches its seeds; one that does not (a new method before it adopts the state rule,
+    here ACPI declared so) runs them one after another in the process, each seed's bytes its solo run's."""
     env = "matrix/cora-mtg"  # ACPI plans on the exact model of this small game
-    assert not capabilities("acpi").seed_batch
+    unbatched_capabilities = dataclasses.replace(capabilities("acpi"), seed_batch=False)
+    monkeypatch.setattr(run_module, "capabilities", lambda name: unbatched_capabilities)
     unbatched = ["run", "acpi", env, *RUN[3:]]
     assert main([*unbatched, "--seeds", "0-1", "--results-dir", str(tmp_path / "seeds")]) == 0
     assert "one after another" in capsys.readouterr().err

@@ -48,3 +48,12 @@ class SeedStreams:
             raise ValueError(f"random streams of {state.shape[0]} seeds, this part has {len(self.generators)}")
         for generator, row in zip(self.generators, state, strict=True):
             generator.set_state(row.clone())
+
+
+def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Categorical draws `[...]` from `probs [..., A]` with `uniforms [...]` in [0, 1): the first action whose
+    cumulative probability exceeds u times the row's total (the total, not 1, so rounding never picks an action of
+    probability 0). Row by row, so a seed's draws in a batch are its solo run's (where torch.multinomial draws from
+    one generator for all rows)."""
+    cdf = probs.cumsum(-1)
+    return (cdf <= (uniforms * cdf[..., -1]).unsqueeze(-1)).sum(-1).clamp(max=probs.shape[-1] - 1)
