@@ -33,6 +33,7 @@ from algorithms.blocks.td3 import (
     QEnsemble,
     clipped_double_q,
     critic_loss,
+    fusable,
     smooth_target,
     summed_agent_means,
 )
@@ -93,8 +94,10 @@ class ACTD3(OffPolicyContract):
                                 n_seeds).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr)
-        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr)
+        # fused where each seed stays bitwise its solo run, as MADDPG's (issue 15)
+        self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr, fused=fusable(self.actor, n_seeds))
+        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr,
+                                     fused=fusable(self.critic, n_seeds))
         self.learner = OffPolicyLearner(spec, config, device,
                                         extra_fields={"actor_in": ((n, self.actor_width), torch.float32)},
                                         n_seeds=n_seeds)

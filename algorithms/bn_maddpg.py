@@ -35,7 +35,7 @@ from algorithms.blocks.dag_policy import deterministic_dag_actions, parent_block
 from algorithms.blocks.parts import Named
 from algorithms.blocks.q_targets import soft_update
 from algorithms.blocks.subteams import DagTopology, DependencyScore, Topology
-from algorithms.blocks.td3 import DeterministicActor, QEnsemble
+from algorithms.blocks.td3 import DeterministicActor, QEnsemble, fusable
 from algorithms.maddpg import maddpg_actor_loss, maddpg_critic_loss
 from algorithms.off_policy import OffPolicyConfig, OffPolicyContract, OffPolicyLearner, actor_inputs
 from environments.base import EnvSpec, TimeStep
@@ -69,8 +69,10 @@ class BNMADDPG(OffPolicyContract):
                                 config.activation, n_seeds).to(device)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr)
-        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr)
+        # fused where each seed stays bitwise its solo run, as MADDPG's (issue 15)
+        self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr, fused=fusable(self.actor, n_seeds))
+        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr,
+                                     fused=fusable(self.critic, n_seeds))
         # the replay keeps each step's DAG: the actors' update conditions on the parents the agents acted in
         self.learner = OffPolicyLearner(spec, config, device, extra_fields={"parents": ((n, n), torch.bool)},
                                         n_seeds=n_seeds)

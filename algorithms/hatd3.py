@@ -32,6 +32,7 @@ from algorithms.blocks.td3 import (
     centralized_input,
     clipped_double_q,
     critic_loss,
+    fusable,
     seed_means,
     smooth_target,
 )
@@ -60,9 +61,11 @@ class HATD3(OffPolicyContract):
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         # Agents step one at a time: each agent's rows of the weights have their own Adam moments and step count
         # (HARL: one optimizer per actor).
-        self.actor_optimizer = (Adam(self.actor.parameters(), lr=config.lr) if shared else
+        self.actor_optimizer = (Adam(self.actor.parameters(), lr=config.lr, fused=fusable(self.actor, n_seeds))
+                                if shared else
                                 AgentwiseAdam(self.actor.parameters(), n, lr=config.lr))
-        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr,
+                                     fused=fusable(self.critic, n_seeds))  # as MADDPG's (issue 15)
         self.learner = OffPolicyLearner(spec, config, device, n_seeds=n_seeds)
         self.parts = (Named(actor=self.actor, critic=self.critic, target_actor=self.target_actor,
                             target_critic=self.target_critic, actor_optimizer=self.actor_optimizer,

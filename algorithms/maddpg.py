@@ -28,14 +28,13 @@ from pydantic import Field
 
 from algorithms.blocks.adam import Adam
 from algorithms.blocks.parts import Named
+from algorithms.blocks.q_targets import soft_update
 from algorithms.blocks.td3 import (
     DeterministicActor,
     QEnsemble,
     centralized_input,
     critic_loss,
     fusable,
-    polyak_pairs,
-    polyak_update,
     seed_means,
     summed_agent_means,
     with_action,
@@ -99,8 +98,6 @@ class MADDPG(OffPolicyContract):
         self.actor_optimizer = Adam(self.actor.parameters(), lr=config.lr, fused=fusable(self.actor, n_seeds))
         self.critic_optimizer = Adam(self.critic.parameters(), lr=config.critic_lr,
                                      fused=fusable(self.critic, n_seeds))
-        # Line 16's pairs, both networks in one foreach lerp (bitwise the per-tensor `soft_update`).
-        self.polyak_pairs = polyak_pairs((self.target_actor, self.actor), (self.target_critic, self.critic))
         self.learner = OffPolicyLearner(spec, config, device, n_seeds=n_seeds)
         self.parts = (Named(actor=self.actor, critic=self.critic, target_actor=self.target_actor,
                             target_critic=self.target_critic, actor_optimizer=self.actor_optimizer,
@@ -125,6 +122,7 @@ class MADDPG(OffPolicyContract):
         policy_loss.sum().backward(inputs=list(self.actor.parameters()))
         self.actor_optimizer.step()
         # Targets (line 16).
-        polyak_update(self.polyak_pairs, cfg.polyak)
+        soft_update(self.target_actor, self.actor, cfg.polyak)
+        soft_update(self.target_critic, self.critic, cfg.polyak)
         per_agent = self.spec.n_agents if cfg.actor_others_actions == "sampled" else 1  # "current": one term's value
         return {"value_loss": value_loss.detach(), "policy_loss": policy_loss.detach().double() / per_agent}

@@ -134,24 +134,6 @@ def fusable(module: nn.Module, n_seeds: int, lanes: int = 64) -> list[bool]:
     return [p.numel() % (n_seeds * lanes) == 0 for p in module.parameters()]
 
 
-def polyak_pairs(*networks: tuple[nn.Module, nn.Module]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Every (target, online) parameter pair of `(target, online)` networks, as the two lists `polyak_update` takes
-    (built once: the parameters are updated in place, never replaced)."""
-    targets, onlines = [], []
-    for target, online in networks:
-        for t, o in zip(target.parameters(), online.parameters(), strict=True):
-            targets.append(t)
-            onlines.append(o)
-    return targets, onlines
-
-
-@torch.no_grad()
-def polyak_update(pairs: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
-    """Polyak averaging theta' <- (1 - tau) theta' + tau theta of every pair in one foreach call: bitwise
-    `q_targets.soft_update`'s per-tensor `lerp_` (the same kernel per tensor), without a Python loop per tensor."""
-    torch._foreach_lerp_(pairs[0], pairs[1], tau)
-
-
 def clipped_double_q(q: torch.Tensor) -> torch.Tensor:
     """TD3 sec. 4.2: y = r + gamma min_{c=1,2} Q'_c(s', a'); the minimum over the last (critic) dim."""
     return q.min(-1).values
