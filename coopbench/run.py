@@ -35,6 +35,7 @@ from coopbench.base.errors import CoopbenchError, MissingDependencyError, NonFin
 from coopbench.base.normalization import normalized_score, resolve
 from coopbench.base.schema import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, SCHEMA_VERSION
 from coopbench.config import ResolvedConfig
+from environments import seed_batch
 from environments.base import TimeStep
 from environments.registry import make
 from environments.seed_batch import SeedBatch, join, split
@@ -65,8 +66,8 @@ def evaluate_seeds(algorithm, config: ResolvedConfig, seeds: list[int], device: 
     """`evaluate` for each seed of a seed batch (`algorithm` holds len(seeds) seeds): seed k's greedy policy on the
     evaluation copies its solo run would use, all seeds stepped together."""
     n_episodes, n_seeds = config.run["eval_episodes"], len(seeds)
-    env = SeedBatch([make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device,
-                          **config.env_params) for seed in seeds])
+    env = seed_batch.merge([make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device,
+                                 **config.env_params) for seed in seeds])
     total = n_seeds * n_episodes
     timestep = env.reset()
     returns = torch.full((total,), float("nan"))
@@ -147,19 +148,18 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(path: Path, algorithm, env) -> tuple[TimeStep, Progress]:
-    [(timestep, progress)] = restore_checkpoints([path], [read_checkpoint(path)], algorithm, [env])
+    [(timestep, progress)] = restore_checkpoints([path], [read_checkpoint(path)], algorithm, SeedBatch([env]))
     return timestep, progress
 
 
-def restore_checkpoints(paths: list[Path], states: list[dict], algorithm, envs: list) -> list[tuple[TimeStep,
-                                                                                                   Progress]]:
+def restore_checkpoints(paths: list[Path], states: list[dict], algorithm, env: SeedBatch) -> list[tuple[TimeStep,
+                                                                                                      Progress]]:
     """Restore a seed batch from its seeds' checkpoints (one seed: exactly `load_checkpoint`): the algorithm from
     the stacked per-seed states, each seed's environment, and the global RNG of the first seed's."""
     fix = f"delete {' and '.join(map(str, paths))} to restart from scratch"
     try:
         algorithm.load_state_dict(seed_stack([state["algorithm"] for state in states]))
-        for env, state in zip(envs, states, strict=True):
-            env.load_state_dict(state["env"])
+        env.load_seed_states([state["env"] for state in states])
         rng = states[0]["rng"]
         torch.set_rng_state(rng["torch"])
         random.setstate(rng["python"])
@@ -300,7 +300,7 @@ def build_seeds(config: ResolvedConfig, seeds: list[int], device: torch.device):
         algorithm = algo_cls(envs[0].spec, algo_cls.Config(**config.algo_hparams), device, n_seeds=len(seeds))
         algorithm.set_budget(config.run["total_env_steps"])
         algorithm.load_state_dict(seed_stack(states))
-    return SeedBatch(envs), algorithm
+    return seed_batch.merge(envs), algorithm
 
 
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,
@@ -380,7 +380,7 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
     norm = resolve(config.normalization, config.env, env.spec.return_bounds)
 
     if states[0] is not None:
-        restored = restore_checkpoints(checkpoint_paths, states, algorithm, env.envs)
+        restored = restore_checkpoints(checkpoint_paths, states, algorithm, env)
         timestep = join([timestep for timestep, _ in restored])
         progresses = [progress for _, progress in restored]
         for progress in progresses:
@@ -433,7 +433,8 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
             if written[k]:
                 continue
             progress.elapsed_s = elapsed_before + time.perf_counter() - start
-            save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), env.envs[k], seed_timestep, progress)
+            save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), _Frozen(env.seed_state(k)), seed_timestep,
+                            progress)
 
     def write_results(done: list[bool]) -> None:
         if not any(d and not w for d, w in zip(done, written, strict=True)):

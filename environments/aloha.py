@@ -143,6 +143,6 @@ class Aloha(TaskEnv):
         n_clean = clean.sum(1)
         n_collided = collided.sum(1)
         team_reward = p.success_reward * n_clean - p.collision_penalty * n_collided
-        arrivals = torch.rand(self.backlog.shape, generator=self.generator, device=self.device) < p.arrival_prob
+        arrivals = self.random.rand(*self.backlog.shape[1:]) < p.arrival_prob
         self.backlog = (self.backlog - clean.long() + arrivals.long()).clamp_(max=p.max_backlog)
         return team_reward, None, {"transmissions": n_clean, "collisions": n_collided}

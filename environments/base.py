@@ -21,6 +21,8 @@ bootstrap values on truncation).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -75,6 +77,59 @@ class TimeStep:
         return self.terminated | self.truncated
 
 
+class CopyRandom:
+    """The random draws of an environment's copies, `[n_envs, *shape]`: every native task draws through here.
+
+    Alone, one stream (the environment's `generator`) draws for all copies. In a merged seed batch
+    (environments/seed_batch.py) one object holds the copies of K seeds, B each, and K streams (each seed's own
+    generator) each draw for their seed's block: seed k draws exactly what its solo environment draws, in the same
+    order. A draw the solo environment makes only when one of its copies needs it (a new episode where a copy
+    finished, a tie between agents) is made inside `only(copies)`, so that a seed none of whose copies needs it
+    does not draw (its rows hold zeros, which the caller leaves unused)."""
+
+    def __init__(self, generators: Sequence[torch.Generator], copies_per_stream: int, device: torch.device):
+        self.generators = list(generators)
+        self.copies = copies_per_stream
+        self.device = device
+        self._skip: list[bool] | None = None
+
+    @contextmanager
+    def only(self, copies: torch.Tensor) -> Iterator[None]:
+        """Inside, draw only for the streams of which some copy in `copies` (`[n_envs]` bool) is True."""
+        if len(self.generators) == 1:
+            yield
+            return
+        self._skip = (~copies.view(len(self.generators), -1).any(1)).tolist()
+        try:
+            yield
+        finally:
+            self._skip = None
+
+    def _draw(self, draw: Callable[[tuple[int, ...], torch.Generator], torch.Tensor], shape: tuple[int, ...],
+              dtype: torch.dtype) -> torch.Tensor:
+        size = (self.copies, *shape)
+        if len(self.generators) == 1:
+            return draw(size, self.generators[0])
+        skip = self._skip or [False] * len(self.generators)
+        return torch.cat([torch.zeros(size, dtype=dtype, device=self.device) if skipped else draw(size, generator)
+                          for generator, skipped in zip(self.generators, skip, strict=True)])
+
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniforms in [0, 1) `[n_envs, *shape]`."""
+        return self._draw(lambda size, g: torch.rand(size, generator=g, device=self.device), shape,
+                          torch.get_default_dtype())
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normals `[n_envs, *shape]`."""
+        return self._draw(lambda size, g: torch.randn(size, generator=g, device=self.device), shape,
+                          torch.get_default_dtype())
+
+    def randint(self, low: int, high: int, *shape: int) -> torch.Tensor:
+        """Integers in [low, high) `[n_envs, *shape]`."""
+        return self._draw(lambda size, g: torch.randint(low, high, size, generator=g, device=self.device), shape,
+                          torch.long)
+
+
 class BatchedEnv(ABC):
     """Base class for every environment. Subclasses set `spec` and implement `reset` and `step`.
 
@@ -92,6 +147,7 @@ class BatchedEnv(ABC):
         self.device = torch.device(device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self.random = CopyRandom([self.generator], n_envs, self.device)  # a native task's draws
 
     @abstractmethod
     def reset(self) -> TimeStep:
@@ -200,6 +256,9 @@ class TaskEnv(BatchedEnv):
 
     STATE_KEYS: tuple[str, ...] = ()
     TIME_IN_OBS = False
+    # A seed batch steps the K seeds' copies as one object of this task (environments/seed_batch.py): rows are
+    # computed independently of how many there are (tests/test_seed_batch_env.py checks every task)
+    SEED_MERGE = True
 
     def __init__(self, n_envs: int, seed: int, device, episode_length: int, name: str | None = None):
         super().__init__(n_envs, seed, device, name)
@@ -255,7 +314,8 @@ class TaskEnv(BatchedEnv):
         episode_return, episode_length = self.tracker.update(team, done)
         final_obs, final_state = obs, state
         if bool(done.any()):
-            self._start(done)
+            with self.random.only(done):  # (in a merged seed batch: the seeds with a finished copy draw)
+                self._start(done)
             obs, state, avail = self._observe()
         extras = self._extras()
         if info:

@@ -80,7 +80,7 @@ class CooperativeNavigation(TaskEnv):
         self._block = torch.arange(2 * self.n_agents, device=self.device) * cells  # one-hot block starts
 
     def _fresh(self) -> dict[str, torch.Tensor]:
-        cells = gw.sample_cells(self.generator, self.n_envs, self._all_cells, 2 * self.n_agents)
+        cells = gw.sample_cells(self.random, self._all_cells, 2 * self.n_agents)
         return {"pos": cells[:, :self.n_agents], "landmarks": cells[:, self.n_agents:]}
 
     def rewards(self) -> torch.Tensor:

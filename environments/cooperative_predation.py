@@ -80,7 +80,7 @@ class CooperativePredation(TaskEnv):
         return pursuers * p.reward_pursuer_mixed + (n - pursuers) * p.reward_defector_mixed
 
     def _fresh(self) -> dict[str, torch.Tensor]:
-        draws = torch.rand(self.n_envs, self.n_agents + 1, generator=self.generator, device=self.device)
+        draws = self.random.rand(self.n_agents + 1)
         draws = draws * self.params.domain
         return {"pos": draws[:, 1:].contiguous(), "prey": draws[:, 0].contiguous()}
 

@@ -81,12 +81,12 @@ class CoordinationGame(TaskEnv):
         return state.unsqueeze(-1)
 
     def _fresh(self) -> dict[str, torch.Tensor]:
-        return {"s": torch.randint(0, 2, (self.n_envs, self.n_agents), generator=self.generator, device=self.device)}
+        return {"s": self.random.randint(0, 2, self.n_agents)}
 
     def _transition(self, actions: torch.Tensor):
         team_reward = self._reward_by_c0[(self.s == 0).sum(-1)]  # r(s_t)
         p_one = self._p_one[actions.long()]
-        uniform = torch.rand(self.n_envs, self.n_agents, generator=self.generator, device=self.device)
+        uniform = self.random.rand(self.n_agents)
         self.s = (uniform < p_one).long()
         return team_reward, None
 

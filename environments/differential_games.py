@@ -70,6 +70,9 @@ def field_maximum(centers: torch.Tensor, heights: torch.Tensor, sigmas: torch.Te
 
 class DifferentialGame(RepeatedGame):
     Params = DifferentialGameParams
+    # exp over [B, fields] rounds its last partial SIMD block in scalar code: a seed's rows would round by where they
+    # fall in a merged batch (and the merge would save little: one cheap step per seed)
+    SEED_MERGE = False
 
     def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
         p = DifferentialGameParams(**params)

@@ -91,7 +91,7 @@ class Exchange(TaskEnv):
         self._block = torch.arange(n, device=self.device) * cells  # start of each agent's one-hot
 
     def _fresh(self) -> dict[str, torch.Tensor]:
-        cells = gw.sample_cells(self.generator, self.n_envs, self._all_cells, 2 * self.n_agents)
+        cells = gw.sample_cells(self.random, self._all_cells, 2 * self.n_agents)
         return {"pos": cells[:, :self.n_agents], "boxes": cells[:, self.n_agents:],
                 "closed": torch.ones(self.n_envs, self.n_agents, dtype=torch.bool, device=self.device)}
 
@@ -107,8 +107,10 @@ class Exchange(TaskEnv):
         attempts = self.openable() & (actions == OPEN).unsqueeze(2)  # [B, agent, box]
         opened = attempts.any(1)  # [B, box]
         pays = attempts.any(2)  # an agent stands on at most one box
-        if bool((attempts.sum(1) > 1).any()):  # several agents open one box: a random one of them pays
-            rank = gw.random_ranks(self.generator, self.n_envs, self.n_agents, self.device)
+        contested = (attempts.sum(1) > 1).any(-1)  # [B]: several agents open one box: a random one of them pays
+        if bool(contested.any()):
+            with self.random.only(contested):
+                rank = gw.random_ranks(self.random, self.n_agents)
             ranked = torch.where(attempts, rank.unsqueeze(2), torch.full_like(rank, -1).unsqueeze(2))
             pays = (attempts & (ranked == ranked.max(1, keepdim=True).values)).any(2)
         pays = pays.float()

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import torch
 
+from environments.base import CopyRandom
+
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 # (d_row, d_col) of each move action.
 MOVES = torch.tensor([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1]], dtype=torch.long)
@@ -67,7 +69,7 @@ def unflatten_index(index: torch.Tensor, n_cols: int) -> torch.Tensor:
 
 # --- random placement ---------------------------------------------------------------------------
 
-def sample_cells(generator: torch.Generator, n_envs: int, allowed: torch.Tensor, k: int) -> torch.Tensor:
+def sample_cells(random: CopyRandom, allowed: torch.Tensor, k: int) -> torch.Tensor:
     """`k` distinct cells per copy, uniformly among the True cells of `allowed`, `[B, k, 2]`.
 
     `allowed` is a static `[H, W]` mask or per copy `[B, H, W]`; every copy needs at least `k`
@@ -78,14 +80,14 @@ def sample_cells(generator: torch.Generator, n_envs: int, allowed: torch.Tensor,
     flat = allowed.reshape(*allowed.shape[:-2], -1)
     if int(flat.sum(-1).min()) < k:
         raise ValueError(f"fewer than {k} allowed cells to place {k} distinct items")
-    scores = torch.rand(n_envs, flat.shape[-1], generator=generator, device=allowed.device)
-    scores = scores.masked_fill(~flat.expand(n_envs, -1), -1.0)
+    scores = random.rand(flat.shape[-1])
+    scores = scores.masked_fill(~flat.expand(scores.shape[0], -1), -1.0)
     return unflatten_index(scores.topk(k, dim=-1).indices, n_cols)
 
 
-def random_ranks(generator: torch.Generator, n_envs: int, n_agents: int, device) -> torch.Tensor:
+def random_ranks(random: CopyRandom, n_agents: int) -> torch.Tensor:
     """A uniformly random strict priority order of the agents of every copy, `[B, N]` int64 (distinct)."""
-    return torch.rand(n_envs, n_agents, generator=generator, device=device).argsort(dim=-1)
+    return random.rand(n_agents).argsort(dim=-1)
 
 
 # --- movement -----------------------------------------------------------------------------------
@@ -115,14 +117,14 @@ def move_targets(pos: torch.Tensor, actions: torch.Tensor, moves: torch.Tensor =
     return clipped
 
 
-def resolve_moves(pos: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None,
+def resolve_moves(pos: torch.Tensor, target: torch.Tensor, random: CopyRandom | None = None,
                   allow_swaps: bool = False) -> torch.Tensor:
     """Simultaneous moves where no two agents may share a cell; returns the new positions `[B, N, 2]`.
 
     Rules (agents start in distinct cells, `target` from `move_targets`):
     1. Agents whose target is their own cell stay (and keep their cell).
     2. Several movers entering one cell: one of them wins, chosen uniformly at random with
-       `generator`; without a generator all of them fail (deterministic and symmetric).
+       `random`; without it all of them fail (deterministic and symmetric).
     3. Two agents swapping cells both fail unless `allow_swaps`.
     4. A mover entering a cell whose occupant does not leave it (stays, or fails to move) fails;
        failures cascade along chains, resolved as a fixed point (at most N rounds of `[B, N, N]`
@@ -133,10 +135,10 @@ def resolve_moves(pos: torch.Tensor, target: torch.Tensor, generator: torch.Gene
     moving = there != here
     others = ~torch.eye(n_agents, dtype=torch.bool, device=pos.device)
     contest = (there.unsqueeze(2) == there.unsqueeze(1)) & others & moving.unsqueeze(1) & moving.unsqueeze(2)
-    if generator is None:
+    if random is None:
         lose = contest.any(-1)
     else:
-        rank = random_ranks(generator, n_envs, n_agents, pos.device)
+        rank = random_ranks(random, n_agents)
         lose = (contest & (rank.unsqueeze(1) > rank.unsqueeze(2))).any(-1)  # a contestant ranks higher
     enters = (there.unsqueeze(2) == here.unsqueeze(1)) & others  # [B, i, j]: i's target is j's cell
     ok = moving & ~lose

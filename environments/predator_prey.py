@@ -80,6 +80,9 @@ class PredatorPreyParams(BaseModel):
 class PredatorPrey(TaskEnv):
     Params = PredatorPreyParams
     NAME = "particle/bn-predator-prey-15"
+    # the contact forces' softplus runs over the near pairs of all copies, its scalar tail wherever their count puts
+    # it: a seed's rows would round by where they fall in a merged seed batch
+    SEED_MERGE = False
     STATE_KEYS = ("x", "y", "vx", "vy", "lx", "ly")  # movers (predators, then prey) and landmarks, as x/y planes
 
     def __init__(self, n_envs: int, seed: int, device="cpu", name: str | None = None, **params):
@@ -161,9 +164,8 @@ class PredatorPrey(TaskEnv):
     # --- episode start --------------------------------------------------------------------------
     def _fresh(self) -> dict[str, torch.Tensor]:
         """A new episode for every copy: movers uniform in [-1, 1]^2 at rest, landmarks in [-0.9, 0.9]^2."""
-        g, dev, b = self.generator, self.device, self.n_envs
-        movers = 2 * torch.rand(b, self.n_movers, 2, generator=g, device=dev) - 1
-        landmarks = (2 * torch.rand(b, self.params.n_landmarks, 2, generator=g, device=dev) - 1) * 0.9
+        movers = 2 * self.random.rand(self.n_movers, 2) - 1
+        landmarks = (2 * self.random.rand(self.params.n_landmarks, 2) - 1) * 0.9
         x, y = movers[..., 0].contiguous(), movers[..., 1].contiguous()
         return {"x": x, "y": y, "lx": landmarks[..., 0].contiguous(), "ly": landmarks[..., 1].contiguous(),
                 "vx": torch.zeros_like(x), "vy": torch.zeros_like(y)}
@@ -177,10 +179,9 @@ class PredatorPrey(TaskEnv):
         plus Gaussian noise of std `prey_noise` (PIC's pretrained prey also act with exploration noise).
         `random`: uniform in [-1, 1]^2.
         """
-        p, g, dev = self.params, self.generator, self.device
-        b, n = x.shape[0], p.n_predators
+        p, n = self.params, self.params.n_predators
         if p.prey_policy == "random":
-            u = 2 * torch.rand(b, p.n_prey, 2, generator=g, device=dev) - 1
+            u = 2 * self.random.rand(p.n_prey, 2) - 1
             return u[..., 0], u[..., 1]
         px, py = x[:, n:], y[:, n:]
         ax, ay = px.unsqueeze(2) - x[:, None, :n], py.unsqueeze(2) - y[:, None, :n]  # [B, Y, P]
@@ -191,7 +192,7 @@ class PredatorPrey(TaskEnv):
         fx = fx / norm - torch.sign(px) * torch.relu(px.abs() - 0.8) / 0.2
         fy = fy / norm - torch.sign(py) * torch.relu(py.abs() - 0.8) / 0.2
         if p.prey_noise > 0:
-            noise = p.prey_noise * torch.randn(b, p.n_prey, 2, generator=g, device=dev)
+            noise = p.prey_noise * self.random.randn(p.n_prey, 2)
             fx, fy = fx + noise[..., 0], fy + noise[..., 1]
         norm = (fx * fx + fy * fy).sqrt().clamp_min(1.0)
         return fx / norm, fy / norm

@@ -45,8 +45,10 @@ def make(name: str, n_envs: int, seed: int, device: str = "cpu", **params):
     The name is the task's identity, never derived from parameters: `make("coordination/bn-cg-2",
     n_agents=3)` is still `coordination/bn-cg-2` (a run with `--set env.n_agents=3` gets another config hash)."""
     cls = ENVIRONMENTS.get(name).load()
-    return cls(n_envs=n_envs, seed=seed, device=device, name=name,
-               **validate_params(name, {**task_params(name), **params}))
+    params = validate_params(name, {**task_params(name), **params})
+    env = cls(n_envs=n_envs, seed=seed, device=device, name=name, **params)
+    env.made_with = params  # what a seed batch needs to build the same task with more copies (seed_batch.merge)
+    return env
 
 
 def names() -> list[str]:

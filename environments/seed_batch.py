@@ -3,9 +3,11 @@ environment, one per seed, seen as one `BatchedEnv` of K*B copies, seed-major (c
 seed k's). Each seed's environment is exactly the one its solo run builds (`make(task, n_envs=B, seed=k)`), so
 its random stream, and therefore every observation it produces, is the solo run's.
 
-Stepping loops over the K environments: a native task draws from one torch.Generator per object (one stream), and
-giving one object K streams would change how every task draws. The loop is K calls per step; K = 1 returns the
-environment's own TimeStep untouched.
+A native task (`TaskEnv`) steps its K seeds as one object of K*B copies (`build`: merged), whose draws come from
+the K seeds' own generators, each for its seed's block (`base.CopyRandom`): one call per step instead of K, and
+each seed's rows bitwise its solo environment's (tests/test_seed_batch_env.py; a task whose dynamics would round a
+row differently in a bigger batch sets `SEED_MERGE = False`). Library adapters are stepped one after another (each
+its own simulator). K = 1 returns the environment's own TimeStep untouched.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import fields
 
 import torch
 
-from environments.base import BatchedEnv, EnvSpec, TimeStep
+from environments.base import BatchedEnv, CopyRandom, EnvSpec, TaskEnv, TimeStep
 
 _FIELDS = tuple(f.name for f in fields(TimeStep))  # read once: `fields()` per step is a measurable cost
 
@@ -63,6 +65,40 @@ def join(timesteps: list[TimeStep]) -> TimeStep:
     return TimeStep(**values)
 
 
+def _map_tensors(state, fn):
+    if isinstance(state, dict):
+        return {key: _map_tensors(value, fn) for key, value in state.items()}
+    return fn(state) if isinstance(state, torch.Tensor) else state
+
+
+def _concatenate(states: list):
+    first = states[0]
+    if isinstance(first, dict):
+        return {key: _concatenate([s[key] for s in states]) for key in first}
+    return torch.cat(states) if isinstance(first, torch.Tensor) else first
+
+
+def build(task: str, n_envs: int, seeds: Sequence[int], device, **params) -> SeedBatch:
+    """The seed batch of `seeds`, each seed's environment as its solo run builds it (`make(task, n_envs, seed)`);
+    a native task's K seeds merged into one object of K*B copies with the K streams (unless `SEED_MERGE` is off)."""
+    from environments.registry import make
+
+    return merge([make(task, n_envs=n_envs, seed=seed, device=device, **params) for seed in seeds])
+
+
+def merge(envs: list[BatchedEnv]) -> SeedBatch:
+    """The seed batch of the seeds' environments `envs`, merged where they are one native task built by
+    `environments.make` (which records the parameters: `made_with`) and the task allows it."""
+    first = envs[0]
+    merged = None
+    if len(envs) > 1 and isinstance(first, TaskEnv) and first.SEED_MERGE and hasattr(first, "made_with"):
+        # the constructor seeds only the (unused) generator: the K streams are the seeds' own environments'
+        merged = type(first)(n_envs=len(envs) * first.n_envs, seed=0, device=first.device, name=first.name,
+                             **first.made_with)
+        merged.random = CopyRandom([env.generator for env in envs], first.n_envs, merged.device)
+    return SeedBatch(envs, merged)
+
+
 def split(timestep: TimeStep, n_seeds: int) -> list[TimeStep]:
     """One TimeStep per seed, from one of K*B seed-major copies."""
     if n_seeds == 1:
@@ -71,13 +107,15 @@ def split(timestep: TimeStep, n_seeds: int) -> list[TimeStep]:
 
 
 class SeedBatch(BatchedEnv):
-    """K environments, one per seed, as one of K*B copies. `envs[k]` is seed k's (its state is in seed k's
-    checkpoint)."""
+    """K environments, one per seed, as one of K*B copies. `envs[k]` is seed k's as its solo run builds it; with
+    `merged` (a native task's K*B copies drawing from the K seeds' generators, `build`), that one object holds
+    every seed's state and steps them all, and `envs[k]` serve as seed k's stream and for stepping a subset."""
 
-    def __init__(self, envs: list[BatchedEnv]):  # not BatchedEnv.__init__: its generator would be unused
+    def __init__(self, envs: list[BatchedEnv], merged: TaskEnv | None = None):  # no BatchedEnv.__init__: no stream
         if not envs or len({e.n_envs for e in envs}) != 1:
             raise ValueError("a seed batch needs one or more environments with the same number of copies")
         self.envs = envs
+        self.merged = merged
         self.spec: EnvSpec = envs[0].spec
         self.name = envs[0].name
         self.n_seeds = len(envs)
@@ -93,6 +131,8 @@ class SeedBatch(BatchedEnv):
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def reset(self) -> TimeStep:
+        if self.merged is not None:
+            return self.merged.reset()
         return join([env.reset() for env in self.envs])
 
     def step(self, actions: torch.Tensor, active: Sequence[bool] | None = None) -> TimeStep:
@@ -102,18 +142,54 @@ class SeedBatch(BatchedEnv):
         only, seed-major; `actions` still has every seed's rows (the waiting seeds' are ignored)."""
         if active is None and self.n_seeds == 1:
             return self.envs[0].step(actions)
-        on = [True] * self.n_seeds if active is None else active
-        return join([env.step(a) for env, a, k in zip(self.envs, actions.chunk(self.n_seeds), on, strict=True) if k])
+        on = [True] * self.n_seeds if active is None else list(active)
+        if self.merged is not None and all(on):
+            return self.merged.step(actions)
+        if self.merged is None:
+            return join([env.step(a) for env, a, k in zip(self.envs, actions.chunk(self.n_seeds), on, strict=True)
+                         if k])
+        # a subset of a merged batch: the active seeds' own environments step from their rows, written back after
+        states, steps = [self.seed_state(k) for k in range(self.n_seeds)], []
+        for k, (env, a) in enumerate(zip(self.envs, actions.chunk(self.n_seeds), strict=True)):
+            if on[k]:
+                env.load_state_dict(states[k])
+                steps.append(env.step(a))
+                states[k] = env.state_dict()
+        self.load_seed_states(states)
+        return join(steps)
+
+    # -- per-seed state: each seed's checkpoint holds what its solo environment's state_dict would
+    def seed_state(self, k: int) -> dict:
+        """Seed k's environment state, as its solo environment's `state_dict()`: in a merged batch its rows of every
+        per-copy tensor (a task's whole state but its generator is per copy: `TaskEnv.state_dict`) and its stream."""
+        if self.merged is None:
+            return self.envs[k].state_dict()
+        rows = slice(k * self.copies_per_seed, (k + 1) * self.copies_per_seed)
+        state = _map_tensors(self.merged.state_dict(), lambda x: x[rows].clone())
+        return {**state, "generator": self.envs[k].generator.get_state()}
+
+    def load_seed_states(self, states: list[dict]) -> None:
+        """Restore every seed's environment from its solo state (`seed_state`'s inverse)."""
+        for env, state in zip(self.envs, states, strict=True):
+            env.load_state_dict(state)  # (in a merged batch: its generator is seed k's stream)
+        if self.merged is not None:
+            rows = _concatenate([{key: value for key, value in state.items() if key != "generator"}
+                                 for state in states])
+            self.merged.load_state_dict({**rows, "generator": self.merged.generator.get_state()})
 
     def state_dict(self) -> dict:
-        raise TypeError("a seed batch is checkpointed per seed: save envs[k].state_dict() in seed k's checkpoint")
+        raise TypeError("a seed batch is checkpointed per seed: save seed_state(k) in seed k's checkpoint")
 
     def load_state_dict(self, state: dict) -> None:
-        raise TypeError("a seed batch is restored per seed: envs[k].load_state_dict(seed k's state)")
+        raise TypeError("a seed batch is restored per seed: load_seed_states(each seed's state)")
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+        if self.merged is not None:
+            self.merged.close()
 
     def render_rgb(self, index: int = 0):
+        if self.merged is not None:
+            return self.merged.render_rgb(index)
         return self.envs[index // self.copies_per_seed].render_rgb(index % self.copies_per_seed)

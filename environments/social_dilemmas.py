@@ -191,13 +191,13 @@ class _SocialDilemma(TaskEnv):
 
     # --- TaskEnv hooks ---------------------------------------------------------------------
     def _fresh(self) -> dict[str, torch.Tensor]:
-        return {"pos": gw.sample_cells(self.generator, self.n_envs, self.spawn_cells, self.n_agents),
+        return {"pos": gw.sample_cells(self.random, self.spawn_cells, self.n_agents),
                 "apples": self._initial_apples().expand(self.n_envs, -1, -1).clone()}
 
     def _transition(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         actions = actions.long().clamp(0, self.N_ACTIONS - 1)  # out-of-range actions act as their nearest
         target = gw.move_targets(self.pos, self._move_of_action[actions], gw.MOVES.to(self.device), walls=self.walls)
-        self.pos = gw.resolve_moves(self.pos, target, self.generator)
+        self.pos = gw.resolve_moves(self.pos, target, self.random)
         rows, cols = self.pos[..., 0], self.pos[..., 1]
         reward = self.apples[self._rows, rows, cols].float()  # eat the apple you stand on
         self.apples[self._rows, rows, cols] = False
@@ -253,7 +253,7 @@ class _SocialDilemma(TaskEnv):
         apple cell (in `self._apple_index` order) or `[B, 1]`. One draw per apple cell and step."""
         apples = self.apples.view(self.n_envs, -1)
         free = ~apples[:, self._apple_index] & ~self._occupied().view(self.n_envs, -1)[:, self._apple_index]
-        draw = torch.rand(self.n_envs, self._apple_index.numel(), generator=self.generator, device=self.device)
+        draw = self.random.rand(self._apple_index.numel())
         apples[:, self._apple_index] |= free & (draw < probability)
 
 
@@ -342,8 +342,7 @@ class Cleanup(_SocialDilemma):
 
     def _fresh(self) -> dict[str, torch.Tensor]:
         fresh = super()._fresh()
-        fresh["orientation"] = torch.randint(0, 4, (self.n_envs, self.n_agents), generator=self.generator,
-                                             device=self.device)
+        fresh["orientation"] = self.random.randint(0, 4, self.n_agents)
         fresh["waste"] = self.initial_waste.expand(self.n_envs, -1, -1).clone()
         fresh["beam"] = torch.zeros_like(fresh["waste"])
         return fresh
@@ -388,7 +387,7 @@ class Cleanup(_SocialDilemma):
         # the first success, which has exactly this law).
         clean = (self.river_cells.flatten() & ~self.waste.view(self.n_envs, -1))
         n_clean = clean.sum(-1)
-        draws = torch.rand(self.n_envs, 2, generator=self.generator, device=self.device)
+        draws = self.random.rand(2)
         spawn = (draws[:, 0] < 1.0 - (1.0 - waste_prob) ** n_clean) & (n_clean > 0)
         pick = (draws[:, 1] * n_clean).long().clamp(max=self.river_area - 1)  # which clean cell, 0-based
         choice = (clean.cumsum(-1) > pick.unsqueeze(1)).to(torch.uint8).argmax(-1)

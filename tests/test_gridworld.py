@@ -9,7 +9,10 @@ from pettingzoo.test import parallel_api_test
 
 from environments import gridworld as gw
 from environments import make
+from environments.base import CopyRandom
 from tests.pettingzoo_view import ParallelEnvView
+
+CPU = torch.device("cpu")
 
 # --- contract checks shared by tests/test_env_*.py --------------------------------------------------
 
@@ -130,15 +133,16 @@ def test_resolve_moves_random_winner_is_fair_and_never_overlaps():
     g = torch.Generator().manual_seed(0)
     pos = torch.tensor([[0, 0], [0, 2]]).expand(4000, -1, -1)
     target = torch.tensor([[0, 1], [0, 1]]).expand(4000, -1, -1)
-    new = gw.resolve_moves(pos, target, g)
+    new = gw.resolve_moves(pos, target, CopyRandom([g], 4000, CPU))
     winners = (new == torch.tensor([0, 1])).all(-1)
     assert torch.equal(winners.sum(-1), torch.ones(4000, dtype=torch.long))
     assert 0.45 < winners[:, 0].float().mean() < 0.55
     # random walks of 6 agents on a 4x4 grid never share a cell
-    pos = gw.sample_cells(g, 256, torch.ones(4, 4, dtype=torch.bool), 6)
+    random = CopyRandom([g], 256, CPU)
+    pos = gw.sample_cells(random, torch.ones(4, 4, dtype=torch.bool), 6)
     for _ in range(30):
         target = gw.move_targets(pos, torch.randint(5, (256, 6), generator=g), shape=(4, 4))
-        pos = gw.resolve_moves(pos, target, g)
+        pos = gw.resolve_moves(pos, target, random)
         assert int(gw.shared_cell_counts(pos).max()) == 0
 
 
@@ -147,7 +151,7 @@ def test_sample_cells_distinct_allowed_uniform():
     allowed = torch.zeros(3, 4, dtype=torch.bool)
     allowed[0, :] = True
     allowed[2, 1] = True
-    cells = gw.sample_cells(g, 5000, allowed, 3)
+    cells = gw.sample_cells(CopyRandom([g], 5000, CPU), allowed, 3)
     assert allowed[cells[..., 0], cells[..., 1]].all()
     assert int(gw.shared_cell_counts(cells).max()) == 0
     first = gw.flat_index(cells[:, 0], 4)
@@ -206,7 +210,7 @@ def test_beam_is_three_wide_six_long_and_stops_at_walls():
     assert torch.equal(hit, expected)
     # the lookup table gives the same cells for random agents
     g = torch.Generator().manual_seed(0)
-    pos = gw.sample_cells(g, 64, ~walls, 3)
+    pos = gw.sample_cells(CopyRandom([g], 64, CPU), ~walls, 3)
     orientation = torch.randint(4, (64, 3), generator=g)
     firing = torch.rand(64, 3, generator=g) < 0.5
     table = gw.beam_table(walls, 5)
