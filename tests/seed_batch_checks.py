@@ -5,6 +5,42 @@ path of the first difference)."""
 import torch
 
 
+def train_batch_and_solos(config, seeds: list[int], iterations: int):
+    """The batch of `seeds` and each seed alone, built as the driver builds them (`run.build_seeds`) and trained for
+    `iterations`; asserts each seed's state and per-iteration results (env steps, losses, returns) are its solo
+    run's, bitwise. Returns the batch and its results for the caller's own checks."""
+    from coopbench.run import build_seeds, seed_slice
+
+    cpu = torch.device("cpu")
+    solos = []
+    for seed in seeds:
+        env, algorithm = build_seeds(config, [seed], cpu)
+        assert algorithm.n_seeds == 1
+        solos.append((algorithm, train(algorithm, env, iterations)))
+    env, batch = build_seeds(config, seeds, cpu)
+    assert batch.n_seeds == len(seeds)
+    results = train(batch, env, iterations)
+    state = batch.state_dict()
+    for k, (solo, solo_results) in enumerate(solos):
+        assert_same_state(seed_slice(state, k, len(seeds)), solo.state_dict(), f"seed {k}")
+        for it, (result, alone) in enumerate(zip(results, solo_results, strict=True)):
+            part = result.seeds[k]
+            assert part.env_steps == alone.env_steps and part.losses == alone.losses, f"seed {k} iteration {it}"
+            assert torch.equal(part.episode_returns, alone.episode_returns), f"seed {k} iteration {it}"
+    return batch, results
+
+
+def assert_same_run_files(batch_results, solo_results, n_seeds: int) -> None:
+    """Each seed's model.pt and metrics.parquet under `batch_results` are its solo run's under `solo_results`."""
+    for name in ("model.pt", "metrics.parquet"):
+        batch_files = sorted(batch_results.glob(f"runs/**/{name}"))
+        solo_files = sorted(solo_results.glob(f"runs/**/{name}"))
+        assert len(batch_files) == len(solo_files) == n_seeds
+        for b, s in zip(batch_files, solo_files, strict=True):
+            assert b.relative_to(batch_results) == s.relative_to(solo_results)
+            assert b.read_bytes() == s.read_bytes(), b
+
+
 def train(algorithm, env, iterations: int):
     timestep, results = env.reset(), []
     for _ in range(iterations):

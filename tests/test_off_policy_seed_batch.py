@@ -13,8 +13,12 @@ import torch
 
 from algorithms.registry import capabilities
 from coopbench.config import resolve
-from coopbench.run import build_seeds, seed_slice
-from tests.seed_batch_checks import assert_killed_batch_resumes_identically, assert_same_state, train
+from coopbench.run import build_seeds
+from tests.seed_batch_checks import (
+    assert_killed_batch_resumes_identically,
+    assert_same_run_files,
+    train_batch_and_solos,
+)
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
@@ -43,22 +47,7 @@ def test_a_batch_seed_trains_bitwise_as_its_solo_run(case):
     algo, task, overrides = CASES[case]
     assert capabilities(algo).seed_batch
     config = resolve(algo, task, {"algo": {**SMALL, **overrides}, "run": {"total_env_steps": 10_000}})
-    solos = []
-    for seed in SEEDS:
-        env, algorithm = build_seeds(config, [seed], CPU)
-        assert algorithm.n_seeds == 1
-        solos.append((algorithm, train(algorithm, env, ITERATIONS)))
-    env, batch = build_seeds(config, SEEDS, CPU)
-    assert batch.n_seeds == len(SEEDS)
-    results = train(batch, env, ITERATIONS)
-
-    state = batch.state_dict()
-    for k, (solo, solo_results) in enumerate(solos):
-        assert_same_state(seed_slice(state, k, len(SEEDS)), solo.state_dict(), f"seed {k}")
-        for it, (result, alone) in enumerate(zip(results, solo_results, strict=True)):
-            part = result.seeds[k]
-            assert part.env_steps == alone.env_steps and part.losses == alone.losses, f"seed {k} iteration {it}"
-            assert torch.equal(part.episode_returns, alone.episode_returns), f"seed {k} iteration {it}"
+    batch, results = train_batch_and_solos(config, SEEDS, ITERATIONS)
     # what the comparison covered: updates after the warm-up (actors too), a wrapped ring, seeds that differ
     learner = batch.learner
     assert learner.updates >= 6 and "policy_loss" in results[-1].losses
@@ -97,13 +86,7 @@ def test_the_cli_writes_each_seed_of_a_batch_byte_for_byte_as_alone(tmp_path, cl
     for seed in SEEDS:
         solo = cli("run", algo, task, "--seed", str(seed), "--results-dir", str(tmp_path / "solo"), *settings)
         assert solo.returncode == 0, solo.stderr
-    for name in ("model.pt", "metrics.parquet"):
-        batch_files = sorted((tmp_path / "batch").glob(f"runs/**/{name}"))
-        solo_files = sorted((tmp_path / "solo").glob(f"runs/**/{name}"))
-        assert len(batch_files) == len(solo_files) == 3
-        for b, s in zip(batch_files, solo_files, strict=True):
-            assert b.relative_to(tmp_path / "batch") == s.relative_to(tmp_path / "solo")
-            assert b.read_bytes() == s.read_bytes(), b
+    assert_same_run_files(tmp_path / "batch", tmp_path / "solo", 3)
 
 
 def test_a_killed_batch_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, monkeypatch):

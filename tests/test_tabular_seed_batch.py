@@ -13,7 +13,13 @@ from algorithms.registry import capabilities
 from coopbench.cli import main
 from coopbench.config import resolve
 from coopbench.run import SHARED, build_seeds, seed_slice, seed_stack
-from tests.seed_batch_checks import assert_killed_batch_resumes_identically, assert_same_state, train
+from tests.seed_batch_checks import (
+    assert_killed_batch_resumes_identically,
+    assert_same_run_files,
+    assert_same_state,
+    train,
+    train_batch_and_solos,
+)
 
 CPU = torch.device("cpu")
 SEEDS = [0, 1, 2]
@@ -37,21 +43,7 @@ def _config(algo, task, overrides):
 def test_a_batch_seed_plans_acts_and_steps_bitwise_as_its_solo_run(case):
     algo, task, overrides = CASES[case]
     assert capabilities(algo).seed_batch
-    config = _config(algo, task, overrides)
-    solos = []
-    for seed in SEEDS:
-        env, algorithm = build_seeds(config, [seed], CPU)
-        solos.append((algorithm, train(algorithm, env, ITERATIONS)))
-    env, batch = build_seeds(config, SEEDS, CPU)
-    assert batch.n_seeds == len(SEEDS)
-    results = train(batch, env, ITERATIONS)
-    state = batch.state_dict()
-    for k, (solo, solo_results) in enumerate(solos):
-        assert_same_state(seed_slice(state, k, len(SEEDS)), solo.state_dict(), f"seed {k}")
-        for it, (result, alone) in enumerate(zip(results, solo_results, strict=True)):
-            part = result.seeds[k]
-            assert part.env_steps == alone.env_steps and part.losses == alone.losses, f"seed {k} iteration {it}"
-            assert torch.equal(part.episode_returns, alone.episode_returns), f"seed {k} iteration {it}"
+    batch, results = train_batch_and_solos(_config(algo, task, overrides), SEEDS, ITERATIONS)
     # and not trivially: episodes ended, and the seeds' samples (BN: also their policies) differ where the game or
     # the policy is random (ACPI's plan on the deterministic matrix game plays every seed alike)
     assert sum(len(r.episode_returns) for r in results) > 0
@@ -108,13 +100,7 @@ def test_the_cli_writes_each_seed_of_a_batch_byte_for_byte_as_alone(tmp_path, al
     assert main(["run", algo, task, "--seeds", "0-2", "--results-dir", str(tmp_path / "batch"), *SETTINGS]) == 0
     for seed in SEEDS:
         assert main(["run", algo, task, "--seed", str(seed), "--results-dir", str(tmp_path / "solo"), *SETTINGS]) == 0
-    for name in ("model.pt", "metrics.parquet"):
-        batch_files = sorted((tmp_path / "batch").glob(f"runs/**/{name}"))
-        solo_files = sorted((tmp_path / "solo").glob(f"runs/**/{name}"))
-        assert len(batch_files) == len(solo_files) == 3
-        for b, s in zip(batch_files, solo_files, strict=True):
-            assert b.relative_to(tmp_path / "batch") == s.relative_to(tmp_path / "solo")
-            assert b.read_bytes() == s.read_bytes(), b
+    assert_same_run_files(tmp_path / "batch", tmp_path / "solo", 3)
 
 
 def test_a_killed_bn_batch_resumes_to_the_bytes_of_an_uninterrupted_one(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from coopbench import run as run_module
 from coopbench.config import load_algo_file, parse_set, resolve
 from coopbench.run import seed_everything, seed_slice, seed_stack
 from environments.seed_batch import SeedBatch
-from tests.seed_batch_checks import assert_same_state, train
+from tests.seed_batch_checks import assert_same_run_files, assert_same_state, train
 from tests.value_based_games import CountingGame
 
 CPU = torch.device("cpu")
@@ -146,13 +146,7 @@ def test_the_cli_writes_each_seed_of_a_batch_byte_for_byte_as_alone(tmp_path, cl
         solo = cli("run", "qmix", "matrix/cora-mtg", "--seed", str(seed), "--results-dir", str(tmp_path / "solo"),
                    *settings)
         assert solo.returncode == 0, solo.stderr
-    for name in ("model.pt", "metrics.parquet"):
-        batch_files = sorted((tmp_path / "batch").glob(f"runs/**/{name}"))
-        solo_files = sorted((tmp_path / "solo").glob(f"runs/**/{name}"))
-        assert len(batch_files) == len(solo_files) == 3
-        for b, s in zip(batch_files, solo_files, strict=True):
-            assert b.relative_to(tmp_path / "batch") == s.relative_to(tmp_path / "solo")
-            assert b.read_bytes() == s.read_bytes(), b
+    assert_same_run_files(tmp_path / "batch", tmp_path / "solo", 3)
 
 
 def test_the_driver_finishes_each_seed_at_its_own_budget(tmp_path, monkeypatch):
