@@ -427,13 +427,13 @@ def _train(config: ResolvedConfig, seeds: list[int], states: list[dict | None], 
         return rows
 
     def save_checkpoints() -> None:
-        state = algorithm.state_dict()
+        state, env_states = algorithm.state_dict(), env.seed_states()
         for k, (path, progress, seed_timestep) in enumerate(zip(checkpoint_paths, progresses,
                                                                 split(timestep, n_seeds), strict=True)):
             if written[k]:
                 continue
             progress.elapsed_s = elapsed_before + time.perf_counter() - start
-            save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), _Frozen(env.seed_state(k)), seed_timestep,
+            save_checkpoint(path, _Frozen(seed_slice(state, k, n_seeds)), _Frozen(env_states[k]), seed_timestep,
                             progress)
 
     def write_results(done: list[bool]) -> None:

@@ -149,7 +149,7 @@ class SeedBatch(BatchedEnv):
             return join([env.step(a) for env, a, k in zip(self.envs, actions.chunk(self.n_seeds), on, strict=True)
                          if k])
         # a subset of a merged batch: the active seeds' own environments step from their rows, written back after
-        states, steps = [self.seed_state(k) for k in range(self.n_seeds)], []
+        states, steps = self.seed_states(), []
         for k, (env, a) in enumerate(zip(self.envs, actions.chunk(self.n_seeds), strict=True)):
             if on[k]:
                 env.load_state_dict(states[k])
@@ -159,17 +159,17 @@ class SeedBatch(BatchedEnv):
         return join(steps)
 
     # -- per-seed state: each seed's checkpoint holds what its solo environment's state_dict would
-    def seed_state(self, k: int) -> dict:
-        """Seed k's environment state, as its solo environment's `state_dict()`: in a merged batch its rows of every
+    def seed_states(self) -> list[dict]:
+        """Each seed's environment state, as its solo environment's `state_dict()`: in a merged batch its rows of every
         per-copy tensor (a task's whole state but its generator is per copy: `TaskEnv.state_dict`) and its stream."""
         if self.merged is None:
-            return self.envs[k].state_dict()
-        rows = slice(k * self.copies_per_seed, (k + 1) * self.copies_per_seed)
-        state = _map_tensors(self.merged.state_dict(), lambda x: x[rows].clone())
-        return {**state, "generator": self.envs[k].generator.get_state()}
+            return [env.state_dict() for env in self.envs]
+        merged, b = self.merged.state_dict(), self.copies_per_seed
+        return [{**_map_tensors(merged, lambda x, k=k: x[k * b:(k + 1) * b].clone()),
+                 "generator": env.generator.get_state()} for k, env in enumerate(self.envs)]
 
     def load_seed_states(self, states: list[dict]) -> None:
-        """Restore every seed's environment from its solo state (`seed_state`'s inverse)."""
+        """Restore every seed's environment from its solo state (`seed_states`' inverse)."""
         for env, state in zip(self.envs, states, strict=True):
             env.load_state_dict(state)  # (in a merged batch: its generator is seed k's stream)
         if self.merged is not None:
@@ -178,7 +178,7 @@ class SeedBatch(BatchedEnv):
             self.merged.load_state_dict({**rows, "generator": self.merged.generator.get_state()})
 
     def state_dict(self) -> dict:
-        raise TypeError("a seed batch is checkpointed per seed: save seed_state(k) in seed k's checkpoint")
+        raise TypeError("a seed batch is checkpointed per seed: save seed_states()[k] in seed k's checkpoint")
 
     def load_state_dict(self, state: dict) -> None:
         raise TypeError("a seed batch is restored per seed: load_seed_states(each seed's state)")

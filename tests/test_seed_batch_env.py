@@ -78,8 +78,8 @@ def test_a_merged_seed_batch_steps_every_seed_bitwise_as_its_own_environment(tas
         step, alone = merged.step(actions), separate.step(actions)
         _assert_same(step, alone, f"step {t}")
         ended += int(alone.done.sum())
-    for k in range(len(SEEDS)):  # each seed's checkpoint is its own environment's state
-        assert_same_state(merged.seed_state(k), separate.envs[k].state_dict(), f"seed {k}")
+    for k, state in enumerate(merged.seed_states()):  # each seed's checkpoint is its own environment's state
+        assert_same_state(state, separate.envs[k].state_dict(), f"seed {k}")
     assert ended > 0, "no episode ended: the test would not see fresh draws"
 
 
@@ -94,7 +94,7 @@ def test_a_merged_batch_restores_from_its_seeds_states_and_steps_a_subset(task):
         merged.step(actions), separate.step(actions)
     # a fresh merged batch restored from the seeds' states continues as the original
     restored, _ = _pair(task)
-    restored.load_seed_states([merged.seed_state(k) for k in range(len(SEEDS))])
+    restored.load_seed_states(merged.seed_states())
     for t in range(5):
         actions = _actions(merged.spec, generator)
         _assert_same(restored.step(actions), merged.step(actions), f"restored, step {t}")
