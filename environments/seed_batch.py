@@ -17,6 +17,7 @@ from dataclasses import fields
 
 import torch
 
+from coopbench.base.seed_state import seed_slice, seed_stack
 from environments.base import BatchedEnv, CopyRandom, EnvSpec, TaskEnv, TimeStep
 
 _FIELDS = tuple(f.name for f in fields(TimeStep))  # read once: `fields()` per step is a measurable cost
@@ -63,19 +64,6 @@ def join(timesteps: list[TimeStep]) -> TimeStep:
         else:
             values[name] = None if parts[0] is None else _cat(parts)
     return TimeStep(**values)
-
-
-def _map_tensors(state, fn):
-    if isinstance(state, dict):
-        return {key: _map_tensors(value, fn) for key, value in state.items()}
-    return fn(state) if isinstance(state, torch.Tensor) else state
-
-
-def _concatenate(states: list):
-    first = states[0]
-    if isinstance(first, dict):
-        return {key: _concatenate([s[key] for s in states]) for key in first}
-    return torch.cat(states) if isinstance(first, torch.Tensor) else first
 
 
 def build(task: str, n_envs: int, seeds: Sequence[int], device, **params) -> SeedBatch:
@@ -161,20 +149,21 @@ class SeedBatch(BatchedEnv):
     # -- per-seed state: each seed's checkpoint holds what its solo environment's state_dict would
     def seed_states(self) -> list[dict]:
         """Each seed's environment state, as its solo environment's `state_dict()`: in a merged batch its rows of every
-        per-copy tensor (a task's whole state but its generator is per copy: `TaskEnv.state_dict`) and its stream."""
+        per-copy tensor (a task's whole state but its generator is per copy, seed-major: `coopbench.base.seed_state`)
+        and its stream."""
         if self.merged is None:
             return [env.state_dict() for env in self.envs]
-        merged, b = self.merged.state_dict(), self.copies_per_seed
-        return [{**_map_tensors(merged, lambda x, k=k: x[k * b:(k + 1) * b].clone()),
-                 "generator": env.generator.get_state()} for k, env in enumerate(self.envs)]
+        rows = {key: value for key, value in self.merged.state_dict().items() if key != "generator"}
+        return [{**seed_slice(rows, k, self.n_seeds), "generator": env.generator.get_state()}
+                for k, env in enumerate(self.envs)]
 
     def load_seed_states(self, states: list[dict]) -> None:
         """Restore every seed's environment from its solo state (`seed_states`' inverse)."""
         for env, state in zip(self.envs, states, strict=True):
             env.load_state_dict(state)  # (in a merged batch: its generator is seed k's stream)
         if self.merged is not None:
-            rows = _concatenate([{key: value for key, value in state.items() if key != "generator"}
-                                 for state in states])
+            rows = seed_stack([{key: value for key, value in state.items() if key != "generator"}
+                               for state in states])
             self.merged.load_state_dict({**rows, "generator": self.merged.generator.get_state()})
 
     def state_dict(self) -> dict:

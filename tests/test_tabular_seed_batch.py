@@ -4,15 +4,16 @@ gradient (`bn_tabular_*`) or ACPI in one process are K solo runs, bitwise on CPU
 BN: the K seeds' logits step together through the batched exact maths (its one product whose rounding depended on
 the batch size is `bn_tabular._expected_next`), the game's model is shared, each seed draws its copies' actions from
 its own stream. ACPI: the plan does not depend on the seed, so a batch plans once and shares it. Both keep what is
-the same for every seed under the state key `shared` (`run.seed_slice` / `seed_stack`)."""
+the same for every seed under the state key `shared` (`coopbench.base.seed_state`)."""
 
 import pytest
 import torch
 
 from algorithms.registry import capabilities
+from coopbench.base.seed_state import SHARED, seed_slice, seed_stack
 from coopbench.cli import main
 from coopbench.config import resolve
-from coopbench.run import SHARED, build_seeds, seed_slice, seed_stack
+from coopbench.run import build_seeds
 from tests.seed_batch_checks import (
     assert_killed_batch_resumes_identically,
     assert_same_run_files,

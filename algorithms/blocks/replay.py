@@ -18,7 +18,7 @@ every seed's block then has the same time length, `episode_limit + 1`, whatever 
 see each seed in its solo run's shape (PyMARL cuts after the longest sampled episode, a length each seed would draw
 differently; the padding it cuts is masked out of every loss, so the cut changes compute, not the update's
 terms). Each seed's packed episodes have their own length, so the checkpoint holds them in a `per_seed` list
-(coopbench/run.py `seed_slice`: entry k is seed k's).
+(coopbench/base/seed_state.py: entry k is seed k's).
 """
 
 from __future__ import annotations
