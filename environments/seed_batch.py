@@ -3,7 +3,7 @@ environment, one per seed, seen as one `BatchedEnv` of K*B copies, seed-major (c
 seed k's). Each seed's environment is exactly the one its solo run builds (`make(task, n_envs=B, seed=k)`), so
 its random stream, and therefore every observation it produces, is the solo run's.
 
-A native task (`TaskEnv`) steps its K seeds as one object of K*B copies (`build`: merged), whose draws come from
+A native task (`TaskEnv`) steps its K seeds as one object of K*B copies (`merge`), whose draws come from
 the K seeds' own generators, each for its seed's block (`base.CopyRandom`): one call per step instead of K, and
 each seed's rows bitwise its solo environment's (tests/test_seed_batch_env.py; a task whose dynamics would round a
 row differently in a bigger batch sets `SEED_MERGE = False`). Library adapters are stepped one after another (each
@@ -66,14 +66,6 @@ def join(timesteps: list[TimeStep]) -> TimeStep:
     return TimeStep(**values)
 
 
-def build(task: str, n_envs: int, seeds: Sequence[int], device, **params) -> SeedBatch:
-    """The seed batch of `seeds`, each seed's environment as its solo run builds it (`make(task, n_envs, seed)`);
-    a native task's K seeds merged into one object of K*B copies with the K streams (unless `SEED_MERGE` is off)."""
-    from environments.registry import make
-
-    return merge([make(task, n_envs=n_envs, seed=seed, device=device, **params) for seed in seeds])
-
-
 def merge(envs: list[BatchedEnv]) -> SeedBatch:
     """The seed batch of the seeds' environments `envs`, merged where they are one native task built by
     `environments.make` (which records the parameters: `made_with`) and the task allows it."""
@@ -96,7 +88,7 @@ def split(timestep: TimeStep, n_seeds: int) -> list[TimeStep]:
 
 class SeedBatch(BatchedEnv):
     """K environments, one per seed, as one of K*B copies. `envs[k]` is seed k's as its solo run builds it; with
-    `merged` (a native task's K*B copies drawing from the K seeds' generators, `build`), that one object holds
+    `merged` (a native task's K*B copies drawing from the K seeds' generators, `merge`), that one object holds
     every seed's state and steps them all, and `envs[k]` serve as seed k's stream and for stepping a subset."""
 
     def __init__(self, envs: list[BatchedEnv], merged: TaskEnv | None = None):  # no BatchedEnv.__init__: no stream

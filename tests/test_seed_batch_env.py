@@ -8,7 +8,7 @@ import torch
 
 from environments.base import TaskEnv, TimeStep
 from environments.registry import ENVIRONMENTS, make
-from environments.seed_batch import SeedBatch, build, join
+from environments.seed_batch import SeedBatch, join, merge
 from tests.seed_batch_checks import assert_same_state
 
 SEEDS = [4, 0, 7]
@@ -50,8 +50,12 @@ def _assert_same(merged: TimeStep, separate: TimeStep, where: str) -> None:
         assert torch.equal(merged.extras[key].nan_to_num(-7.0), value.nan_to_num(-7.0)), (where, key)
 
 
+def _batch(task: str) -> SeedBatch:
+    return merge([make(task, n_envs=COPIES, seed=seed) for seed in SEEDS])
+
+
 def _pair(task: str) -> tuple[SeedBatch, SeedBatch]:
-    batch = build(task, COPIES, SEEDS, "cpu")
+    batch = _batch(task)
     assert batch.merged is not None and batch.merged.n_envs == len(SEEDS) * COPIES
     return batch, SeedBatch([make(task, n_envs=COPIES, seed=seed) for seed in SEEDS])
 
@@ -62,7 +66,7 @@ NOT_MERGED = {"differential/cora-2agent", "differential/cora-5agent", "particle/
 
 def test_every_native_task_merges_but_those_whose_rows_round_by_batch_size():
     assert len(NATIVE) >= 20 and set(NATIVE) - set(MERGED) == NOT_MERGED
-    batch = build("differential/cora-2agent", COPIES, SEEDS, "cpu")
+    batch = _batch("differential/cora-2agent")
     assert batch.merged is None and len(batch.envs) == len(SEEDS)
 
 
