@@ -246,6 +246,9 @@ class TaskEnv(BatchedEnv):
       current state;
     - optionally `_extras()`: `TimeStep.extras` that describe the current state (e.g. neighbourhoods),
       also in the first TimeStep.
+    Every random draw goes through `self.random` (`CopyRandom`: `rand`, `randn`, `randint`, `[n_envs, ...]`), never
+    `self.generator` directly, and a draw made only when some copy needs it sits inside `self.random.only(copies)`:
+    then a seed batch can step several seeds' copies as one object of this task (environments/seed_batch.py).
 
     The step counter `t` is kept here. Reaching `episode_length` is a truncation unless the task sets
     `TIME_IN_OBS = True` (the step number is observed, so the end is part of the MDP). Episode statistics
