@@ -65,7 +65,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from algorithms.base import Algorithm, IterationResult
+from algorithms.base import Algorithm, IterationResult, seed_results
 from algorithms.blocks.seed_streams import SeedStreams, inverse_cdf
 from coopbench.base.backward_induction import backward_induction
 from coopbench.base.errors import CoopbenchError
@@ -586,19 +586,12 @@ class ACPI(Algorithm):
         for _ in range(self.config.rollout_length):
             actions, self._memory = self.act(timestep, self._memory, deterministic=True)
             timestep = env.step(actions)
-            returns.append(timestep.episode_return.cpu())
-            ended.append(timestep.done.cpu())
+            returns.append(timestep.episode_return)
+            ended.append(timestep.done)
         losses = {"acpi_value": value, "policy_changes": float(changes), "policy_stable": float(self.stable)}
-        k, b = self.n_seeds, self.config.n_envs
-        # each seed's finished episodes in time order, then copy order (as its solo run lists them)
-        returns_k = torch.stack(returns).view(-1, k, b).transpose(0, 1)
-        ended_k = torch.stack(ended).view(-1, k, b).transpose(0, 1)
-        parts = [IterationResult(timestep, self.steps_per_iteration, r[d], losses)
-                 for r, d in zip(returns_k, ended_k, strict=True)]
-        if k == 1:
-            return parts[0]
-        return IterationResult(timestep, k * self.steps_per_iteration,
-                               torch.cat([p.episode_returns for p in parts]), losses, parts)
+        # the plan is every seed's: each seed reports its values
+        return seed_results(timestep, returns, ended, self.n_seeds, self.steps_per_iteration,
+                            {name: [v] * self.n_seeds for name, v in losses.items()})
 
     def state_dict(self) -> dict:
         # the model and the plan are the same for every seed of a batch: shared, not seed-major

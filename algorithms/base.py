@@ -23,6 +23,23 @@ class IterationResult:
     seeds: list[IterationResult] = field(default_factory=list)
 
 
+def seed_results(timestep: TimeStep, returns: list[torch.Tensor], ended: list[torch.Tensor], n_seeds: int,
+                 steps_per_seed: int, losses: dict[str, list[float]] | None = None) -> IterationResult:
+    """The driver's result of an iteration over seed-major copies: `returns` and `ended` hold each step's
+    `episode_return` and `done` `[K * B]`; each seed's finished episodes are listed in time order, then copy order
+    (as its solo run lists them), with its `steps_per_seed` and its entry of every `losses` list (`[K]` each; the
+    batch's losses are their means). One seed: its own result."""
+    returns_k = torch.stack(returns).cpu().view(len(returns), n_seeds, -1).transpose(0, 1)
+    ended_k = torch.stack(ended).cpu().view(len(ended), n_seeds, -1).transpose(0, 1)
+    losses = losses or {}
+    parts = [IterationResult(timestep, steps_per_seed, r[d], {name: v[k] for name, v in losses.items()})
+             for k, (r, d) in enumerate(zip(returns_k, ended_k, strict=True))]
+    if n_seeds == 1:
+        return parts[0]
+    return IterationResult(timestep, n_seeds * steps_per_seed, torch.cat([p.episode_returns for p in parts]),
+                           {name: sum(v) / len(v) for name, v in losses.items()}, parts)
+
+
 class Algorithm(ABC):
     """A method: its constructor assembles its parts (algorithms/blocks); the registry names it and its family."""
 

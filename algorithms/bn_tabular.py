@@ -43,7 +43,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from algorithms.acpi import ExactGame, joint_optimum
-from algorithms.base import Algorithm, IterationResult
+from algorithms.base import Algorithm, IterationResult, seed_results
 from algorithms.blocks.dag import named_dag, topological_levels
 from algorithms.blocks.seed_streams import SeedStreams, inverse_cdf
 from coopbench.base.errors import CoopbenchError
@@ -580,20 +580,10 @@ class BNTabular(Algorithm):
         for _ in range(self.config.rollout_length):
             draws = inverse_cdf(joint[policy, self._states(timestep)], self.streams.uniform((b,)).flatten())
             timestep = env.step(joint_actions[draws].to(timestep.obs.device))
-            returns.append(timestep.episode_return.cpu())
-            ended.append(timestep.done.cpu())
-        # each seed's finished episodes in time order, then copy order (as its solo run lists them)
-        returns_k = torch.stack(returns).view(-1, k, b).transpose(0, 1)
-        ended_k = torch.stack(ended).view(-1, k, b).transpose(0, 1)
-        grad_norms = grad.flatten(1).norm(dim=1)
-        parts = [IterationResult(timestep, b * self.config.rollout_length, r[d],
-                                 {"bn_value": float(ev.value[seed]), "bn_grad_norm": float(grad_norms[seed])})
-                 for seed, (r, d) in enumerate(zip(returns_k, ended_k, strict=True))]
-        if k == 1:
-            return parts[0]
-        mean = {name: sum(p.losses[name] for p in parts) / k for name in parts[0].losses}
-        return IterationResult(timestep, k * parts[0].env_steps, torch.cat([p.episode_returns for p in parts]),
-                               mean, parts)
+            returns.append(timestep.episode_return)
+            ended.append(timestep.done)
+        return seed_results(timestep, returns, ended, k, self.steps_per_iteration,
+                            {"bn_value": ev.value.tolist(), "bn_grad_norm": grad.flatten(1).norm(dim=1).tolist()})
 
     def state_dict(self) -> dict:
         # The model is the same for every seed (a seed-independent game): shared, not seed-major

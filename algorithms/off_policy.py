@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from algorithms.base import Algorithm, IterationResult
+from algorithms.base import Algorithm, IterationResult, seed_results
 from algorithms.blocks.parts import load_parts, state_of
 from algorithms.blocks.seed_streams import SeedStreams
 from algorithms.blocks.td3 import explore, uniform_actions
@@ -145,15 +145,7 @@ class OffPolicyLearner:
             ended.append(after.done)
             returns.append(after.episode_return)
             timestep = after
-        # each seed's finished episodes in time order, then copy order (as a solo run lists them)
-        k = self.n_seeds
-        ended_k = torch.stack(ended).view(len(ended), k, -1).transpose(0, 1).cpu()
-        returns_k = torch.stack(returns).view(len(returns), k, -1).transpose(0, 1).cpu()
-        steps = self.config.train_interval * self.config.n_envs
-        parts = [IterationResult(timestep, steps, r[d]) for r, d in zip(returns_k, ended_k, strict=True)]
-        if k == 1:
-            return parts[0]
-        return IterationResult(timestep, k * steps, torch.cat([p.episode_returns for p in parts]), seeds=parts)
+        return seed_results(timestep, returns, ended, self.n_seeds, self.config.train_interval * self.config.n_envs)
 
     def with_losses(self, result: IterationResult, losses: dict[str, torch.Tensor]) -> IterationResult:
         """`result` with each seed's statistics of the iteration's last update (`[K]` each)."""
