@@ -563,9 +563,7 @@ class ACPI(Algorithm):
             actions = dists.argmax(-1).repeat(n, 1) if uniforms is None else inverse_cdf(dists.expand(n, -1, -1),
                                                                                            uniforms)
         else:
-            s = self.model.state_index(timestep.obs.detach().cpu())
-            if bool((s < 0).any()):
-                raise RuntimeError(f"acpi: an observation of {self.spec.name} is no state of its model")
+            s = self.model.known_state_index(timestep.obs, f"acpi on {self.spec.name}")
             step = t.cpu().clamp(max=self.game.steps - 1)
             actions = chained_act(self.policies, step, s, uniforms)
         return actions.to(timestep.obs.device), t + 1

@@ -532,10 +532,7 @@ class BNTabular(Algorithm):
         return self._policy
 
     def _states(self, timestep: TimeStep) -> torch.Tensor:
-        s = self.model.state_index(timestep.obs.detach().cpu())
-        if bool((s < 0).any()):
-            raise RuntimeError(f"bn_tabular: an observation of {self.spec.name} is no state of its model")
-        return s
+        return self.model.known_state_index(timestep.obs, f"bn_tabular on {self.spec.name}")
 
     # -- the Algorithm contract
     @property

@@ -36,10 +36,9 @@ from coopbench.base.normalization import normalized_score, resolve
 from coopbench.base.schema import METRICS_COLUMNS, OPTIONAL_METRICS_COLUMNS, SCHEMA_VERSION
 from coopbench.base.seed_state import seed_slice, seed_stack
 from coopbench.config import ResolvedConfig
-from environments import seed_batch
 from environments.base import TimeStep
 from environments.registry import make
-from environments.seed_batch import SeedBatch, join, split
+from environments.seed_batch import SeedBatch, join, merge, split
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation copies never share a random stream with training
 
@@ -67,7 +66,7 @@ def evaluate_seeds(algorithm, config: ResolvedConfig, seeds: list[int], device: 
     """`evaluate` for each seed of a seed batch (`algorithm` holds len(seeds) seeds): seed k's greedy policy on the
     evaluation copies its solo run would use, all seeds stepped together."""
     n_episodes, n_seeds = config.run["eval_episodes"], len(seeds)
-    env = seed_batch.merge([make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device,
+    env = merge([make(config.env, n_envs=n_episodes, seed=seed + EVAL_SEED_OFFSET, device=device,
                                  **config.env_params) for seed in seeds])
     total = n_seeds * n_episodes
     timestep = env.reset()
@@ -248,7 +247,7 @@ def build_seeds(config: ResolvedConfig, seeds: list[int], device: torch.device):
         algorithm = algo_cls(envs[0].spec, algo_cls.Config(**config.algo_hparams), device, n_seeds=len(seeds))
         algorithm.set_budget(config.run["total_env_steps"])
         algorithm.load_state_dict(seed_stack(states))
-    return seed_batch.merge(envs), algorithm
+    return merge(envs), algorithm
 
 
 def execute(config: ResolvedConfig, seed: int, results_dir: Path, torch_threads: int = 1,

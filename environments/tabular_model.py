@@ -93,6 +93,14 @@ class TabularModel:
         found = (table[index] == flat).all(-1)
         return torch.where(found, index, torch.full_like(index, -1))
 
+    def known_state_index(self, obs: torch.Tensor, who: str) -> torch.Tensor:
+        """`state_index` of observations `[B, N, obs_dim]` (on any device) that must all be states of the model; a
+        RuntimeError naming `who` (the method and task) otherwise."""
+        s = self.state_index(obs.detach().cpu())
+        if bool((s < 0).any()):
+            raise RuntimeError(f"{who}: an observation is no state of the task's model")
+        return s
+
     def team_rewards(self) -> torch.Tensor:
         """Team reward `[S, J]` (the mean of per-agent rewards for team tasks, the sum otherwise)."""
         return self.rewards.mean(-1) if self.reward_mode == "team" else self.rewards.sum(-1)
